@@ -1,0 +1,178 @@
+//! From a queue batch of turn records to the one JSON parameter that each statement of the
+//! consumer's D1 batch reads with `json_each` (see `sql::apply_turns`).
+//!
+//! The rows are flat and named after the columns they fill, so the SQL reads them with one
+//! `->>` each and does not depend on the record's version.
+
+use crate::identity::Identity;
+use crate::record::{RecordUser, TurnRecord};
+use serde::Serialize;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The user part of a row: what `sql::UPSERT_USERS` reads.
+#[derive(Debug, Serialize)]
+pub struct UserRow<'a> {
+    pub user_id: Uuid,
+    pub provider: &'a str,
+    pub provider_user_id: &'a str,
+    pub display_name: Option<&'a str>,
+    pub wallet_address: Option<&'a str>,
+    /// When this identity was seen: an older delivery never overwrites a newer profile.
+    pub seen_at: i64,
+}
+
+impl<'a> UserRow<'a> {
+    fn from_record(u: &'a RecordUser, seen_at: i64) -> Self {
+        Self {
+            user_id: u.id,
+            provider: u.provider.as_str(),
+            provider_user_id: &u.provider_user_id,
+            display_name: u.display_name.as_deref(),
+            wallet_address: u.wallet_address.as_deref(),
+            seen_at,
+        }
+    }
+
+    pub fn from_identity(identity: &'a Identity, seen_at: i64) -> Self {
+        Self {
+            user_id: identity.user_id(),
+            provider: identity.provider.as_str(),
+            provider_user_id: &identity.provider_user_id,
+            display_name: identity.display_name.as_deref(),
+            wallet_address: identity.wallet_address.as_deref(),
+            seen_at,
+        }
+    }
+}
+
+/// One turn, flattened for the batch SQL.
+#[derive(Debug, Serialize)]
+pub struct TurnRow<'a> {
+    #[serde(flatten)]
+    pub user: UserRow<'a>,
+    pub turn_id: Uuid,
+    pub session_id: Uuid,
+    pub user_content: &'a str,
+    pub user_at: i64,
+    pub score_raw: i32,
+    pub score_adjusted: i32,
+    pub agent_id: Uuid,
+    pub agent_content: &'a str,
+    pub emotion: &'static str,
+    pub agent_at: i64,
+    pub event_id: Uuid,
+    pub delta: i32,
+    pub reason: &'a str,
+    pub metadata_json: String,
+    /// 0 or 1: SQLite has no boolean, and `->>` of JSON `true` is 1 anyway.
+    pub game_over: u8,
+}
+
+impl<'a> TurnRow<'a> {
+    pub fn new(r: &'a TurnRecord) -> Self {
+        Self {
+            user: UserRow::from_record(&r.user, r.user_message.created_at),
+            turn_id: r.turn_id,
+            session_id: r.session_id,
+            user_content: &r.user_message.content,
+            user_at: r.user_message.created_at,
+            score_raw: r.score.raw,
+            score_adjusted: r.score.adjusted,
+            agent_id: r.agent_message.id,
+            agent_content: &r.agent_message.content,
+            emotion: r.agent_message.emotion.as_str(),
+            agent_at: r.agent_message.created_at,
+            event_id: r.point_event.id,
+            delta: r.point_event.delta,
+            reason: &r.point_event.reason,
+            metadata_json: serde_json::to_string(&r.point_event.metadata)
+                .expect("a map serializes"),
+            game_over: u8::from(r.game_over),
+        }
+    }
+}
+
+/// The JSON array bound as `?1` to every statement of `sql::apply_turns`.
+pub fn turns_json<'a>(records: impl IntoIterator<Item = &'a TurnRecord>) -> String {
+    let rows: Vec<TurnRow<'_>> = records.into_iter().map(TurnRow::new).collect();
+    serde_json::to_string(&rows).expect("rows always serialize")
+}
+
+/// The JSON array bound to `sql::UPSERT_USERS` for one identity.
+pub fn user_json(identity: &Identity, seen_at: i64) -> String {
+    serde_json::to_string(&[UserRow::from_identity(identity, seen_at)])
+        .expect("rows always serialize")
+}
+
+/// A batch split by turn id: the first delivery of each turn, later copies of the same turn,
+/// and later deliveries that reuse a turn id for a different turn.
+#[derive(Debug)]
+pub struct Deduped<T> {
+    pub unique: Vec<T>,
+    pub duplicates: Vec<T>,
+    pub conflicts: Vec<T>,
+}
+
+/// Splits `items` so each turn id appears once in `unique`, in arrival order. Duplicates are
+/// safe to acknowledge; conflicts are not the same turn (see `TurnRecord::identity`).
+pub fn dedupe<T>(items: Vec<T>, record: impl Fn(&T) -> &TurnRecord) -> Deduped<T> {
+    let mut out = Deduped {
+        unique: Vec::new(),
+        duplicates: Vec::new(),
+        conflicts: Vec::new(),
+    };
+    let mut seen: HashMap<Uuid, usize> = HashMap::new();
+    for item in items {
+        let r = record(&item);
+        match seen.get(&r.turn_id) {
+            None => {
+                seen.insert(r.turn_id, out.unique.len());
+                out.unique.push(item);
+            }
+            Some(&i) if record(&out.unique[i]).identity() == r.identity() => {
+                out.duplicates.push(item)
+            }
+            Some(_) => out.conflicts.push(item),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::sample;
+
+    const SESSION: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
+
+    #[test]
+    fn rows_carry_every_column() {
+        let r = sample("7", SESSION, 4, 1_700_000_000_000);
+        let json: serde_json::Value = serde_json::from_str(&turns_json([&r])).unwrap();
+        let row = &json[0];
+        assert_eq!(row["turn_id"], r.turn_id.to_string());
+        assert_eq!(row["user_id"], r.user.id.to_string());
+        assert_eq!(row["provider"], "x");
+        assert_eq!(row["delta"], r.point_event.delta);
+        assert_eq!(row["game_over"], 0);
+        let meta: serde_json::Value =
+            serde_json::from_str(row["metadata_json"].as_str().unwrap()).unwrap();
+        assert_eq!(meta["engine"], "sample");
+    }
+
+    #[test]
+    fn dedupe_splits_duplicates_and_conflicts() {
+        let a = sample("7", SESSION, 1, 1_700_000_000_000);
+        let b = sample("7", SESSION, 2, 1_700_000_000_000);
+        let mut retry = a.clone();
+        retry.agent_message.content = "another reply".into(); // same turn, different reply
+        let mut clash = a.clone();
+        clash.user_message.content = "different words".into();
+        let d = dedupe(vec![a.clone(), b.clone(), retry, clash, a.clone()], |r| r);
+        assert_eq!(d.unique, vec![a, b]);
+        assert_eq!(d.duplicates.len(), 2);
+        assert_eq!(d.conflicts.len(), 1);
+        assert_eq!(d.conflicts[0].user_message.content, "different words");
+    }
+}

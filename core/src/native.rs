@@ -1,0 +1,74 @@
+//! The migrations and the consumer's batch on native SQLite (rusqlite), for tests and
+//! benchmarks: the same files and statements as D1 runs, one transaction per batch as D1's
+//! `batch` is.
+
+use crate::batch::{dedupe, turns_json};
+use crate::record::TurnRecord;
+use crate::sql;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+/// The repository's `migrations/` folder.
+pub fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+}
+
+/// The migration files in the order wrangler applies them (by their number).
+pub fn migration_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Applies every migration to `conn`, with foreign keys enforced as D1 does.
+pub fn migrate(conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
+    conn.pragma_update(None, "foreign_keys", true)?;
+    for file in migration_files(&migrations_dir())? {
+        let sql = std::fs::read_to_string(&file)?;
+        conn.execute_batch(&sql)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// A fresh in-memory database with every migration applied.
+pub fn open_in_memory() -> Result<Connection, Box<dyn std::error::Error>> {
+    let conn = Connection::open_in_memory()?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Turns newly stored.
+    pub applied: usize,
+    /// Deliveries of turns already stored, in this batch or before.
+    pub duplicates: usize,
+    /// Deliveries reusing a turn id for a different turn (nothing stored for them).
+    pub conflicts: usize,
+}
+
+/// Applies a batch of turns as the consumer does: dedupe, then every statement of
+/// `sql::apply_turns` with the batch's JSON, in one transaction.
+pub fn apply_turns(conn: &mut Connection, records: &[TurnRecord]) -> rusqlite::Result<Applied> {
+    let split = dedupe(records.iter().collect(), |r| r);
+    let json = turns_json(split.unique.iter().copied());
+    let tx = conn.transaction()?;
+    let mut applied = 0;
+    for (i, statement) in sql::apply_turns().iter().enumerate() {
+        let changes = tx.prepare_cached(statement)?.execute([&json])?;
+        if i == sql::APPLIED_STATEMENT {
+            applied = changes;
+        }
+    }
+    tx.commit()?;
+    Ok(Applied {
+        applied,
+        duplicates: split.duplicates.len() + split.unique.len() - applied,
+        conflicts: split.conflicts.len(),
+    })
+}

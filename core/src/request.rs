@@ -1,0 +1,301 @@
+//! The chat API's request bodies: parsing and validation, with an error code and a message a
+//! client can act on. Unknown fields are ignored so older and newer game clients both work.
+
+use crate::character::{Character, Locale};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Largest request body read, in bytes. Larger bodies are refused before parsing.
+pub const MAX_BODY_BYTES: usize = 32 * 1024;
+/// Longest chat message, in characters (Unicode scalar values).
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+/// Longest username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 40;
+
+/// A refused request: `code` is stable for programs, `message` is for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRequest {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl InvalidRequest {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// `POST /api/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub character: Character,
+    pub username: String,
+    pub locale: Locale,
+}
+
+/// `POST /api/chat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatTurn {
+    pub session_id: Uuid,
+    pub message: String,
+    /// Overrides the session's locale for this reply when present.
+    pub locale: Option<Locale>,
+}
+
+/// Parses a JSON object body, refusing anything that is not one.
+fn object(body: &[u8]) -> Result<Map<String, Value>, InvalidRequest> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(InvalidRequest::new(
+            "invalid_body",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(InvalidRequest::new(
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// The error for a body over [`MAX_BODY_BYTES`].
+pub fn too_large() -> InvalidRequest {
+    InvalidRequest::new(
+        "body_too_large",
+        format!("the body must be at most {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+fn required_str<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, InvalidRequest> {
+    match map.get(field) {
+        None | Some(Value::Null) => Err(InvalidRequest::new(
+            "missing_field",
+            format!("'{field}' is required"),
+        )),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(InvalidRequest::new(
+            "invalid_field",
+            format!("'{field}' must be a string"),
+        )),
+    }
+}
+
+fn locale(map: &Map<String, Value>) -> Result<Option<Locale>, InvalidRequest> {
+    match map.get("locale") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Locale::parse(s).map(Some).ok_or_else(|| {
+            InvalidRequest::new("invalid_field", "'locale' must be \"ja\" or \"en\"")
+        }),
+        Some(_) => Err(InvalidRequest::new(
+            "invalid_field",
+            "'locale' must be \"ja\" or \"en\"",
+        )),
+    }
+}
+
+/// Text a person typed: trimmed, non-empty, bounded, no control characters but newlines/tabs.
+fn text(field: &str, value: &str, max_chars: usize) -> Result<String, InvalidRequest> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(InvalidRequest::new(
+            "empty_field",
+            format!("'{field}' must not be empty"),
+        ));
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(InvalidRequest::new(
+            "field_too_long",
+            format!("'{field}' must be at most {max_chars} characters"),
+        ));
+    }
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(InvalidRequest::new(
+            "invalid_field",
+            format!("'{field}' must not contain control characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl NewSession {
+    pub fn parse(body: &[u8]) -> Result<Self, InvalidRequest> {
+        let map = object(body)?;
+        let character = required_str(&map, "characterType")?;
+        let character = Character::parse(character).ok_or_else(|| {
+            let known: Vec<_> = Character::ALL.iter().map(|c| c.as_str()).collect();
+            InvalidRequest::new(
+                "invalid_field",
+                format!("'characterType' must be one of {}", known.join(", ")),
+            )
+        })?;
+        let username = text(
+            "username",
+            required_str(&map, "username")?,
+            MAX_USERNAME_CHARS,
+        )?;
+        let locale = locale(&map)?
+            .ok_or_else(|| InvalidRequest::new("missing_field", "'locale' is required"))?;
+        Ok(Self {
+            character,
+            username,
+            locale,
+        })
+    }
+}
+
+impl ChatTurn {
+    pub fn parse(body: &[u8]) -> Result<Self, InvalidRequest> {
+        let map = object(body)?;
+        let session_id = parse_id(required_str(&map, "sessionId")?).ok_or_else(|| {
+            InvalidRequest::new("invalid_field", "'sessionId' must be a session id (a UUID)")
+        })?;
+        let message = text("message", required_str(&map, "message")?, MAX_MESSAGE_CHARS)?;
+        Ok(Self {
+            session_id,
+            message,
+            locale: locale(&map)?,
+        })
+    }
+}
+
+/// Parses an id as we print them: a hyphenated UUID. Anything else (paths, braces, URNs)
+/// is not an id of ours.
+pub fn parse_id(s: &str) -> Option<Uuid> {
+    if s.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code<T: std::fmt::Debug>(r: Result<T, InvalidRequest>) -> &'static str {
+        r.unwrap_err().code
+    }
+
+    #[test]
+    fn new_session_parses() {
+        let s = NewSession::parse(
+            br#"{"characterType":"rin","username":" Aki ","locale":"ja","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            NewSession {
+                character: Character::Rin,
+                username: "Aki".into(),
+                locale: Locale::Ja
+            }
+        );
+    }
+
+    #[test]
+    fn new_session_refuses_bad_bodies() {
+        assert_eq!(code(NewSession::parse(b"{")), "malformed_json");
+        assert_eq!(code(NewSession::parse(b"[]")), "invalid_body");
+        assert_eq!(
+            code(NewSession::parse(br#"{"username":"a","locale":"ja"}"#)),
+            "missing_field"
+        );
+        assert_eq!(
+            code(NewSession::parse(
+                br#"{"characterType":"zeus","username":"a","locale":"ja"}"#
+            )),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(NewSession::parse(
+                br#"{"characterType":"rin","username":5,"locale":"ja"}"#
+            )),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(NewSession::parse(
+                br#"{"characterType":"rin","username":"  ","locale":"ja"}"#
+            )),
+            "empty_field"
+        );
+        assert_eq!(
+            code(NewSession::parse(
+                br#"{"characterType":"rin","username":"a","locale":"fr"}"#
+            )),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(NewSession::parse(
+                br#"{"characterType":"rin","username":"a"}"#
+            )),
+            "missing_field"
+        );
+        let long = format!(
+            r#"{{"characterType":"rin","username":"{}","locale":"en"}}"#,
+            "a".repeat(41)
+        );
+        assert_eq!(code(NewSession::parse(long.as_bytes())), "field_too_long");
+    }
+
+    #[test]
+    fn chat_turn_parses() {
+        let id = "0190a8c4-1234-7abc-8def-0123456789ab";
+        let t = ChatTurn::parse(format!(r#"{{"sessionId":"{id}","message":"hi 🙂"}}"#).as_bytes())
+            .unwrap();
+        assert_eq!(t.session_id.to_string(), id);
+        assert_eq!((t.message.as_str(), t.locale), ("hi 🙂", None));
+    }
+
+    #[test]
+    fn chat_turn_refuses_bad_bodies() {
+        let id = "0190a8c4-1234-7abc-8def-0123456789ab";
+        let body = |m: &str| format!(r#"{{"sessionId":"{id}","message":{m}}}"#);
+        assert_eq!(
+            code(ChatTurn::parse(body("\"\"").as_bytes())),
+            "empty_field"
+        );
+        assert_eq!(
+            code(ChatTurn::parse(body("null").as_bytes())),
+            "missing_field"
+        );
+        assert_eq!(
+            code(ChatTurn::parse(body("[1]").as_bytes())),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(ChatTurn::parse(body("\"a\\u0000b\"").as_bytes())),
+            "invalid_field"
+        );
+        let long = format!("\"{}\"", "あ".repeat(MAX_MESSAGE_CHARS + 1));
+        assert_eq!(
+            code(ChatTurn::parse(body(&long).as_bytes())),
+            "field_too_long"
+        );
+        let max = format!("\"{}\"", "あ".repeat(MAX_MESSAGE_CHARS));
+        assert!(ChatTurn::parse(body(&max).as_bytes()).is_ok());
+        assert_eq!(
+            code(ChatTurn::parse(
+                br#"{"sessionId":"../etc/passwd","message":"a"}"#
+            )),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(ChatTurn::parse(&vec![b' '; MAX_BODY_BYTES + 1])),
+            "body_too_large"
+        );
+    }
+
+    #[test]
+    fn ids_must_be_hyphenated_uuids() {
+        assert!(parse_id("0190a8c4-1234-7abc-8def-0123456789ab").is_some());
+        assert!(parse_id("0190a8c412347abc8def0123456789ab").is_none());
+        assert!(parse_id("{0190a8c4-1234-7abc-8def-0123456789ab}").is_none());
+    }
+}

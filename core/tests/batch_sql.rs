@@ -1,0 +1,267 @@
+//! The consumer's batch SQL on real SQLite: a randomized run of duplicated, shuffled turns cut
+//! into random batches and applied twice must store each turn once and keep every user's
+//! snapshot equal to the ledger.
+
+use chat_core::batch::user_json;
+use chat_core::identity::{AuthProvider, Identity};
+use chat_core::native::{apply_turns, open_in_memory, Applied};
+use chat_core::record::{sample, TurnRecord};
+use chat_core::scoring::intimacy_level;
+use chat_core::sql;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rusqlite::{params, Connection};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+const T0: i64 = 1_700_000_000_000;
+
+fn start_session(conn: &Connection, identity: &Identity, session: Uuid) {
+    conn.execute(sql::UPSERT_USERS, [user_json(identity, T0)])
+        .unwrap();
+    conn.execute(
+        sql::INSERT_SESSION,
+        params![
+            session.to_string(),
+            identity.user_id().to_string(),
+            "kai",
+            "p",
+            "en",
+            T0
+        ],
+    )
+    .unwrap();
+}
+
+fn scalar(conn: &Connection, q: &str) -> i64 {
+    conn.query_row(q, [], |r| r.get(0)).unwrap()
+}
+
+/// Cuts `turns` into batches of random sizes and applies them, summing the counts.
+fn apply_in_random_batches(
+    conn: &mut Connection,
+    turns: &[TurnRecord],
+    rng: &mut StdRng,
+) -> Applied {
+    let mut total = Applied::default();
+    let mut rest = turns;
+    while !rest.is_empty() {
+        let n = rng.gen_range(1..=rest.len().min(60));
+        let (batch, tail) = rest.split_at(n);
+        let a = apply_turns(conn, batch).unwrap();
+        total.applied += a.applied;
+        total.duplicates += a.duplicates;
+        total.conflicts += a.conflicts;
+        rest = tail;
+    }
+    total
+}
+
+#[test]
+fn randomized_deliveries_store_each_turn_once() {
+    let seed: u64 = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut conn = open_in_memory().unwrap();
+
+    // Several players, two sessions each, a few hundred turns.
+    let players: Vec<String> = (0..6).map(|i| format!("player-{i}")).collect();
+    let mut sessions = Vec::new();
+    for p in &players {
+        let identity = Identity::new(AuthProvider::X, p).unwrap();
+        for _ in 0..2 {
+            let s = Uuid::from_u128(rng.gen());
+            start_session(&conn, &identity, s);
+            sessions.push((p.clone(), s));
+        }
+    }
+    let mut turns: Vec<TurnRecord> = (0..400u64)
+        .map(|n| {
+            let (p, s) = &sessions[rng.gen_range(0..sessions.len())];
+            sample(
+                p,
+                *s,
+                n * 7919 + rng.gen_range(0..7),
+                T0 + n as i64 * 1000 + rng.gen_range(0..999),
+            )
+        })
+        .collect();
+    let unique = turns.clone();
+
+    // Duplicates: exact copies and client retries whose reply differs (same turn).
+    for _ in 0..120 {
+        let mut copy = unique[rng.gen_range(0..unique.len())].clone();
+        if rng.gen_bool(0.5) {
+            copy.agent_message.content.push_str(" (retry)");
+        }
+        turns.push(copy);
+    }
+    turns.shuffle(&mut rng);
+
+    let first = apply_in_random_batches(&mut conn, &turns, &mut rng);
+    assert_eq!(first.applied, unique.len(), "every turn applied once");
+    assert_eq!(first.applied + first.duplicates, turns.len());
+    assert_eq!(first.conflicts, 0);
+
+    turns.shuffle(&mut rng);
+    let second = apply_in_random_batches(&mut conn, &turns, &mut rng);
+    assert_eq!(
+        second.applied, 0,
+        "a second delivery of everything changes nothing"
+    );
+    assert_eq!(second.duplicates, turns.len());
+
+    // Each turn stored once, with its player's words.
+    assert_eq!(
+        scalar(&conn, "SELECT COUNT(*) FROM point_events"),
+        unique.len() as i64
+    );
+    assert_eq!(
+        scalar(&conn, "SELECT COUNT(*) FROM chat_messages"),
+        2 * unique.len() as i64
+    );
+    for t in &unique {
+        let content: String = conn
+            .query_row(
+                "SELECT content FROM chat_messages WHERE id = ?1 AND role = 'user'",
+                [t.turn_id.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(content, t.user_message.content);
+    }
+
+    // Snapshot = ledger, level follows the rules, last message is the latest.
+    let mut expected: HashMap<Uuid, i64> = HashMap::new();
+    for t in &unique {
+        *expected.entry(t.user.id).or_default() += i64::from(t.point_event.delta);
+    }
+    let mut st = conn
+        .prepare(
+            "SELECT s.user_id, s.total_points, s.intimacy_level, s.last_message_at,
+                    (SELECT SUM(delta) FROM point_events p WHERE p.user_id = s.user_id),
+                    (SELECT MAX(created_at) FROM chat_messages m WHERE m.user_id = s.user_id)
+             FROM user_stats s",
+        )
+        .unwrap();
+    let rows: Vec<(String, i64, i64, i64, i64, i64)> = st
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), expected.len());
+    for (user, total, level, last, ledger, latest) in rows {
+        assert_eq!(total, ledger, "{user}: snapshot equals ledger");
+        assert_eq!(total, expected[&Uuid::parse_str(&user).unwrap()]);
+        assert_eq!(level, intimacy_level(total), "{user}: level follows total");
+        assert_eq!(
+            last, latest,
+            "{user}: last_message_at is the latest message"
+        );
+    }
+
+    // Sessions in which the game ended carry the earliest game-over time.
+    let mut ended: HashMap<Uuid, i64> = HashMap::new();
+    for t in unique.iter().filter(|t| t.game_over) {
+        let e = ended.entry(t.session_id).or_insert(i64::MAX);
+        *e = (*e).min(t.user_message.created_at);
+    }
+    assert!(!ended.is_empty(), "the sample includes game-over turns");
+    for (_, s) in &sessions {
+        let at: Option<i64> = conn
+            .query_row(
+                "SELECT ended_at FROM chat_sessions WHERE id = ?1",
+                [s.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(at, ended.get(s).copied(), "session {s}");
+    }
+}
+
+#[test]
+fn a_batch_of_one_and_of_many_use_the_same_statements() {
+    // The statement list is fixed; only the JSON parameter grows.
+    let mut conn = open_in_memory().unwrap();
+    let identity = Identity::new(AuthProvider::X, "solo").unwrap();
+    let s = Uuid::from_u128(1);
+    start_session(&conn, &identity, s);
+    let turns: Vec<_> = (0..100)
+        .map(|n| sample("solo", s, n, T0 + n as i64))
+        .collect();
+    assert_eq!(apply_turns(&mut conn, &turns[..1]).unwrap().applied, 1);
+    assert_eq!(apply_turns(&mut conn, &turns).unwrap().applied, 99);
+    assert_eq!(sql::apply_turns().len(), 5);
+}
+
+#[test]
+fn conflicting_turn_ids_in_one_batch_store_the_first_only() {
+    let mut conn = open_in_memory().unwrap();
+    let s = Uuid::from_u128(2);
+    let a = sample("c", s, 5, T0);
+    let mut clash = a.clone();
+    clash.user_message.content = "something else".into();
+    clash.point_event.delta = 20;
+    let got = apply_turns(&mut conn, &[a.clone(), clash]).unwrap();
+    assert_eq!(
+        got,
+        Applied {
+            applied: 1,
+            duplicates: 0,
+            conflicts: 1
+        }
+    );
+    assert_eq!(
+        scalar(&conn, "SELECT total_points FROM user_stats"),
+        i64::from(a.point_event.delta)
+    );
+}
+
+#[test]
+fn an_older_profile_never_overwrites_a_newer_one() {
+    let conn = open_in_memory().unwrap();
+    let mut newer = Identity::new(AuthProvider::Privy, "p1").unwrap();
+    newer.display_name = Some("New Name".into());
+    newer.wallet_address = Some("0xnew".into());
+    let mut older = newer.clone();
+    older.display_name = Some("Old Name".into());
+    older.wallet_address = Some("0xold".into());
+    conn.execute(sql::UPSERT_USERS, [user_json(&newer, T0 + 10)])
+        .unwrap();
+    conn.execute(sql::UPSERT_USERS, [user_json(&older, T0)])
+        .unwrap();
+    let mut bare = newer.clone();
+    bare.display_name = None;
+    bare.wallet_address = None;
+    conn.execute(sql::UPSERT_USERS, [user_json(&bare, T0 + 20)])
+        .unwrap();
+    let (name, wallet, n): (String, String, i64) = conn
+        .query_row(
+            "SELECT display_name, wallet_address, (SELECT COUNT(*) FROM users) FROM users",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (name.as_str(), wallet.as_str(), n),
+        ("New Name", "0xnew", 1)
+    );
+    let ids: HashSet<String> = HashSet::from([newer.user_id().to_string()]);
+    let id: String = conn
+        .query_row("SELECT id FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert!(ids.contains(&id));
+}
