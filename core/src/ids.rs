@@ -55,8 +55,7 @@ impl TurnIds {
 
     /// A fresh turn: a UUIDv7 stem from the clock and 10 random bytes.
     pub fn random(now_ms: i64, random: [u8; 10]) -> Self {
-        let ms = u64::try_from(now_ms).unwrap_or(0);
-        Self::from_stem(Builder::from_unix_timestamp_millis(ms, &random).into_uuid())
+        Self::from_stem(time_ordered(now_ms, random))
     }
 
     /// The turn named by a client's idempotency key within a session: the same on every retry.
@@ -73,6 +72,12 @@ fn with_part(stem: Uuid, part: TurnPart) -> Uuid {
     let mut bytes = *stem.as_bytes();
     bytes[15] = part as u8;
     Uuid::from_bytes(bytes)
+}
+
+/// A UUIDv7 from the clock and 10 random bytes (sessions and turn stems).
+pub fn time_ordered(now_ms: i64, random: [u8; 10]) -> Uuid {
+    let ms = u64::try_from(now_ms).unwrap_or(0);
+    Builder::from_unix_timestamp_millis(ms, &random).into_uuid()
 }
 
 /// The internal id of the user behind an external identity.

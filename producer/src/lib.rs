@@ -1,1 +1,38 @@
-//! stub
+//! The chat Worker: answers a player at once and puts the turn on the queue.
+//!
+//! It never writes D1 on the chat hot path: a 200 from `POST /api/chat` means the turn record
+//! is durably queued, and the consumer Worker stores it.
+//!
+//! - [`routes`]: method + path → handler, 404 and 405.
+//! - [`services`]: the bindings and configuration, built from `Env` in one place.
+//! - [`auth`]: who is asking (development header for now).
+//! - [`body`]: reading a JSON body within its size limit.
+//! - [`chat`]: `POST /api/chat`, the hot path.
+//! - [`sessions`]: starting a session and listing its messages.
+//! - [`stats`]: a player's points and intimacy level.
+//! - [`db`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
+//! - [`error`]: the one error type of this boundary, mapped to a status once.
+
+mod auth;
+mod body;
+mod chat;
+mod db;
+mod error;
+mod routes;
+mod services;
+mod sessions;
+mod stats;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+#[event(start)]
+fn start() {
+    // No console_error_panic_hook here: worker 0.8 installs its own hook, which logs the panic
+    // and re-initialises the instance; replacing it would lose that recovery.
+    worker_support::logging::init();
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    Ok(routes::handle(req, &env).await)
+}

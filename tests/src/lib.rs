@@ -1,1 +1,266 @@
-//! stub
+//! End-to-end harness: both Workers on workerd through `wrangler dev`, with the real local D1
+//! and queues, started on free ports with a fresh state folder and stopped when dropped.
+//!
+//! - [`Workers`]: start, talk HTTP to, read the local D1 of, and stop one `wrangler dev`.
+//! - [`wait_for`]: poll a condition until it holds or a deadline passes.
+
+use rusqlite::Connection;
+use serde_json::Value;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root (this crate lives in `tests/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn wrangler() -> Command {
+    let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
+    cmd.current_dir(root())
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true");
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// How to start the Workers.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Pass `--var AUTH_MODE:dev` (the local scripts do; the deployable config does not).
+    pub dev_auth: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { dev_auth: true }
+    }
+}
+
+/// One running `wrangler dev` with both Workers.
+pub struct Workers {
+    child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+    state: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Workers {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        for built in ["producer/build/index.js", "consumer/build/index.js"] {
+            assert!(
+                root().join(built).exists(),
+                "{built} is missing: run scripts/build.sh first"
+            );
+        }
+        let state = tempfile::Builder::new()
+            .prefix("chat-e2e-")
+            .tempdir()
+            .expect("a temp dir");
+        let persist = state.path().join("state");
+        let log = state.path().join("wrangler.log");
+        let status = wrangler()
+            .args([
+                "d1",
+                "migrations",
+                "apply",
+                "DB",
+                "--local",
+                "-c",
+                "wrangler.toml",
+                "--persist-to",
+            ])
+            .arg(&persist)
+            .stdout(File::create(state.path().join("migrate.log")).unwrap())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("wrangler runs");
+        assert!(status.success(), "applying migrations failed");
+
+        let port = free_port();
+        let mut cmd = wrangler();
+        cmd.args([
+            "dev",
+            "-c",
+            "wrangler.toml",
+            "-c",
+            "consumer/wrangler.toml",
+            "--ip",
+            "127.0.0.1",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--inspector-port",
+            &free_port().to_string(),
+        ])
+        .args(["--show-interactive-dev-session=false", "--persist-to"])
+        .arg(&persist);
+        if options.dev_auth {
+            cmd.args(["--var", "AUTH_MODE:dev"]);
+        }
+        let out = File::create(&log).unwrap();
+        let child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("wrangler dev starts");
+        let workers = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            state,
+            log,
+        };
+        workers.wait_ready().await;
+        workers
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wrangler dev did not answer in 120 s:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The last lines wrangler printed, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// Everything wrangler printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A connection to the local D1's SQLite file (read it; the Workers write it).
+    pub fn db(&self) -> Connection {
+        let dir = self
+            .state
+            .path()
+            .join("state/v3/d1/miniflare-D1DatabaseObject");
+        let file = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "sqlite") && !p.ends_with("metadata.sqlite")
+            })
+            .expect("the local D1 file");
+        let conn = Connection::open(file).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+
+    /// One number from the local D1.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Sends a request as player `user` (`X-Dev-User`) with a JSON body.
+    pub async fn post(&self, path: &str, user: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("X-Dev-User", user)
+            .json(body)
+            .send()
+            .await
+            .expect("the request is answered");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, user: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .header("X-Dev-User", user)
+            .send()
+            .await
+            .expect("answered");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Starts a session for `user`, returning its id.
+    pub async fn session(&self, user: &str, character: &str) -> String {
+        let body =
+            serde_json::json!({ "characterType": character, "username": "tester", "locale": "en" });
+        let (status, body) = self.post("/api/sessions", user, &body).await;
+        assert_eq!(status, 201, "{body}");
+        body["sessionId"].as_str().expect("a session id").to_owned()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // wrangler runs workerd as a child: stop the whole process group.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- wrangler dev log (last lines) ---\n{}", self.log_tail());
+        }
+    }
+}
+
+/// Polls `check` every 200 ms until it returns true or `timeout` passes; returns whether it held.
+pub async fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,50 @@
+//! Reading a JSON request body without ever holding more than the limit: an oversize body is
+//! refused from its Content-Length, or as soon as the stream passes the limit.
+
+use crate::error::ApiError;
+use chat_core::request::{too_large, MAX_BODY_BYTES};
+use futures_util::StreamExt;
+use worker::Request;
+
+/// The body of a JSON request, at most `MAX_BODY_BYTES`.
+pub async fn read_json(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let content_type = req
+        .headers()
+        .get("Content-Type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "application/json" {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req.headers().get("Content-Length").ok().flatten();
+    if declared
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large().into());
+    }
+    let mut body = Vec::new();
+    let Ok(mut stream) = req.stream() else {
+        return Ok(body); // No body at all: the parser says what is missing.
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::invalid(
+                "unreadable_body",
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large().into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,95 @@
+//! The chat Worker's one error type. Each variant maps to a status here and nowhere else;
+//! internal details are logged, never sent to the client.
+
+use chat_core::request::InvalidRequest;
+use serde_json::json;
+use worker::Response;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 (or 413 for `body_too_large`): the request is malformed.
+    Invalid(InvalidRequest),
+    /// 401: no usable credential.
+    Unauthorized { code: &'static str, message: String },
+    /// 404: no such route, or no such resource for this player.
+    NotFound { code: &'static str, message: String },
+    /// 405: the route exists with other methods.
+    MethodNotAllowed { allowed: &'static str },
+    /// 409: the request conflicts with the resource's state.
+    Conflict { code: &'static str, message: String },
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 503: the turn could not be queued; the client may retry with the same key.
+    QueueUnavailable(String),
+    /// 500: anything else. The text is logged only.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(InvalidRequest {
+            code,
+            message: message.into(),
+        })
+    }
+
+    fn status_code_message(&self) -> (u16, &'static str, String) {
+        match self {
+            Self::Invalid(e) if e.code == "body_too_large" => (413, e.code, e.message.clone()),
+            Self::Invalid(e) => (400, e.code, e.message.clone()),
+            Self::Unauthorized { code, message } => (401, code, message.clone()),
+            Self::NotFound { code, message } => (404, code, message.clone()),
+            Self::MethodNotAllowed { allowed } => (
+                405,
+                "method_not_allowed",
+                format!("this route accepts {allowed}"),
+            ),
+            Self::Conflict { code, message } => (409, code, message.clone()),
+            Self::UnsupportedMediaType => (
+                415,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json".into(),
+            ),
+            Self::QueueUnavailable(_) => (
+                503,
+                "queue_unavailable",
+                "the turn could not be queued; retry with the same Idempotency-Key".into(),
+            ),
+            Self::Internal(_) => (500, "internal", "something went wrong on our side".into()),
+        }
+    }
+
+    /// The JSON response `{ "error": { "code", "message" } }` with its status.
+    pub fn into_response(self) -> Response {
+        let (status, code, message) = self.status_code_message();
+        match &self {
+            Self::Internal(detail) => tracing::error!(error = %detail, "internal error"),
+            Self::QueueUnavailable(detail) => tracing::error!(error = %detail, "queue send failed"),
+            _ => {}
+        }
+        let mut response =
+            Response::from_json(&json!({ "error": { "code": code, "message": message } }))
+                .unwrap_or_else(|_| Response::empty().expect("an empty response"))
+                .with_status(status);
+        let headers = response.headers_mut();
+        if let Self::MethodNotAllowed { allowed } = self {
+            let _ = headers.set("Allow", allowed);
+        }
+        if status == 503 {
+            let _ = headers.set("Retry-After", "1");
+        }
+        response
+    }
+}
+
+impl From<InvalidRequest> for ApiError {
+    fn from(e: InvalidRequest) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> Self {
+        Self::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,59 @@
+//! Method + path → handler. Every answer, success or error, is JSON; an unknown path is 404
+//! and a known path with another method is 405 with `Allow`.
+
+use crate::error::ApiError;
+use crate::services::Services;
+use crate::{chat, sessions, stats};
+use chat_core::request::parse_id;
+use serde_json::json;
+use worker::{Env, Method, Request, Response};
+
+pub async fn handle(req: Request, env: &Env) -> Response {
+    match route(req, env).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
+    let path = req.path();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let method = req.method();
+    let only = |allowed: &'static str, wanted: Method| {
+        if method == wanted {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed { allowed })
+        }
+    };
+    match segments.as_slice() {
+        ["healthz"] => {
+            only("GET", Method::Get)?;
+            Ok(Response::from_json(&json!({ "ok": true }))?)
+        }
+        ["api", "sessions"] => {
+            only("POST", Method::Post)?;
+            sessions::create(req, &Services::from_env(env)?).await
+        }
+        ["api", "chat"] => {
+            only("POST", Method::Post)?;
+            chat::post(req, &Services::from_env(env)?).await
+        }
+        ["api", "me", "stats"] => {
+            only("GET", Method::Get)?;
+            stats::mine(req, &Services::from_env(env)?).await
+        }
+        ["api", "sessions", id, "messages"] => {
+            only("GET", Method::Get)?;
+            let id = parse_id(id).ok_or_else(|| ApiError::NotFound {
+                code: "session_not_found",
+                message: "no session with this id for this player".into(),
+            })?;
+            sessions::messages(req, &Services::from_env(env)?, id).await
+        }
+        _ => Err(ApiError::NotFound {
+            code: "not_found",
+            message: format!("no route for {path}"),
+        }),
+    }
+}

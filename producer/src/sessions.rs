@@ -1,0 +1,85 @@
+//! `POST /api/sessions` (the one synchronous D1 write: starting a session is rare) and
+//! `GET /api/sessions/{id}/messages`.
+
+use crate::body;
+use crate::db::{self, SessionRow};
+use crate::error::ApiError;
+use crate::services::Services;
+use chat_core::identity::Identity;
+use chat_core::ids::time_ordered;
+use chat_core::request::NewSession;
+use chat_core::time::to_rfc3339;
+use serde_json::json;
+use uuid::Uuid;
+use worker::{Request, Response};
+use worker_support::clock::{now_ms, random10};
+
+/// Most messages one listing returns; `?limit=` asks for fewer.
+pub const MAX_LIST: u32 = 1000;
+
+pub async fn create(mut req: Request, services: &Services) -> Result<Response, ApiError> {
+    let identity = services.auth.resolve(&req)?;
+    let new = NewSession::parse(&body::read_json(&mut req).await?)?;
+    let now = now_ms();
+    let id = time_ordered(now, random10());
+    db::create_session(&services.db, &identity, id, &new, now).await?;
+    tracing::info!(session_id = %id, user_id = %identity.user_id(), character = new.character.as_str(), "session started");
+    Ok(Response::from_json(&json!({ "sessionId": id }))?.with_status(201))
+}
+
+/// The session `id` if it belongs to the player; another player's session is "not found" too,
+/// so ids reveal nothing.
+pub async fn owned(
+    services: &Services,
+    identity: &Identity,
+    id: Uuid,
+) -> Result<SessionRow, ApiError> {
+    db::find_session(&services.db, id)
+        .await?
+        .filter(|s| s.user_id == identity.user_id().to_string())
+        .ok_or_else(|| ApiError::NotFound {
+            code: "session_not_found",
+            message: "no session with this id for this player".into(),
+        })
+}
+
+pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Response, ApiError> {
+    let identity = services.auth.resolve(&req)?;
+    let limit = limit(&req)?;
+    owned(services, &identity, id).await?;
+    let rows = db::list_messages(&services.db, identity.user_id(), id, limit).await?;
+    let messages: Vec<_> = rows
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "role": m.role,
+                "content": m.content,
+                "scoreRaw": m.score_raw,
+                "scoreAdjusted": m.score_adjusted,
+                "emotion": m.emotion,
+                "createdAt": to_rfc3339(m.created_at),
+            })
+        })
+        .collect();
+    Ok(Response::from_json(
+        &json!({ "sessionId": id, "messages": messages }),
+    )?)
+}
+
+fn limit(req: &Request) -> Result<u32, ApiError> {
+    let url = req.url()?;
+    let Some((_, value)) = url.query_pairs().find(|(k, _)| k == "limit") else {
+        return Ok(MAX_LIST);
+    };
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_LIST).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_query",
+                format!("'limit' must be a whole number from 1 to {MAX_LIST}"),
+            )
+        })
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing need, at pinned versions, from crates.io and
+# npm only (see SPEC.md's offline recipe). Reuses whatever is already installed: safe to run
+# again, and quick when nothing is missing.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+version_is() { command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qF "$2"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+if ! version_is worker-build "$WORKER_BUILD_VERSION"; then
+  log "installing worker-build $WORKER_BUILD_VERSION"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION"
+fi
+if ! version_is wasm-bindgen "$WASM_BINDGEN_VERSION"; then
+  # No --locked: the registry mirror can lag behind the CLI's own lock file.
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (the version in Cargo.lock)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if ! { version_is wrangler "$WRANGLER_VERSION" && [ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/esbuild ]; }; then
+  log "installing wrangler $WRANGLER_VERSION and binaryen from package-lock.json"
+  npm ci --no-audit --no-fund
+fi

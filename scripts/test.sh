@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting and lints, the native tests on real SQLite, and the
+# end-to-end tests on both Workers under wrangler dev (each test starts its own on a free
+# port with a fresh state folder). Installs what is missing first; safe to run twice.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+"$ROOT/scripts/build.sh"
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy (native crates, then the Workers on wasm32)"
+cargo clippy -p chat-core -p e2e --all-targets -- -D warnings
+cargo clippy -p worker-support -p chat-worker -p consumer-worker --target wasm32-unknown-unknown -- -D warnings
+log "tests"
+cargo test -p chat-core -p e2e -- --test-threads 2

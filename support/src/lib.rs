@@ -1,0 +1,7 @@
+//! The little both Workers need from the Workers runtime, kept out of their handlers.
+//!
+//! - [`logging`]: `tracing` events as one JSON line each on the console (Workers Logs).
+//! - [`clock`]: the time and random bytes, which `std` cannot give on wasm32.
+
+pub mod clock;
+pub mod logging;
