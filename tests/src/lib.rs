@@ -230,9 +230,12 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        // wrangler runs workerd as a child: stop the whole process group.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", &group]).status();
+        // wrangler runs workerd as a child: stop the whole process group (its id is the
+        // child's pid, from `process_group(0)`). libc, not `kill(1)`: procps' kill has
+        // misread negative ids as options here.
+        let group = -(self.child.id() as libc::pid_t);
+        // SAFETY: kill(2) with a negative pid only signals that process group.
+        unsafe { libc::kill(group, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -240,10 +243,8 @@ impl Drop for Workers {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", &group])
-            .stderr(Stdio::null())
-            .status();
+        // SAFETY: as above; whatever is left of the group is killed.
+        unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("--- wrangler dev log (last lines) ---\n{}", self.log_tail());
