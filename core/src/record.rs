@@ -409,7 +409,8 @@ mod tests {
     #[test]
     fn invalid_records() {
         let good = sample("42", SESSION, 3, AT);
-        let cases: Vec<(&str, Box<dyn Fn(&mut TurnRecord)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut TurnRecord)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("user id", Box::new(|r| r.user.id = Uuid::nil())),
             ("agent id", Box::new(|r| r.agent_message.id = Uuid::nil())),
             (
