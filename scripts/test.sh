@@ -12,4 +12,13 @@ log "cargo clippy (native crates, then the Workers on wasm32)"
 cargo clippy -p chat-core -p e2e --all-targets -- -D warnings
 cargo clippy -p worker-support -p chat-worker -p consumer-worker --target wasm32-unknown-unknown -- -D warnings
 log "tests"
-cargo test -p chat-core -p e2e -- --test-threads 2
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+set +e
+cargo test -p chat-core -p e2e --lib --tests -- --test-threads 2 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$out"
+exit "$status"
