@@ -1,15 +1,19 @@
-//! The queue consumer Worker: stores turns in D1 exactly once.
+//! The queue consumer Worker: stores turns in D1 exactly once, and archives dead letters.
 //!
-//! - [`consume`]: one queue batch → decode, dedupe, one atomic D1 batch, ack or retry.
+//! - [`config`]: bindings, queue names and settings, read from `Env` in one place.
+//! - [`incoming`]: a queue message as JavaScript gives it (with its `attempts`).
+//! - [`turns`]: a batch of the turn queue → one atomic D1 batch, then ack, retry with
+//!   backoff, or dead-letter each message.
+//! - [`letters`]: a batch of the dead-letter queue → the `dead_letters` table.
 //! - [`store`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
 
-mod consume;
+mod config;
+mod incoming;
+mod letters;
 mod store;
+mod turns;
 
-use worker::{event, Context, Env, MessageBatch, Result};
-
-/// The D1 database binding (shared with the chat Worker).
-pub const DB: &str = "DB";
+use worker::{event, Env};
 
 #[event(start)]
 fn start() {
@@ -18,10 +22,42 @@ fn start() {
     worker_support::logging::init();
 }
 
-#[event(queue)]
-async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
-    // Never return Err: the generated wrapper would panic. Every message is acked or retried
-    // explicitly inside.
-    consume::turns(&batch, &env).await;
-    Ok(())
+/// The queue handler, exported by hand rather than with `#[event(queue)]`: worker 0.8's
+/// `MessageBatch` hides the JavaScript messages, and with them `attempts`, which the retry
+/// backoff and the last-attempt rule need. It never fails: every message is acked, retried
+/// or dead-lettered explicitly (an `Err` here would make the runtime retry the whole batch).
+mod export {
+    use worker::wasm_bindgen::prelude::wasm_bindgen;
+    use worker::wasm_bindgen::JsValue;
+
+    #[wasm_bindgen(
+        wasm_bindgen = ::worker::wasm_bindgen,
+        wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+        js_sys = ::worker::js_sys
+    )]
+    pub async fn queue(
+        batch: ::worker::worker_sys::MessageBatch,
+        env: ::worker::Env,
+        _ctx: ::worker::worker_sys::Context,
+    ) -> Result<JsValue, JsValue> {
+        std::panic::AssertUnwindSafe(super::route(batch, env)).await;
+        Ok(JsValue::UNDEFINED)
+    }
+}
+
+/// Routes a batch on its queue's name.
+async fn route(batch: worker::worker_sys::MessageBatch, env: Env) {
+    let queue: String = batch.queue().map(String::from).unwrap_or_default();
+    let messages = incoming::Incoming::all(&batch);
+    let config = config::Config::from_env(&env);
+    match queue.as_str() {
+        config::TURN_QUEUE => turns::consume(messages, &env, &config).await,
+        config::DEAD_LETTER_QUEUE => letters::consume(messages, &env, &config).await,
+        other => {
+            tracing::error!(queue = other, "batch from an unknown queue; retrying it");
+            messages
+                .iter()
+                .for_each(|m| m.retry(config.backoff.delay_seconds(m.attempts, 0.5)));
+        }
+    }
 }

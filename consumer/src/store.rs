@@ -1,19 +1,23 @@
-//! Every D1 call of the consumer: one atomic `batch` of the fixed statements of
-//! `chat_core::sql::apply_turns`, each binding the batch's JSON once.
+//! Every D1 call of the consumer, and its one write to the dead-letter queue.
 
+use chat_core::batch::StoredTurn;
+use chat_core::dead_letter::Envelope;
 use chat_core::sql;
 use worker::wasm_bindgen::JsValue;
-use worker::D1Database;
+use worker::{BatchMessageBuilder, D1Database, MessageBuilder, Queue, QueueContentType};
 
-/// What the D1 batch did.
+/// What the D1 batch found and did.
 pub struct Stored {
+    /// The turns already stored under the batch's turn ids, before it ran.
+    pub before: Vec<StoredTurn>,
     /// Turns newly inserted (the point-event statement's `changes`).
-    pub applied: usize,
+    pub inserted: usize,
     /// Statements sent in the batch (the same for 1 turn and for 100).
     pub statements: usize,
 }
 
-/// Applies the turns in `turns_json` (see `chat_core::batch::turns_json`) atomically.
+/// Applies the turns in `turns_json` (see `chat_core::batch::turns_json`) atomically: every
+/// statement of `sql::apply_turns` in ONE `D1Database::batch`, each binding that one JSON.
 pub async fn apply_turns(db: &D1Database, turns_json: &str) -> worker::Result<Stored> {
     let param = [JsValue::from_str(turns_json)];
     let statements = sql::apply_turns()
@@ -22,13 +26,70 @@ pub async fn apply_turns(db: &D1Database, turns_json: &str) -> worker::Result<St
         .collect::<worker::Result<Vec<_>>>()?;
     let count = statements.len();
     let results = db.batch(statements).await?;
-    let applied = results
+    let before = match results.get(sql::STORED_STATEMENT) {
+        Some(r) => r.results::<StoredTurn>()?,
+        None => Vec::new(),
+    };
+    let inserted = results
         .get(sql::APPLIED_STATEMENT)
         .and_then(|r| r.meta().ok().flatten())
         .and_then(|m| m.changes)
         .unwrap_or(0);
     Ok(Stored {
-        applied,
+        before,
+        inserted,
         statements: count,
     })
+}
+
+/// Archives dead letters in one statement.
+pub async fn store_letters(
+    db: &D1Database,
+    letters: &[Envelope],
+    now_ms: i64,
+) -> worker::Result<()> {
+    let json =
+        serde_json::to_string(letters).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    db.prepare(sql::STORE_LETTERS)
+        .bind(&[JsValue::from_str(&json), JsValue::from(now_ms as f64)])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Most messages one `sendBatch` takes.
+pub const SEND_BATCH_MAX: usize = 100;
+/// Most bytes sent in one `sendBatch` (the platform allows 256 KB).
+pub const SEND_BATCH_BYTES: usize = 200 * 1024;
+
+/// Sends envelopes to the dead-letter queue as JSON text, in calls within the queue's limits.
+pub async fn send_letters(queue: &Queue, letters: &[Envelope]) -> worker::Result<()> {
+    let mut chunk: Vec<String> = Vec::new();
+    let mut bytes = 0;
+    for letter in letters {
+        let text = letter.encode_within(Envelope::MAX_BYTES);
+        if !chunk.is_empty()
+            && (chunk.len() == SEND_BATCH_MAX || bytes + text.len() > SEND_BATCH_BYTES)
+        {
+            send_chunk(queue, std::mem::take(&mut chunk)).await?;
+            bytes = 0;
+        }
+        bytes += text.len();
+        chunk.push(text);
+    }
+    if !chunk.is_empty() {
+        send_chunk(queue, chunk).await?;
+    }
+    Ok(())
+}
+
+async fn send_chunk(queue: &Queue, texts: Vec<String>) -> worker::Result<()> {
+    let messages = texts.into_iter().map(|t| {
+        MessageBuilder::new(t)
+            .content_type(QueueContentType::Text)
+            .build()
+    });
+    queue
+        .send_batch(BatchMessageBuilder::new().messages(messages).build())
+        .await
 }

@@ -7,7 +7,7 @@
 use crate::identity::Identity;
 use crate::record::{RecordUser, TurnRecord};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// The user part of a row: what `sql::UPSERT_USERS` reads.
@@ -105,38 +105,77 @@ pub fn user_json(identity: &Identity, seen_at: i64) -> String {
         .expect("rows always serialize")
 }
 
-/// A batch split by turn id: the first delivery of each turn, later copies of the same turn,
-/// and later deliveries that reuse a turn id for a different turn.
-#[derive(Debug)]
-pub struct Deduped<T> {
-    pub unique: Vec<T>,
-    pub duplicates: Vec<T>,
-    pub conflicts: Vec<T>,
+/// A turn as stored, as far as "the same turn" goes (see `TurnRecord::identity`): a row of
+/// `sql::SELECT_STORED_TURNS`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct StoredTurn {
+    pub id: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub content: String,
 }
 
-/// Splits `items` so each turn id appears once in `unique`, in arrival order. Duplicates are
-/// safe to acknowledge; conflicts are not the same turn (see `TurnRecord::identity`).
-pub fn dedupe<T>(items: Vec<T>, record: impl Fn(&T) -> &TurnRecord) -> Deduped<T> {
-    let mut out = Deduped {
-        unique: Vec::new(),
-        duplicates: Vec::new(),
-        conflicts: Vec::new(),
-    };
-    let mut seen: HashMap<Uuid, usize> = HashMap::new();
-    for item in items {
-        let r = record(&item);
-        match seen.get(&r.turn_id) {
-            None => {
-                seen.insert(r.turn_id, out.unique.len());
-                out.unique.push(item);
-            }
-            Some(&i) if record(&out.unique[i]).identity() == r.identity() => {
-                out.duplicates.push(item)
-            }
-            Some(_) => out.conflicts.push(item),
-        }
+impl StoredTurn {
+    /// Whether `record` is the turn stored here.
+    pub fn matches(&self, record: &TurnRecord) -> bool {
+        let who = record.identity();
+        self.user_id == who.user_id.to_string()
+            && self.session_id == who.session_id.to_string()
+            && self.content == who.content
     }
-    out
+}
+
+/// What a batch did with one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The first delivery of a turn not stored before: the batch stored it.
+    Applied,
+    /// The same turn as the one stored (before, or by this batch).
+    Duplicate,
+    /// A different turn under a stored (or just stored) turn id: nothing was written for it.
+    Conflict,
+}
+
+/// The index of the first delivery of each turn id, in arrival order: the rows the batch
+/// SQL receives.
+pub fn first_arrivals<T>(items: &[T], record: impl Fn(&T) -> &TurnRecord) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    (0..items.len())
+        .filter(|&i| seen.insert(record(&items[i]).turn_id))
+        .collect()
+}
+
+/// Judges every delivery of a batch. The reference for a turn id is what was stored before
+/// the batch (the rows of `sql::SELECT_STORED_TURNS`) or, failing that, its first delivery
+/// in the batch, which the batch stored.
+pub fn judge<T>(
+    items: &[T],
+    record: impl Fn(&T) -> &TurnRecord,
+    stored: &[StoredTurn],
+) -> Vec<Outcome> {
+    let stored: HashMap<&str, &StoredTurn> = stored.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut first: HashMap<Uuid, &TurnRecord> = HashMap::new();
+    items
+        .iter()
+        .map(|item| {
+            let r = record(item);
+            if let Some(s) = stored.get(r.turn_id.to_string().as_str()) {
+                return if s.matches(r) {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Conflict
+                };
+            }
+            match first.get(&r.turn_id) {
+                None => {
+                    first.insert(r.turn_id, r);
+                    Outcome::Applied
+                }
+                Some(f) if f.identity() == r.identity() => Outcome::Duplicate,
+                Some(_) => Outcome::Conflict,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -162,17 +201,28 @@ mod tests {
     }
 
     #[test]
-    fn dedupe_splits_duplicates_and_conflicts() {
+    fn judging_splits_duplicates_and_conflicts() {
         let a = sample("7", SESSION, 1, 1_700_000_000_000);
         let b = sample("7", SESSION, 2, 1_700_000_000_000);
         let mut retry = a.clone();
         retry.agent_message.content = "another reply".into(); // same turn, different reply
         let mut clash = a.clone();
         clash.user_message.content = "different words".into();
-        let d = dedupe(vec![a.clone(), b.clone(), retry, clash, a.clone()], |r| r);
-        assert_eq!(d.unique, vec![a, b]);
-        assert_eq!(d.duplicates.len(), 2);
-        assert_eq!(d.conflicts.len(), 1);
-        assert_eq!(d.conflicts[0].user_message.content, "different words");
+        let batch = vec![a.clone(), b.clone(), retry, clash.clone(), a.clone()];
+        assert_eq!(first_arrivals(&batch, |r| r), vec![0, 1]);
+        use Outcome::*;
+        assert_eq!(
+            judge(&batch, |r| r, &[]),
+            vec![Applied, Applied, Duplicate, Conflict, Duplicate]
+        );
+        // When the clash arrives first but the real turn is stored, the store decides.
+        let stored = StoredTurn {
+            id: a.turn_id.to_string(),
+            user_id: a.user.id.to_string(),
+            session_id: a.session_id.to_string(),
+            content: a.user_message.content.clone(),
+        };
+        let batch = vec![clash, a];
+        assert_eq!(judge(&batch, |r| r, &[stored]), vec![Conflict, Duplicate]);
     }
 }

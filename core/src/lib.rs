@@ -3,6 +3,7 @@
 //! Nothing here depends on `worker`: clocks and randomness come in as arguments, so every
 //! function runs the same on wasm32 and in `cargo test`.
 //!
+//! - [`admin`]: the admin API's requests (dead-letter filters, replay bodies) and its token check.
 //! - [`ids`]: user ids derived from the external identity, turn / message / event ids.
 //! - [`character`]: the characters a session can be played with, and the locales.
 //! - [`scoring`]: raw score → adjusted score → point delta → intimacy level, game over.
@@ -10,14 +11,23 @@
 //! - [`identity`]: who a player is: the external account and its profile fields.
 //! - [`request`]: parsing and validating the chat API's request bodies and headers.
 //! - [`record`]: the versioned turn record that travels on the queue, and its decoder.
+//! - [`failure`]: failure classes and what the consumer does with each.
+//! - [`backoff`]: retry delays: exponential, capped, jittered.
+//! - [`dead_letter`]: the envelope a failed message travels in, and the replay verdicts.
+//! - [`faults`]: the local-only fault switch the tests use to make D1 fail on purpose.
 //! - [`batch`]: turning a queue batch of records into the one JSON parameter the SQL reads.
 //! - [`sql`]: every SQL statement either Worker runs, in one place.
 //! - `native` (feature `sqlite`): the migrations and the consumer's batch on native SQLite.
 //! - [`time`]: milliseconds since the epoch ↔ RFC 3339 text.
 
+pub mod admin;
+pub mod backoff;
 pub mod batch;
 pub mod character;
+pub mod dead_letter;
 pub mod engine;
+pub mod failure;
+pub mod faults;
 pub mod identity;
 pub mod ids;
 #[cfg(feature = "sqlite")]

@@ -2,7 +2,7 @@
 //! benchmarks: the same files and statements as D1 runs, one transaction per batch as D1's
 //! `batch` is.
 
-use crate::batch::{dedupe, turns_json};
+use crate::batch::{first_arrivals, judge, turns_json, Outcome, StoredTurn};
 use crate::record::TurnRecord;
 use crate::sql;
 use rusqlite::Connection;
@@ -52,23 +52,46 @@ pub struct Applied {
     pub conflicts: usize,
 }
 
-/// Applies a batch of turns as the consumer does: dedupe, then every statement of
-/// `sql::apply_turns` with the batch's JSON, in one transaction.
+/// Applies a batch of turns as the consumer does: the first delivery of each turn id through
+/// every statement of
+/// `sql::apply_turns`, in one transaction, then every delivery judged.
 pub fn apply_turns(conn: &mut Connection, records: &[TurnRecord]) -> rusqlite::Result<Applied> {
-    let split = dedupe(records.iter().collect(), |r| r);
-    let json = turns_json(split.unique.iter().copied());
+    let firsts = first_arrivals(records, |r| r);
+    let json = turns_json(firsts.iter().map(|&i| &records[i]));
     let tx = conn.transaction()?;
-    let mut applied = 0;
+    let mut stored = Vec::new();
+    let mut inserted = 0;
     for (i, statement) in sql::apply_turns().iter().enumerate() {
-        let changes = tx.prepare_cached(statement)?.execute([&json])?;
-        if i == sql::APPLIED_STATEMENT {
-            applied = changes;
+        let mut st = tx.prepare_cached(statement)?;
+        if i == sql::STORED_STATEMENT {
+            stored = st
+                .query_map([&json], |r| {
+                    Ok(StoredTurn {
+                        id: r.get(0)?,
+                        user_id: r.get(1)?,
+                        session_id: r.get(2)?,
+                        content: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+        } else {
+            let changes = st.execute([&json])?;
+            if i == sql::APPLIED_STATEMENT {
+                inserted = changes;
+            }
         }
     }
     tx.commit()?;
+    let judged = judge(records, |r| r, &stored);
+    let count = |o: Outcome| judged.iter().filter(|&&x| x == o).count();
+    debug_assert_eq!(
+        count(Outcome::Applied),
+        inserted,
+        "the event insert agrees with the judgement"
+    );
     Ok(Applied {
-        applied,
-        duplicates: split.duplicates.len() + split.unique.len() - applied,
-        conflicts: split.conflicts.len(),
+        applied: count(Outcome::Applied),
+        duplicates: count(Outcome::Duplicate),
+        conflicts: count(Outcome::Conflict),
     })
 }

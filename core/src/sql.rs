@@ -15,16 +15,18 @@
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
 
-/// Upserts the users of the rows in `?1`. The id derives from the identity, so it is the
-/// conflict target; a profile (display name, wallet) only moves forward in time, and a row
-/// without a profile field keeps the one stored.
+/// Upserts the users of the rows in `?1` whose turn is not stored yet (rows without a
+/// `turn_id`, as when a session starts, always count). The id derives from the identity, so
+/// it is the conflict target; a profile (display name, wallet) only moves forward in time,
+/// and a row without a profile field keeps the one stored. Duplicates and conflicts touch
+/// nothing.
 pub const UPSERT_USERS: &str = "\
 INSERT INTO users (id, auth_provider, auth_provider_user_id, display_name, wallet_address, created_at, updated_at)
 SELECT r.value ->> '$.user_id', r.value ->> '$.provider', r.value ->> '$.provider_user_id',
        r.value ->> '$.display_name', r.value ->> '$.wallet_address',
        r.value ->> '$.seen_at', r.value ->> '$.seen_at'
 FROM json_each(?1) AS r
-WHERE true
+WHERE NOT EXISTS (SELECT 1 FROM chat_messages AS m WHERE m.id = r.value ->> '$.turn_id')
 ON CONFLICT (id) DO UPDATE SET
   display_name = COALESCE(excluded.display_name, users.display_name),
   wallet_address = COALESCE(excluded.wallet_address, users.wallet_address),
@@ -89,32 +91,62 @@ FROM json_each(?1) AS r
 WHERE true
 ON CONFLICT (id) DO NOTHING";
 
-/// Ends the sessions in which a turn of `?1` ended the game. Deliveries come in any order,
-/// so the earliest game-over time wins, whichever batch brought it.
+/// Ends the sessions in which a new turn of `?1` ended the game. Deliveries come in any
+/// order, so the earliest game-over time wins, whichever batch brought it. Must run before
+/// [`INSERT_POINT_EVENTS`].
 pub const END_SESSIONS: &str = "\
 UPDATE chat_sessions
 SET ended_at = MIN(COALESCE(ended_at, g.at), g.at)
 FROM (
   SELECT r.value ->> '$.session_id' AS id, MIN(r.value ->> '$.user_at') AS at
-  FROM json_each(?1) AS r WHERE r.value ->> '$.game_over' = 1
+  FROM json_each(?1) AS r
+  WHERE r.value ->> '$.game_over' = 1
+    AND NOT EXISTS (SELECT 1 FROM point_events AS p WHERE p.id = r.value ->> '$.event_id')
   GROUP BY r.value ->> '$.session_id'
 ) AS g
 WHERE chat_sessions.id = g.id";
 
+/// What is already stored under the turn ids of `?1` (as the batch starts: it runs first).
+/// The consumer compares it with each record to tell a duplicate from a conflict; a replay
+/// dry run reads it the same way.
+pub const SELECT_STORED_TURNS: &str = "\
+SELECT m.id, m.user_id, m.session_id, m.content
+FROM chat_messages AS m
+WHERE m.id IN (SELECT r.value ->> '$.turn_id' FROM json_each(?1) AS r)";
+
 /// The consumer's whole batch, in order; each statement binds `batch::turns_json` as `?1`.
-/// Index [`APPLIED_STATEMENT`] is the point-event insert, whose `changes` count new turns.
-pub fn apply_turns() -> [&'static str; 5] {
+/// Every write skips turns already stored, so duplicates and conflicts change nothing.
+pub fn apply_turns() -> [&'static str; 6] {
     [
+        SELECT_STORED_TURNS,
         UPSERT_USERS,
         ADD_NEW_POINTS.as_str(),
+        END_SESSIONS,
         INSERT_MESSAGES,
         INSERT_POINT_EVENTS,
-        END_SESSIONS,
     ]
 }
 
-/// Position of [`INSERT_POINT_EVENTS`] in [`apply_turns`].
-pub const APPLIED_STATEMENT: usize = 3;
+/// Position of [`SELECT_STORED_TURNS`] in [`apply_turns`]: its rows are the pre-batch state.
+pub const STORED_STATEMENT: usize = 0;
+/// Position of [`INSERT_POINT_EVENTS`] in [`apply_turns`]: its `changes` count new turns.
+pub const APPLIED_STATEMENT: usize = 5;
+
+/// Archives the dead-letter envelopes of `?1` (`dead_letter::Envelope`, camelCase) at time
+/// `?2`. A letter delivered again widens its failure window and keeps its status.
+pub const STORE_LETTERS: &str = "\
+INSERT INTO dead_letters (id, turn_id, payload, error_class, error_text, attempts,
+                          first_failed_at, last_failed_at, status, replay_count, created_at, updated_at)
+SELECT r.value ->> '$.messageId', r.value ->> '$.turnId', r.value ->> '$.payload', r.value ->> '$.class',
+       r.value ->> '$.error', r.value ->> '$.attempts', r.value ->> '$.firstFailedAt',
+       r.value ->> '$.lastFailedAt', 'pending', 0, ?2, ?2
+FROM json_each(?1) AS r
+WHERE true
+ON CONFLICT (id) DO UPDATE SET
+  attempts = MAX(dead_letters.attempts, excluded.attempts),
+  first_failed_at = MIN(dead_letters.first_failed_at, excluded.first_failed_at),
+  last_failed_at = MAX(dead_letters.last_failed_at, excluded.last_failed_at),
+  updated_at = excluded.updated_at";
 
 /// Starts a session (after [`UPSERT_USERS`] in the same batch).
 /// Binds: id, user_id, character_type, username, locale, created_at.
@@ -137,6 +169,120 @@ pub const SELECT_SESSION_MESSAGES: &str = "\
 SELECT id, role, content, score_raw, score_adjusted, emotion, created_at
 FROM chat_messages WHERE user_id = ?1 AND session_id = ?2
 ORDER BY created_at, id LIMIT ?3";
+
+// ---- Admin: the dead-letter archive, replay runs, reconcile -------------------------------
+
+/// The columns of a letter in a listing (no payload: it can be large).
+const LETTER_COLUMNS: &str = "id, turn_id, error_class, error_text, attempts, first_failed_at, last_failed_at, status, replay_count";
+
+/// The filter every letter query shares. Binds: ?1 status, ?2 class, ?3 text in the error,
+/// ?4 from (ms, inclusive), ?5 to (ms, exclusive), ?6/?7 cursor (after this failure time and
+/// id), ?8 limit. A NULL bind leaves that condition out, so one statement serves every filter.
+const LETTER_FILTER: &str = "\
+WHERE (?1 IS NULL OR status = ?1)
+  AND (?2 IS NULL OR error_class = ?2)
+  AND (?3 IS NULL OR instr(error_text, ?3) > 0)
+  AND (?4 IS NULL OR last_failed_at >= ?4)
+  AND (?5 IS NULL OR last_failed_at < ?5)
+  AND (?6 IS NULL OR (last_failed_at, id) > (?6, ?7))
+ORDER BY last_failed_at, id
+LIMIT ?8";
+
+/// Letters matching a filter, oldest failure first, without payloads.
+pub static LIST_LETTERS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {LETTER_COLUMNS} FROM dead_letters {LETTER_FILTER}"));
+
+/// Letters matching a filter, with payloads (for replay).
+pub static LIST_LETTERS_FULL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {LETTER_COLUMNS}, payload FROM dead_letters {LETTER_FILTER}"));
+
+/// Letters by id (`?1`, a JSON array of ids), with payloads.
+pub static LETTERS_BY_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {LETTER_COLUMNS}, payload FROM dead_letters \
+         WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY last_failed_at, id"
+    )
+});
+
+/// Marks the letters `?1` (JSON array of ids) replayed at `?2`.
+pub const MARK_REPLAYED: &str = "\
+UPDATE dead_letters SET status = 'replayed', replay_count = replay_count + 1, updated_at = ?2
+WHERE id IN (SELECT value FROM json_each(?1))";
+
+/// Marks the letters `?1` (JSON array of ids) discarded at `?2`; returns how many changed.
+pub const DISCARD_LETTERS: &str = "\
+UPDATE dead_letters SET status = 'discarded', updated_at = ?2
+WHERE id IN (SELECT value FROM json_each(?1)) AND status != 'discarded'";
+
+/// Records (or extends) a replay run. Binds: id, started_at, finished_at, dry_run,
+/// filter_json, letters, requeued, would_apply, already_applied, conflicts, invalid.
+pub const RECORD_REPLAY_RUN: &str = "\
+INSERT INTO replay_runs (id, started_at, finished_at, dry_run, filter_json, letters, requeued,
+                         would_apply, already_applied, conflicts, invalid)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+ON CONFLICT (id) DO UPDATE SET
+  finished_at = excluded.finished_at,
+  letters = replay_runs.letters + excluded.letters,
+  requeued = replay_runs.requeued + excluded.requeued,
+  would_apply = replay_runs.would_apply + excluded.would_apply,
+  already_applied = replay_runs.already_applied + excluded.already_applied,
+  conflicts = replay_runs.conflicts + excluded.conflicts,
+  invalid = replay_runs.invalid + excluded.invalid";
+
+/// Every user whose `user_stats` snapshot differs from what `point_events` (total, level)
+/// and `chat_messages` (last message) say, with both sides.
+static DRIFT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "\
+SELECT u.id AS user_id,
+       s.total_points AS stored_total, COALESCE(p.total, 0) AS ledger_total,
+       s.intimacy_level AS stored_level, {level} AS expected_level,
+       s.last_message_at AS stored_last, m.last AS expected_last,
+       s.user_id IS NULL AS missing
+FROM users AS u
+LEFT JOIN user_stats AS s ON s.user_id = u.id
+LEFT JOIN (SELECT user_id, SUM(delta) AS total FROM point_events GROUP BY user_id) AS p ON p.user_id = u.id
+LEFT JOIN (SELECT user_id, MAX(created_at) AS last FROM chat_messages GROUP BY user_id) AS m ON m.user_id = u.id
+WHERE (s.user_id IS NULL AND (p.total IS NOT NULL OR m.last IS NOT NULL))
+   OR (s.user_id IS NOT NULL AND (s.total_points IS NOT COALESCE(p.total, 0)
+                                  OR s.intimacy_level IS NOT {level}
+                                  OR s.last_message_at IS NOT m.last))",
+        level = level_of("COALESCE(p.total, 0)")
+    )
+});
+
+/// The drifted users (see `DRIFT`), for a reconcile report. Binds nothing.
+pub static SELECT_DRIFT: LazyLock<String> = LazyLock::new(|| format!("{} ORDER BY u.id", *DRIFT));
+
+/// Rewrites the snapshot of every drifted user from the ledger, at `?1`. Run in the same
+/// batch as [`SELECT_DRIFT`] so the report and the fix see the same state.
+pub static FIX_DRIFT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "\
+INSERT INTO user_stats (user_id, total_points, intimacy_level, last_message_at, updated_at)
+SELECT d.user_id, d.ledger_total, d.expected_level, d.expected_last, ?1 FROM ({}) AS d
+WHERE true
+ON CONFLICT (user_id) DO UPDATE SET
+  total_points = excluded.total_points,
+  intimacy_level = excluded.intimacy_level,
+  last_message_at = excluded.last_message_at,
+  updated_at = excluded.updated_at",
+        *DRIFT
+    )
+});
+
+/// Figures for `GET /admin/stats`, one row.
+pub const ADMIN_STATS: &str = "\
+SELECT (SELECT COUNT(*) FROM users) AS users,
+       (SELECT COUNT(*) FROM chat_sessions) AS sessions,
+       (SELECT COUNT(*) FROM point_events) AS turns,
+       (SELECT COALESCE(SUM(total_points), 0) FROM user_stats) AS total_points,
+       (SELECT COUNT(*) FROM dead_letters WHERE status = 'pending') AS pending,
+       (SELECT COUNT(*) FROM dead_letters WHERE status = 'replayed') AS replayed,
+       (SELECT COUNT(*) FROM dead_letters WHERE status = 'discarded') AS discarded,
+       (SELECT COUNT(*) FROM replay_runs) AS replay_runs,
+       (SELECT json_group_object(error_class, n) FROM
+          (SELECT error_class, COUNT(*) AS n FROM dead_letters WHERE status = 'pending' GROUP BY error_class)) AS pending_by_class";
 
 #[cfg(test)]
 mod tests {

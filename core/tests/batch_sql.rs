@@ -204,7 +204,7 @@ fn a_batch_of_one_and_of_many_use_the_same_statements() {
         .collect();
     assert_eq!(apply_turns(&mut conn, &turns[..1]).unwrap().applied, 1);
     assert_eq!(apply_turns(&mut conn, &turns).unwrap().applied, 99);
-    assert_eq!(sql::apply_turns().len(), 5);
+    assert_eq!(sql::apply_turns().len(), 6);
 }
 
 #[test]
@@ -228,6 +228,42 @@ fn conflicting_turn_ids_in_one_batch_store_the_first_only() {
         scalar(&conn, "SELECT total_points FROM user_stats"),
         i64::from(a.point_event.delta)
     );
+}
+
+#[test]
+fn a_conflict_with_a_stored_turn_changes_nothing() {
+    let mut conn = open_in_memory().unwrap();
+    let s = Uuid::from_u128(3);
+    let identity = Identity::new(AuthProvider::X, "c").unwrap();
+    start_session(&conn, &identity, s);
+    let a = sample("c", s, 5, T0);
+    assert_eq!(apply_turns(&mut conn, &[a.clone()]).unwrap().applied, 1);
+    let snapshot = |conn: &Connection| {
+        conn.query_row(
+            "SELECT (SELECT total_points FROM user_stats), (SELECT COUNT(*) FROM chat_messages),
+                    (SELECT ended_at IS NULL FROM chat_sessions), (SELECT display_name IS NULL FROM users)",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?, r.get::<_, bool>(3)?)),
+        )
+        .unwrap()
+    };
+    let before = snapshot(&conn);
+    let mut clash = a.clone();
+    clash.user_message.content = "not what was said".into();
+    clash.point_event.delta = -20;
+    clash.game_over = true;
+    clash.user.display_name = Some("Mallory".into());
+    let got = apply_turns(&mut conn, &[clash, a]).unwrap();
+    assert_eq!(
+        got,
+        Applied {
+            applied: 0,
+            duplicates: 1,
+            conflicts: 1
+        },
+        "the stored turn decides"
+    );
+    assert_eq!(snapshot(&conn), before);
 }
 
 #[test]

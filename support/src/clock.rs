@@ -14,3 +14,8 @@ pub fn random10() -> [u8; 10] {
     out.copy_from_slice(&bytes[..10]);
     out
 }
+
+/// A random number in [0, 1) from `Math.random()`: for jitter and fault sampling, not secrets.
+pub fn unit_random() -> f64 {
+    worker::js_sys::Math::random()
+}

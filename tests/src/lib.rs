@@ -35,17 +35,53 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The admin token the harness gives the chat Worker.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// How to start the Workers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Pass `--var AUTH_MODE:dev` (the local scripts do; the deployable config does not).
     pub dev_auth: bool,
+    /// Variables for the consumer Worker. `wrangler dev --var` reaches only the first config's
+    /// Worker, so these go into a copy of `consumer/wrangler.toml` in the state folder.
+    pub consumer_vars: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { dev_auth: true }
+        Self {
+            dev_auth: true,
+            consumer_vars: Vec::new(),
+        }
     }
+}
+
+/// A copy of `consumer/wrangler.toml` with absolute paths and `vars` set, written to `dir`.
+fn consumer_config(dir: &Path, vars: &[(&str, String)]) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
+    let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
+    let abs = |rel: &str| {
+        root()
+            .join("consumer")
+            .join(rel)
+            .to_string_lossy()
+            .into_owned()
+    };
+    doc["main"] = toml_edit::value(abs("build/index.js"));
+    for db in doc["d1_databases"]
+        .as_array_of_tables_mut()
+        .unwrap()
+        .iter_mut()
+    {
+        db["migrations_dir"] = toml_edit::value(abs("../migrations"));
+    }
+    for (k, v) in vars {
+        doc["vars"][k] = toml_edit::value(v.as_str());
+    }
+    let path = dir.join("consumer.wrangler.toml");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path
 }
 
 /// One running `wrangler dev` with both Workers.
@@ -94,24 +130,15 @@ impl Workers {
         assert!(status.success(), "applying migrations failed");
 
         let port = free_port();
+        let consumer = consumer_config(state.path(), &options.consumer_vars);
         let mut cmd = wrangler();
-        cmd.args([
-            "dev",
-            "-c",
-            "wrangler.toml",
-            "-c",
-            "consumer/wrangler.toml",
-            "--ip",
-            "127.0.0.1",
-        ])
-        .args([
-            "--port",
-            &port.to_string(),
-            "--inspector-port",
-            &free_port().to_string(),
-        ])
-        .args(["--show-interactive-dev-session=false", "--persist-to"])
-        .arg(&persist);
+        cmd.args(["dev", "-c", "wrangler.toml", "-c"])
+            .arg(&consumer)
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
+            .args(["--show-interactive-dev-session=false", "--persist-to"])
+            .arg(&persist);
         if options.dev_auth {
             cmd.args(["--var", "AUTH_MODE:dev"]);
         }

@@ -398,7 +398,11 @@ async fn bad_input_is_refused_and_nothing_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn development_auth_is_off_unless_the_local_config_turns_it_on() {
-    let w = Workers::start_with(Options { dev_auth: false }).await;
+    let w = Workers::start_with(Options {
+        dev_auth: false,
+        ..Options::default()
+    })
+    .await;
     let body = json!({ "characterType": "rin", "username": "a", "locale": "en" });
     let (status, body) = w.post("/api/sessions", ALICE, &body).await;
     assert_eq!(status, 401, "{body}");

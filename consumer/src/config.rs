@@ -1,0 +1,50 @@
+//! The consumer's bindings, queue names and settings, read from `Env` in one place.
+
+use chat_core::backoff::Backoff;
+use chat_core::faults::Faults;
+use worker::Env;
+
+/// The D1 database binding (shared with the chat Worker).
+pub const DB: &str = "DB";
+/// The producer binding of the dead-letter queue.
+pub const DEAD_LETTERS: &str = "DEAD_LETTERS";
+/// The queues this Worker consumes; batches are routed on these names.
+pub const TURN_QUEUE: &str = "chat-turns";
+pub const DEAD_LETTER_QUEUE: &str = "chat-turns-dlq";
+
+pub struct Config {
+    /// The turn queue's `max_retries` (`TURN_MAX_RETRIES`, kept equal to wrangler.toml's).
+    pub max_retries: u32,
+    pub backoff: Backoff,
+    /// Test-only fault injection (`FAULTS`); off unless `wrangler dev --var` sets it.
+    pub faults: Faults,
+}
+
+fn number(env: &Env, name: &str, default: u32) -> u32 {
+    env.var(name)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Self {
+        let defaults = Backoff::default();
+        let spec = env.var("FAULTS").map(|v| v.to_string()).unwrap_or_default();
+        let faults = Faults::parse(&spec).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "FAULTS is malformed; fault injection stays off");
+            Faults::default()
+        });
+        if !faults.is_off() {
+            tracing::warn!(spec = %spec, "fault injection is ON (local testing only)");
+        }
+        Self {
+            max_retries: number(env, "TURN_MAX_RETRIES", 5),
+            backoff: Backoff {
+                base_seconds: number(env, "RETRY_BASE_SECONDS", defaults.base_seconds),
+                max_seconds: number(env, "RETRY_MAX_SECONDS", defaults.max_seconds),
+            },
+            faults,
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! The admin API's requests: dead-letter filters, replay and discard bodies, and the bearer
+//! token check. Parsed here, in plain Rust, so every refusal is tested natively.
+
+use crate::failure::FailureClass;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Most letters one list or replay call handles.
+pub const MAX_LIMIT: u32 = 500;
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest admin request body (raw turn records for `/admin/turns`).
+pub const MAX_ADMIN_BODY_BYTES: usize = 1024 * 1024;
+/// Largest single raw record `/admin/turns` queues (a queue message may be 128 KB).
+pub const MAX_RAW_RECORD_BYTES: usize = 100 * 1024;
+
+/// A refused admin request: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> AdminError {
+    AdminError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A dead letter's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LetterStatus {
+    Pending,
+    Replayed,
+    Discarded,
+}
+
+impl LetterStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "replayed" => Some(Self::Replayed),
+            "discarded" => Some(Self::Discarded),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Replayed => "replayed",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
+/// Which letters: every field narrows the set; none means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LetterFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<LetterStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<FailureClass>,
+    /// Text the error contains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Last failure at or after (epoch ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    /// Last failure before (epoch ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
+}
+
+/// Where a listing resumes: after this (last failure time, id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub after_failed_at: i64,
+    pub after_id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.after_failed_at, self.after_id)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, AdminError> {
+        let invalid = || bad("invalid_cursor", "the cursor is not one this API gave out");
+        let (at, id) = s.split_once('.').ok_or_else(invalid)?;
+        let after_failed_at = at.parse().map_err(|_| invalid())?;
+        if id.is_empty() || id.len() > 128 {
+            return Err(invalid());
+        }
+        Ok(Self {
+            after_failed_at,
+            after_id: id.to_owned(),
+        })
+    }
+}
+
+/// `GET /admin/dead-letters` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub filter: LetterFilter,
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+}
+
+/// A time bound: epoch milliseconds or RFC 3339.
+pub fn parse_time(field: &str, s: &str) -> Result<i64, AdminError> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            bad(
+                "invalid_query",
+                format!("'{field}' must be epoch milliseconds or an RFC 3339 time"),
+            )
+        })
+}
+
+fn parse_limit(s: &str) -> Result<u32, AdminError> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            bad(
+                "invalid_query",
+                format!("'limit' must be a whole number from 1 to {MAX_LIMIT}"),
+            )
+        })
+}
+
+fn set_filter_field(filter: &mut LetterFilter, key: &str, value: &str) -> Result<bool, AdminError> {
+    match key {
+        "status" => {
+            filter.status = Some(LetterStatus::parse(value).ok_or_else(|| {
+                bad(
+                    "invalid_query",
+                    "'status' must be pending, replayed or discarded",
+                )
+            })?)
+        }
+        "class" => {
+            let names: Vec<_> = FailureClass::ALL.iter().map(|c| c.as_str()).collect();
+            filter.class = Some(FailureClass::parse(value).ok_or_else(|| {
+                bad(
+                    "invalid_query",
+                    format!("'class' must be one of {}", names.join(", ")),
+                )
+            })?)
+        }
+        "q" => filter.q = Some(value.to_owned()).filter(|q| !q.is_empty()),
+        "from" => filter.from = Some(parse_time("from", value)?),
+        "to" => filter.to = Some(parse_time("to", value)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+impl ListQuery {
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, AdminError> {
+        let mut query = Self {
+            filter: LetterFilter::default(),
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        };
+        for (key, value) in pairs {
+            if set_filter_field(&mut query.filter, key, value)? {
+                continue;
+            }
+            match key {
+                "limit" => query.limit = parse_limit(value)?,
+                "cursor" => query.cursor = Some(Cursor::parse(value)?),
+                other => {
+                    return Err(bad(
+                        "invalid_query",
+                        format!("unknown query parameter '{other}'"),
+                    ))
+                }
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// Which letters a replay or discard acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Ids(Vec<String>),
+    Filter(LetterFilter),
+}
+
+/// `POST /admin/dead-letters/replay` and `/discard` bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRequest {
+    pub selection: Selection,
+    pub dry_run: bool,
+    pub limit: u32,
+    /// Groups the calls of one operator run into one `replay_runs` row.
+    pub run_id: Option<String>,
+}
+
+fn object(body: &[u8]) -> Result<Map<String, Value>, AdminError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(bad("invalid_body", "the body must be a JSON object")),
+        Err(e) => Err(bad(
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+impl ActionRequest {
+    /// Parses a body; `default_status` narrows a filter that names no status (a replay
+    /// defaults to pending letters).
+    pub fn parse(body: &[u8], default_status: Option<LetterStatus>) -> Result<Self, AdminError> {
+        let map = object(body)?;
+        for key in map.keys() {
+            if !["ids", "filter", "dryRun", "limit", "runId"].contains(&key.as_str()) {
+                return Err(bad("invalid_field", format!("unknown field '{key}'")));
+            }
+        }
+        let selection = match (map.get("ids"), map.get("filter")) {
+            (Some(_), Some(_)) => {
+                return Err(bad("invalid_field", "give 'ids' or 'filter', not both"))
+            }
+            (Some(Value::Array(ids)), None) => {
+                if ids.is_empty() || ids.len() > MAX_LIMIT as usize {
+                    return Err(bad(
+                        "invalid_field",
+                        format!("'ids' must list 1 to {MAX_LIMIT} ids"),
+                    ));
+                }
+                let ids = ids
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .filter(|s| !s.is_empty() && s.len() <= 128)
+                            .map(str::to_owned)
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("invalid_field", "'ids' must be non-empty strings"))?;
+                Selection::Ids(ids)
+            }
+            (Some(_), None) => {
+                return Err(bad("invalid_field", "'ids' must be an array of strings"))
+            }
+            (None, Some(Value::Object(f))) => {
+                let mut filter = LetterFilter::default();
+                for (key, value) in f {
+                    let text = match value {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        _ => {
+                            return Err(bad(
+                                "invalid_field",
+                                format!("filter '{key}' must be a string or number"),
+                            ))
+                        }
+                    };
+                    if !set_filter_field(&mut filter, key, &text)
+                        .map_err(|e| bad("invalid_field", e.message))?
+                    {
+                        return Err(bad("invalid_field", format!("unknown filter '{key}'")));
+                    }
+                }
+                filter.status = filter.status.or(default_status);
+                Selection::Filter(filter)
+            }
+            (None, Some(_)) => return Err(bad("invalid_field", "'filter' must be an object")),
+            (None, None) => Selection::Filter(LetterFilter {
+                status: default_status,
+                ..Default::default()
+            }),
+        };
+        let dry_run = match map.get("dryRun") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("invalid_field", "'dryRun' must be true or false")),
+        };
+        let limit = match map.get("limit") {
+            None | Some(Value::Null) => 100,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=u64::from(MAX_LIMIT)).contains(n))
+                .map(|n| n as u32)
+                .ok_or_else(|| {
+                    bad(
+                        "invalid_field",
+                        format!("'limit' must be a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                })?,
+        };
+        let run_id = match map.get("runId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s))
+                if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Some(s.clone())
+            }
+            Some(_) => {
+                return Err(bad(
+                    "invalid_field",
+                    "'runId' must be 1 to 64 visible ASCII characters",
+                ))
+            }
+        };
+        Ok(Self {
+            selection,
+            dry_run,
+            limit,
+            run_id,
+        })
+    }
+}
+
+/// `POST /admin/reconcile` body (empty means a real run).
+pub fn parse_reconcile(body: &[u8]) -> Result<bool, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let map = object(body)?;
+    for key in map.keys() {
+        if key != "dryRun" {
+            return Err(bad("invalid_field", format!("unknown field '{key}'")));
+        }
+    }
+    match map.get("dryRun") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad("invalid_field", "'dryRun' must be true or false")),
+    }
+}
+
+/// `POST /admin/turns` body: `{ "records": [...] }`. Each record is queued as given: a JSON
+/// string as its text, anything else as its JSON text.
+pub fn parse_raw_turns(body: &[u8]) -> Result<Vec<String>, AdminError> {
+    let map = object(body)?;
+    let Some(Value::Array(records)) = map.get("records") else {
+        return Err(bad("invalid_field", "'records' must be an array"));
+    };
+    if records.is_empty() || records.len() > 1000 {
+        return Err(bad(
+            "invalid_field",
+            "'records' must hold 1 to 1000 records",
+        ));
+    }
+    records
+        .iter()
+        .map(|r| {
+            let text = match r {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if text.len() > MAX_RAW_RECORD_BYTES {
+                return Err(bad(
+                    "invalid_field",
+                    format!("a record is larger than {MAX_RAW_RECORD_BYTES} bytes"),
+                ));
+            }
+            Ok(text)
+        })
+        .collect()
+}
+
+/// The `Authorization: Bearer <token>` check, in constant time over the token's bytes. An
+/// unset or empty configured token refuses everything.
+pub fn bearer_matches(header: Option<&str>, configured: Option<&str>) -> bool {
+    let Some(expected) = configured.filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let Some(header) = header else { return false };
+    let Some((scheme, token)) = header.trim().split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && constant_time_eq::constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_queries_parse_and_refuse() {
+        let q = ListQuery::parse([
+            ("status", "pending"),
+            ("class", "conflict"),
+            ("q", "D1"),
+            ("from", "2026-01-01T00:00:00Z"),
+            ("to", "1800000000000"),
+            ("limit", "10"),
+        ])
+        .unwrap();
+        assert_eq!(q.filter.status, Some(LetterStatus::Pending));
+        assert_eq!(q.filter.class, Some(FailureClass::Conflict));
+        assert_eq!(q.filter.from, Some(1_767_225_600_000));
+        assert_eq!((q.filter.to, q.limit), (Some(1_800_000_000_000), 10));
+        let c = Cursor {
+            after_failed_at: 5,
+            after_id: "abc.def".into(),
+        };
+        assert_eq!(
+            ListQuery::parse([("cursor", c.encode().as_str())])
+                .unwrap()
+                .cursor,
+            Some(c)
+        );
+        for bad in [
+            ("status", "lost"),
+            ("class", "x"),
+            ("from", "yesterday"),
+            ("limit", "0"),
+            ("limit", "501"),
+            ("cursor", "nope"),
+            ("colour", "red"),
+        ] {
+            assert!(ListQuery::parse([bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn action_bodies_parse_and_refuse() {
+        let r = ActionRequest::parse(
+            br#"{"ids":["a","b"],"dryRun":true,"limit":5,"runId":"run-1"}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.selection, Selection::Ids(vec!["a".into(), "b".into()]));
+        assert!(r.dry_run);
+        assert_eq!((r.limit, r.run_id.as_deref()), (5, Some("run-1")));
+        let r = ActionRequest::parse(
+            br#"{"filter":{"class":"invalid"}}"#,
+            Some(LetterStatus::Pending),
+        )
+        .unwrap();
+        let Selection::Filter(f) = r.selection else {
+            panic!()
+        };
+        assert_eq!(
+            (f.class, f.status),
+            (Some(FailureClass::Invalid), Some(LetterStatus::Pending))
+        );
+        let r = ActionRequest::parse(b"{}", Some(LetterStatus::Pending)).unwrap();
+        assert_eq!(
+            r.selection,
+            Selection::Filter(LetterFilter {
+                status: Some(LetterStatus::Pending),
+                ..Default::default()
+            })
+        );
+        for body in [
+            &b"{"[..],
+            b"[]",
+            br#"{"ids":[]}"#,
+            br#"{"ids":[1]}"#,
+            br#"{"ids":"a"}"#,
+            br#"{"ids":["a"],"filter":{}}"#,
+            br#"{"filter":{"colour":"red"}}"#,
+            br#"{"filter":{"status":"lost"}}"#,
+            br#"{"dryRun":"yes"}"#,
+            br#"{"limit":0}"#,
+            br#"{"limit":-1}"#,
+            br#"{"runId":""}"#,
+            br#"{"surprise":1}"#,
+        ] {
+            assert!(
+                ActionRequest::parse(body, None).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn reconcile_and_raw_turn_bodies() {
+        assert_eq!(parse_reconcile(b""), Ok(false));
+        assert_eq!(parse_reconcile(br#"{"dryRun":true}"#), Ok(true));
+        assert!(parse_reconcile(br#"{"dryRun":1}"#).is_err());
+        assert!(parse_reconcile(b"{").is_err());
+        let texts = parse_raw_turns(br#"{"records":["raw text",{"v":9},[1]]}"#).unwrap();
+        assert_eq!(texts, vec!["raw text", r#"{"v":9}"#, "[1]"]);
+        assert!(parse_raw_turns(br#"{"records":[]}"#).is_err());
+        assert!(parse_raw_turns(br#"{"records":{}}"#).is_err());
+        let huge = format!(
+            r#"{{"records":["{}"]}}"#,
+            "a".repeat(MAX_RAW_RECORD_BYTES + 1)
+        );
+        assert!(parse_raw_turns(huge.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        let t = Some("s3cret");
+        assert!(bearer_matches(Some("Bearer s3cret"), t));
+        assert!(bearer_matches(Some("bearer s3cret"), t));
+        for h in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("Basic s3cret"),
+            Some("s3cret"),
+        ] {
+            assert!(!bearer_matches(h, t), "{h:?}");
+        }
+        assert!(
+            !bearer_matches(Some("Bearer "), Some("")),
+            "an empty configured token refuses all"
+        );
+        assert!(!bearer_matches(Some("Bearer x"), None));
+    }
+}

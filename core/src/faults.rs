@@ -1,0 +1,129 @@
+//! The consumer's fault switch, for tests: it makes a D1 batch fail on purpose, before the
+//! write (nothing stored) or after it (stored, but the handler fails, so the batch is
+//! delivered again). It is read from the `FAULTS` variable, which no deployable config sets;
+//! only `wrangler dev --var FAULTS:…` (the tests) turns it on.
+//!
+//! The spec is a comma-separated list:
+//! - `markers`: a turn whose player message contains `[fault:before]` fails every attempt;
+//!   `[fault:before-once]` fails its first attempt; `[fault:after-once]` fails after the
+//!   write on its first attempt.
+//! - `before=R`, `after=R`: fail that share (0..=1) of batches at random.
+
+use crate::record::TurnRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Faults {
+    pub markers: bool,
+    pub before_rate: f64,
+    pub after_rate: f64,
+}
+
+/// What to do to one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Fail before writing: nothing is stored.
+    BeforeWrite,
+    /// Write, then fail: the batch is stored and delivered again.
+    AfterWrite,
+}
+
+impl Faults {
+    /// Parses a spec; an empty spec turns faults off.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut faults = Self::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let rate = |v: &str| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| format!("fault rate {v:?} is not a number from 0 to 1"))
+            };
+            match part.split_once('=') {
+                None if part == "markers" => faults.markers = true,
+                Some(("before", v)) => faults.before_rate = rate(v)?,
+                Some(("after", v)) => faults.after_rate = rate(v)?,
+                _ => return Err(format!("unknown fault {part:?}")),
+            }
+        }
+        Ok(faults)
+    }
+
+    pub fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The fault for a batch of `(record, attempts)`; `unit` is random in [0, 1).
+    pub fn decide<'a>(
+        &self,
+        batch: impl IntoIterator<Item = (&'a TurnRecord, u32)>,
+        unit: f64,
+    ) -> Fault {
+        if self.markers {
+            for (record, attempts) in batch {
+                let text = &record.user_message.content;
+                if text.contains("[fault:before]")
+                    || (attempts == 1 && text.contains("[fault:before-once]"))
+                {
+                    return Fault::BeforeWrite;
+                }
+                if attempts == 1 && text.contains("[fault:after-once]") {
+                    return Fault::AfterWrite;
+                }
+            }
+        }
+        if unit < self.before_rate {
+            Fault::BeforeWrite
+        } else if unit < self.before_rate + self.after_rate {
+            Fault::AfterWrite
+        } else {
+            Fault::None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::sample;
+    use uuid::Uuid;
+
+    #[test]
+    fn specs_parse() {
+        assert!(Faults::parse("").unwrap().is_off());
+        let f = Faults::parse("markers, before=0.2,after=0.1").unwrap();
+        assert_eq!(
+            f,
+            Faults {
+                markers: true,
+                before_rate: 0.2,
+                after_rate: 0.1
+            }
+        );
+        assert!(Faults::parse("before=2").is_err());
+        assert!(Faults::parse("explode").is_err());
+    }
+
+    #[test]
+    fn markers_and_rates_decide() {
+        let mut r = sample("1", Uuid::nil(), 1, 1_700_000_000_000);
+        let markers = Faults::parse("markers").unwrap();
+        assert_eq!(markers.decide([(&r, 1)], 0.0), Fault::None);
+        r.user_message.content = "hi [fault:before-once]".into();
+        assert_eq!(markers.decide([(&r, 1)], 0.9), Fault::BeforeWrite);
+        assert_eq!(markers.decide([(&r, 2)], 0.9), Fault::None);
+        r.user_message.content = "hi [fault:before]".into();
+        assert_eq!(markers.decide([(&r, 7)], 0.9), Fault::BeforeWrite);
+        r.user_message.content = "hi [fault:after-once]".into();
+        assert_eq!(markers.decide([(&r, 1)], 0.9), Fault::AfterWrite);
+        assert_eq!(
+            Faults::default().decide([(&r, 1)], 0.0),
+            Fault::None,
+            "off ignores markers"
+        );
+        let rates = Faults::parse("before=0.2,after=0.2").unwrap();
+        assert_eq!(rates.decide([], 0.1), Fault::BeforeWrite);
+        assert_eq!(rates.decide([], 0.3), Fault::AfterWrite);
+        assert_eq!(rates.decide([], 0.5), Fault::None);
+    }
+}
