@@ -4,7 +4,7 @@ use chat_core::batch::StoredTurn;
 use chat_core::dead_letter::Envelope;
 use chat_core::sql;
 use worker::wasm_bindgen::JsValue;
-use worker::{BatchMessageBuilder, D1Database, MessageBuilder, Queue, QueueContentType};
+use worker::{D1Database, Queue};
 
 /// What the D1 batch found and did.
 pub struct Stored {
@@ -57,39 +57,13 @@ pub async fn store_letters(
     Ok(())
 }
 
-/// Most messages one `sendBatch` takes.
-pub const SEND_BATCH_MAX: usize = 100;
-/// Most bytes sent in one `sendBatch` (the platform allows 256 KB).
-pub const SEND_BATCH_BYTES: usize = 200 * 1024;
-
-/// Sends envelopes to the dead-letter queue as JSON text, in calls within the queue's limits.
+/// Sends envelopes to the dead-letter queue as JSON text, each within a message's size.
 pub async fn send_letters(queue: &Queue, letters: &[Envelope]) -> worker::Result<()> {
-    let mut chunk: Vec<String> = Vec::new();
-    let mut bytes = 0;
-    for letter in letters {
-        let text = letter.encode_within(Envelope::MAX_BYTES);
-        if !chunk.is_empty()
-            && (chunk.len() == SEND_BATCH_MAX || bytes + text.len() > SEND_BATCH_BYTES)
-        {
-            send_chunk(queue, std::mem::take(&mut chunk)).await?;
-            bytes = 0;
-        }
-        bytes += text.len();
-        chunk.push(text);
-    }
-    if !chunk.is_empty() {
-        send_chunk(queue, chunk).await?;
-    }
-    Ok(())
-}
-
-async fn send_chunk(queue: &Queue, texts: Vec<String>) -> worker::Result<()> {
-    let messages = texts.into_iter().map(|t| {
-        MessageBuilder::new(t)
-            .content_type(QueueContentType::Text)
-            .build()
-    });
-    queue
-        .send_batch(BatchMessageBuilder::new().messages(messages).build())
+    let texts: Vec<String> = letters
+        .iter()
+        .map(|l| l.encode_within(Envelope::MAX_BYTES))
+        .collect();
+    worker_support::queue::send_texts(queue, &texts)
         .await
+        .map_err(|(_, e)| e)
 }

@@ -69,9 +69,11 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     if !valid.is_empty() {
         let firsts = first_arrivals(&valid, |(_, r)| r);
         let json = turns_json(firsts.iter().map(|&i| &valid[i].1));
-        let fault = config
-            .faults
-            .decide(valid.iter().map(|(m, r)| (r, m.attempts)), unit_random());
+        let fault = config.faults.decide(
+            valid.iter().map(|(m, r)| (r, m.attempts)),
+            now_ms(),
+            unit_random(),
+        );
         let d1_started = now_ms();
         let outcome = match (fault, env.d1(DB)) {
             (Fault::BeforeWrite, _) => Err(worker::Error::RustError(

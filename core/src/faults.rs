@@ -6,7 +6,8 @@
 //! The spec is a comma-separated list:
 //! - `markers`: a turn whose player message contains `[fault:before]` fails every attempt;
 //!   `[fault:before-once]` fails its first attempt; `[fault:after-once]` fails after the
-//!   write on its first attempt.
+//!   write on its first attempt; `[fault:before-until=MS]` fails every attempt until the
+//!   clock passes MS (epoch ms): it exhausts its retries, yet a later replay succeeds.
 //! - `before=R`, `after=R`: fail that share (0..=1) of batches at random.
 
 use crate::record::TurnRecord;
@@ -53,16 +54,19 @@ impl Faults {
         *self == Self::default()
     }
 
-    /// The fault for a batch of `(record, attempts)`; `unit` is random in [0, 1).
+    /// The fault for a batch of `(record, attempts)` at `now_ms`; `unit` is random in [0, 1).
     pub fn decide<'a>(
         &self,
         batch: impl IntoIterator<Item = (&'a TurnRecord, u32)>,
+        now_ms: i64,
         unit: f64,
     ) -> Fault {
         if self.markers {
             for (record, attempts) in batch {
                 let text = &record.user_message.content;
-                if text.contains("[fault:before]")
+                let until = until_marker(text).is_some_and(|until| now_ms < until);
+                if until
+                    || text.contains("[fault:before]")
                     || (attempts == 1 && text.contains("[fault:before-once]"))
                 {
                     return Fault::BeforeWrite;
@@ -80,6 +84,13 @@ impl Faults {
             Fault::None
         }
     }
+}
+
+/// The MS of a `[fault:before-until=MS]` marker.
+fn until_marker(text: &str) -> Option<i64> {
+    let start = text.find("[fault:before-until=")? + "[fault:before-until=".len();
+    let end = start + text[start..].find(']')?;
+    text[start..end].parse().ok()
 }
 
 #[cfg(test)]
@@ -108,22 +119,22 @@ mod tests {
     fn markers_and_rates_decide() {
         let mut r = sample("1", Uuid::nil(), 1, 1_700_000_000_000);
         let markers = Faults::parse("markers").unwrap();
-        assert_eq!(markers.decide([(&r, 1)], 0.0), Fault::None);
+        assert_eq!(markers.decide([(&r, 1)], 0, 0.0), Fault::None);
         r.user_message.content = "hi [fault:before-once]".into();
-        assert_eq!(markers.decide([(&r, 1)], 0.9), Fault::BeforeWrite);
-        assert_eq!(markers.decide([(&r, 2)], 0.9), Fault::None);
+        assert_eq!(markers.decide([(&r, 1)], 0, 0.9), Fault::BeforeWrite);
+        assert_eq!(markers.decide([(&r, 2)], 0, 0.9), Fault::None);
         r.user_message.content = "hi [fault:before]".into();
-        assert_eq!(markers.decide([(&r, 7)], 0.9), Fault::BeforeWrite);
+        assert_eq!(markers.decide([(&r, 7)], 0, 0.9), Fault::BeforeWrite);
         r.user_message.content = "hi [fault:after-once]".into();
-        assert_eq!(markers.decide([(&r, 1)], 0.9), Fault::AfterWrite);
+        assert_eq!(markers.decide([(&r, 1)], 0, 0.9), Fault::AfterWrite);
         assert_eq!(
-            Faults::default().decide([(&r, 1)], 0.0),
+            Faults::default().decide([(&r, 1)], 0, 0.0),
             Fault::None,
             "off ignores markers"
         );
         let rates = Faults::parse("before=0.2,after=0.2").unwrap();
-        assert_eq!(rates.decide([], 0.1), Fault::BeforeWrite);
-        assert_eq!(rates.decide([], 0.3), Fault::AfterWrite);
-        assert_eq!(rates.decide([], 0.5), Fault::None);
+        assert_eq!(rates.decide([], 0, 0.1), Fault::BeforeWrite);
+        assert_eq!(rates.decide([], 0, 0.3), Fault::AfterWrite);
+        assert_eq!(rates.decide([], 0, 0.5), Fault::None);
     }
 }

@@ -237,7 +237,12 @@ fn a_conflict_with_a_stored_turn_changes_nothing() {
     let identity = Identity::new(AuthProvider::X, "c").unwrap();
     start_session(&conn, &identity, s);
     let a = sample("c", s, 5, T0);
-    assert_eq!(apply_turns(&mut conn, std::slice::from_ref(&a)).unwrap().applied, 1);
+    assert_eq!(
+        apply_turns(&mut conn, std::slice::from_ref(&a))
+            .unwrap()
+            .applied,
+        1
+    );
     let snapshot = |conn: &Connection| {
         conn.query_row(
             "SELECT (SELECT total_points FROM user_stats), (SELECT COUNT(*) FROM chat_messages),

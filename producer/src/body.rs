@@ -2,12 +2,18 @@
 //! refused from its Content-Length, or as soon as the stream passes the limit.
 
 use crate::error::ApiError;
-use chat_core::request::{too_large, MAX_BODY_BYTES};
+use chat_core::request::InvalidRequest;
 use futures_util::StreamExt;
 use worker::Request;
 
-/// The body of a JSON request, at most `MAX_BODY_BYTES`.
-pub async fn read_json(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+/// The body of a JSON request, at most `max` bytes.
+pub async fn read_json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::Invalid(InvalidRequest {
+            code: "body_too_large",
+            message: format!("the body must be at most {max} bytes"),
+        })
+    };
     let content_type = req
         .headers()
         .get("Content-Type")
@@ -26,9 +32,9 @@ pub async fn read_json(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     let declared = req.headers().get("Content-Length").ok().flatten();
     if declared
         .and_then(|n| n.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        .is_some_and(|n| n > max as u64)
     {
-        return Err(too_large().into());
+        return Err(too_large());
     }
     let mut body = Vec::new();
     let Ok(mut stream) = req.stream() else {
@@ -41,8 +47,8 @@ pub async fn read_json(req: &mut Request) -> Result<Vec<u8>, ApiError> {
                 format!("the body could not be read: {e}"),
             )
         })?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large().into());
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }

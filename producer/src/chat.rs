@@ -11,6 +11,7 @@ use chat_core::engine::{OfflineEngine, ReplyEngine, ReplyInput};
 use chat_core::ids::{valid_idempotency_key, TurnIds};
 use chat_core::record::{TurnInput, TurnRecord};
 use chat_core::request::ChatTurn;
+use chat_core::request::MAX_BODY_BYTES;
 use serde_json::json;
 use worker::{MessageBuilder, QueueContentType, Request, Response};
 use worker_support::clock::{now_ms, random10};
@@ -20,7 +21,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 pub async fn post(mut req: Request, services: &Services) -> Result<Response, ApiError> {
     let identity = services.auth.resolve(&req)?;
     let key = idempotency_key(&req)?;
-    let turn = ChatTurn::parse(&body::read_json(&mut req).await?)?;
+    let turn = ChatTurn::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
     let session = sessions::owned(services, &identity, turn.session_id).await?;
     if session.ended_at.is_some() {
         return Err(ApiError::Conflict {

@@ -2,7 +2,8 @@
 //! native tests. D1 binds no 64-bit integers, so times go in as JavaScript numbers (< 2^53).
 
 use crate::error::ApiError;
-use chat_core::batch::user_json;
+use chat_core::admin::{Cursor, LetterFilter, LetterStatus};
+use chat_core::batch::{user_json, StoredTurn};
 use chat_core::identity::Identity;
 use chat_core::request::NewSession;
 use chat_core::sql;
@@ -100,4 +101,200 @@ pub async fn list_messages(
         .all()
         .await?;
     Ok(result.results()?)
+}
+
+// ---- Admin -------------------------------------------------------------------------------
+
+/// A row of `dead_letters` (`payload` only where the query selects it).
+#[derive(Debug, Deserialize)]
+pub struct LetterRow {
+    pub id: String,
+    pub turn_id: Option<String>,
+    pub error_class: String,
+    pub error_text: String,
+    pub attempts: i64,
+    pub first_failed_at: i64,
+    pub last_failed_at: i64,
+    pub status: String,
+    pub replay_count: i64,
+    #[serde(default)]
+    pub payload: Option<String>,
+}
+
+fn opt_text(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::NULL, JsValue::from_str)
+}
+
+fn opt_number(n: Option<i64>) -> JsValue {
+    n.map_or(JsValue::NULL, number)
+}
+
+/// Letters matching `filter`, oldest failure first, after `cursor`; with payloads if `full`.
+pub async fn list_letters(
+    db: &D1Database,
+    filter: &LetterFilter,
+    limit: u32,
+    cursor: Option<&Cursor>,
+    full: bool,
+) -> Result<Vec<LetterRow>, ApiError> {
+    let query = if full {
+        sql::LIST_LETTERS_FULL.as_str()
+    } else {
+        sql::LIST_LETTERS.as_str()
+    };
+    let result = db
+        .prepare(query)
+        .bind(&[
+            opt_text(filter.status.map(|s| s.as_str())),
+            opt_text(filter.class.map(|c| c.as_str())),
+            opt_text(filter.q.as_deref()),
+            opt_number(filter.from),
+            opt_number(filter.to),
+            opt_number(cursor.map(|c| c.after_failed_at)),
+            opt_text(cursor.map(|c| c.after_id.as_str())),
+            number(i64::from(limit)),
+        ])?
+        .all()
+        .await?;
+    Ok(result.results()?)
+}
+
+/// Letters by id, with payloads.
+pub async fn letters_by_ids(db: &D1Database, ids: &[String]) -> Result<Vec<LetterRow>, ApiError> {
+    let ids = serde_json::to_string(ids).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let result = db
+        .prepare(sql::LETTERS_BY_IDS.as_str())
+        .bind(&[text(ids)])?
+        .all()
+        .await?;
+    Ok(result.results()?)
+}
+
+/// What is stored under these turn ids.
+pub async fn stored_turns(db: &D1Database, turn_ids: &[&str]) -> Result<Vec<StoredTurn>, ApiError> {
+    if turn_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<_> = turn_ids
+        .iter()
+        .map(|id| serde_json::json!({ "turn_id": id }))
+        .collect();
+    let result = db
+        .prepare(sql::SELECT_STORED_TURNS)
+        .bind(&[text(serde_json::Value::Array(rows))])?
+        .all()
+        .await?;
+    Ok(result.results()?)
+}
+
+/// Sets the status of the letters `ids`: replayed (counting the replay) or discarded.
+/// Returns how many letters changed.
+pub async fn mark_letters(
+    db: &D1Database,
+    ids: &[String],
+    status: LetterStatus,
+    now_ms: i64,
+) -> Result<usize, ApiError> {
+    let statement = match status {
+        LetterStatus::Replayed => sql::MARK_REPLAYED,
+        LetterStatus::Discarded => sql::DISCARD_LETTERS,
+        LetterStatus::Pending => {
+            return Err(ApiError::Internal(
+                "letters are never marked pending".into(),
+            ))
+        }
+    };
+    let ids = serde_json::to_string(ids).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let result = db
+        .prepare(statement)
+        .bind(&[text(ids), number(now_ms)])?
+        .run()
+        .await?;
+    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
+}
+
+/// The counts of one replay call, added to its run's row.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayCounts {
+    pub letters: usize,
+    pub requeued: usize,
+    pub would_apply: usize,
+    pub already_applied: usize,
+    pub conflicts: usize,
+    pub invalid: usize,
+}
+
+pub async fn record_replay_run(
+    db: &D1Database,
+    run_id: &str,
+    started_ms: i64,
+    finished_ms: i64,
+    dry_run: bool,
+    filter_json: &str,
+    c: &ReplayCounts,
+) -> Result<(), ApiError> {
+    let n = |v: usize| number(v as i64);
+    db.prepare(sql::RECORD_REPLAY_RUN)
+        .bind(&[
+            text(run_id),
+            number(started_ms),
+            number(finished_ms),
+            number(i64::from(dry_run)),
+            text(filter_json),
+            n(c.letters),
+            n(c.requeued),
+            n(c.would_apply),
+            n(c.already_applied),
+            n(c.conflicts),
+            n(c.invalid),
+        ])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// A user whose snapshot drifted from the ledger.
+#[derive(Debug, Deserialize)]
+pub struct DriftRow {
+    pub user_id: String,
+    pub stored_total: Option<i64>,
+    pub ledger_total: i64,
+    pub stored_level: Option<i64>,
+    pub expected_level: i64,
+    pub stored_last: Option<i64>,
+    pub expected_last: Option<i64>,
+}
+
+/// The drifted users and, unless `dry_run`, their repair, in one atomic batch.
+pub async fn reconcile(
+    db: &D1Database,
+    dry_run: bool,
+    now_ms: i64,
+) -> Result<(Vec<DriftRow>, usize), ApiError> {
+    let mut statements = vec![db.prepare(sql::SELECT_DRIFT.as_str())];
+    if !dry_run {
+        statements.push(
+            db.prepare(sql::FIX_DRIFT.as_str())
+                .bind(&[number(now_ms)])?,
+        );
+    }
+    let results = db.batch(statements).await?;
+    let drift: Vec<DriftRow> = results
+        .first()
+        .map(|r| r.results())
+        .transpose()?
+        .unwrap_or_default();
+    let fixed = results
+        .get(1)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    Ok((drift, fixed))
+}
+
+/// The one-row figures of `GET /admin/stats`.
+pub async fn admin_stats(db: &D1Database) -> Result<serde_json::Value, ApiError> {
+    let row: Option<serde_json::Value> = db.prepare(sql::ADMIN_STATS).first(None).await?;
+    row.ok_or_else(|| ApiError::Internal("the stats query returned no row".into()))
 }

@@ -3,6 +3,7 @@
 //! It never writes D1 on the chat hot path: a 200 from `POST /api/chat` means the turn record
 //! is durably queued, and the consumer Worker stores it.
 //!
+//! - [`admin`]: the operators' API under `/admin` (dead letters, replay, reconcile).
 //! - [`routes`]: method + path → handler, 404 and 405.
 //! - [`services`]: the bindings and configuration, built from `Env` in one place.
 //! - [`auth`]: who is asking (development header for now).
@@ -13,6 +14,7 @@
 //! - [`db`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
 //! - [`error`]: the one error type of this boundary, mapped to a status once.
 
+mod admin;
 mod auth;
 mod body;
 mod chat;

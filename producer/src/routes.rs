@@ -51,6 +51,7 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
             })?;
             sessions::messages(req, &Services::from_env(env)?, id).await
         }
+        ["admin", rest @ ..] => crate::admin::handle(req, env, rest).await,
         _ => Err(ApiError::NotFound {
             code: "not_found",
             message: format!("no route for {path}"),

@@ -8,6 +8,7 @@ use crate::services::Services;
 use chat_core::identity::Identity;
 use chat_core::ids::time_ordered;
 use chat_core::request::NewSession;
+use chat_core::request::MAX_BODY_BYTES;
 use chat_core::time::to_rfc3339;
 use serde_json::json;
 use uuid::Uuid;
@@ -19,7 +20,7 @@ pub const MAX_LIST: u32 = 1000;
 
 pub async fn create(mut req: Request, services: &Services) -> Result<Response, ApiError> {
     let identity = services.auth.resolve(&req)?;
-    let new = NewSession::parse(&body::read_json(&mut req).await?)?;
+    let new = NewSession::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
     let now = now_ms();
     let id = time_ordered(now, random10());
     db::create_session(&services.db, &identity, id, &new, now).await?;

@@ -2,6 +2,8 @@
 //!
 //! - [`logging`]: `tracing` events as one JSON line each on the console (Workers Logs).
 //! - [`clock`]: the time and random bytes, which `std` cannot give on wasm32.
+//! - [`queue`]: sending many messages within `sendBatch`'s limits.
 
 pub mod clock;
 pub mod logging;
+pub mod queue;

@@ -245,6 +245,21 @@ impl Workers {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Calls an admin route with the harness's token; `body` is sent as JSON when given.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let r = req.send().await.expect("answered");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Starts a session for `user`, returning its id.
     pub async fn session(&self, user: &str, character: &str) -> String {
         let body =

@@ -1,0 +1,85 @@
+//! The operators' API under `/admin`, behind `Authorization: Bearer <ADMIN_TOKEN>` (a
+//! secret; `.dev.vars` or `--var` locally). The token is checked before any routing, so
+//! without it every admin path answers the same 401 and reveals nothing.
+//!
+//! - [`letters`]: list, show, replay (with dry run) and discard dead letters.
+//! - [`ops`]: reconcile stats with the ledger, enqueue raw turn records, figures.
+
+mod letters;
+mod ops;
+
+use crate::error::ApiError;
+use crate::services::Services;
+use chat_core::admin::{bearer_matches, AdminError};
+use chat_core::request::InvalidRequest;
+use worker::{Env, Method, Request, Response};
+
+/// The secret holding the admin token.
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        ApiError::Invalid(InvalidRequest {
+            code: e.code,
+            message: e.message,
+        })
+    }
+}
+
+fn configured_token(env: &Env) -> Option<String> {
+    env.secret(ADMIN_TOKEN).map(|s| s.to_string()).ok()
+}
+
+/// Routes `/admin/...` (`rest` is the path after `admin`).
+pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, ApiError> {
+    let header = req.headers().get("Authorization").ok().flatten();
+    if !bearer_matches(header.as_deref(), configured_token(env).as_deref()) {
+        return Err(ApiError::Unauthorized {
+            code: "unauthorized",
+            message: "admin routes need Authorization: Bearer <ADMIN_TOKEN>".into(),
+        });
+    }
+    let method = req.method();
+    let only = |allowed: &'static str, wanted: Method| {
+        if method == wanted {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed { allowed })
+        }
+    };
+    let services = || Services::from_env(env);
+    match rest {
+        ["dead-letters"] => {
+            only("GET", Method::Get)?;
+            letters::list(req, &services()?).await
+        }
+        ["dead-letters", "replay"] => {
+            only("POST", Method::Post)?;
+            letters::replay(req, &services()?).await
+        }
+        ["dead-letters", "discard"] => {
+            only("POST", Method::Post)?;
+            letters::discard(req, &services()?).await
+        }
+        ["dead-letters", id] => {
+            only("GET", Method::Get)?;
+            letters::show(&services()?, id).await
+        }
+        ["reconcile"] => {
+            only("POST", Method::Post)?;
+            ops::reconcile(req, &services()?).await
+        }
+        ["turns"] => {
+            only("POST", Method::Post)?;
+            ops::enqueue_turns(req, &services()?).await
+        }
+        ["stats"] => {
+            only("GET", Method::Get)?;
+            ops::stats(&services()?).await
+        }
+        _ => Err(ApiError::NotFound {
+            code: "not_found",
+            message: "no such admin route".into(),
+        }),
+    }
+}
