@@ -3,14 +3,33 @@
 # both Workers, applies the migrations to the local D1 under .state/, and runs both Workers in
 # one `wrangler dev` session (shared D1 and queues) with development auth. Ctrl-C stops it.
 #   PORT=8787 STATE=.state bash scripts/dev.sh
+# FAULTS=markers (see core/src/faults.rs) turns on the consumer's test-only fault switch, to
+# practise failures and replays locally; RETRY_BASE_SECONDS=0 makes retries immediate.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 PORT="${PORT:-8787}"
 STATE="${STATE:-$ROOT/.state}"
 "$ROOT/scripts/build.sh"
+if [ ! -f .dev.vars ]; then
+  # Local secrets for the chat Worker; wrangler dev reads them, deploys never do.
+  log "writing .dev.vars with a fresh ADMIN_TOKEN"
+  printf 'ADMIN_TOKEN=%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" > .dev.vars
+fi
+log "admin token: export CHAT_ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)"
 log "applying migrations to the local D1 in $STATE"
 CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE" -c wrangler.toml
+CONSUMER_CONFIG=consumer/wrangler.toml
+if [ -n "${FAULTS:-}${RETRY_BASE_SECONDS:-}" ]; then
+  # `wrangler dev --var` reaches only the first Worker: give the consumer a config copy.
+  CONSUMER_CONFIG="$STATE/consumer.wrangler.toml"
+  mkdir -p "$STATE"
+  sed -e "s|^main = \"build/index.js\"|main = \"$ROOT/consumer/build/index.js\"|" \
+      -e "s|^migrations_dir = \"../migrations\"|migrations_dir = \"$ROOT/migrations\"|" \
+      -e "s|^RETRY_BASE_SECONDS = .*|RETRY_BASE_SECONDS = \"${RETRY_BASE_SECONDS:-2}\"|" \
+      -e "s|^\[vars\]|[vars]\nFAULTS = \"${FAULTS:-}\"|" consumer/wrangler.toml > "$CONSUMER_CONFIG"
+  log "consumer faults: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local only)"
+fi
 log "starting both Workers on http://localhost:$PORT (X-Dev-User auth)"
-exec wrangler dev -c wrangler.toml -c consumer/wrangler.toml --persist-to "$STATE" \
+exec wrangler dev -c wrangler.toml -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --show-interactive-dev-session=false

@@ -9,13 +9,13 @@ cd "$ROOT"
 log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy (native crates, then the Workers on wasm32)"
-cargo clippy -p chat-core -p e2e --all-targets -- -D warnings
+cargo clippy -p chat-core -p e2e -p chat-admin --all-targets -- -D warnings
 cargo clippy -p worker-support -p chat-worker -p consumer-worker --target wasm32-unknown-unknown -- -D warnings
 log "tests"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 set +e
-cargo test -p chat-core -p e2e --lib --tests -- --test-threads 2 2>&1 | tee "$out"
+cargo test -p chat-core -p e2e -p chat-admin --lib --bins --tests -- --test-threads 2 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite, summed over every test binary.

@@ -1,0 +1,95 @@
+//! The admin API over HTTP. Every failure becomes a sentence that says what to do.
+
+use anyhow::{anyhow, bail, Context};
+use reqwest::blocking::{Client as Http, RequestBuilder};
+use serde_json::Value;
+use std::time::Duration;
+
+/// The environment variable holding the admin token.
+pub const TOKEN_ENV: &str = "CHAT_ADMIN_TOKEN";
+
+pub struct Client {
+    http: Http,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let token = std::env::var(TOKEN_ENV).unwrap_or_default();
+        if token.trim().is_empty() {
+            bail!("set {TOKEN_ENV} to the chat Worker's ADMIN_TOKEN (locally it is in .dev.vars)");
+        }
+        let base = url.trim_end_matches('/').to_owned();
+        reqwest::Url::parse(&base)
+            .with_context(|| format!("--url {url:?} is not a URL (try http://localhost:8787)"))?;
+        let http = Http::builder().timeout(Duration::from_secs(60)).build()?;
+        Ok(Self { http, base, token })
+    }
+
+    pub fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+    }
+
+    fn send(&self, req: RequestBuilder) -> anyhow::Result<Value> {
+        let response = req.bearer_auth(&self.token).send().map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                anyhow!(
+                    "cannot reach {}: is the chat Worker running? Start it with `bash scripts/dev.sh`, or pass --url",
+                    self.base
+                )
+            } else {
+                anyhow!("request to {} failed: {e}", self.base)
+            }
+        })?;
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let code = body["error"]["code"].as_str().unwrap_or("");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        match status.as_u16() {
+            401 => bail!(
+                "the admin token was refused: set {TOKEN_ENV} to the Worker's ADMIN_TOKEN \
+                 (.dev.vars locally; `wrangler secret put ADMIN_TOKEN` in production)"
+            ),
+            404 if code == "letter_not_found" => {
+                bail!("no dead letter has this id (see `chat-admin list`)")
+            }
+            404 => bail!(
+                "{} has no admin API here: is --url the chat Worker?",
+                self.base
+            ),
+            s if s >= 500 => {
+                bail!("the Worker failed ({s} {code}): {message}; check its logs and retry")
+            }
+            s => bail!("refused ({s} {code}): {message}"),
+        }
+    }
+
+    /// Up to `limit` letters matching `filter`, following the cursor across pages.
+    pub fn list_all(&self, filter: &[(&str, String)], limit: u32) -> anyhow::Result<Vec<Value>> {
+        let mut letters = Vec::new();
+        let mut cursor: Option<String> = None;
+        while letters.len() < limit as usize {
+            let page_size = (limit as usize - letters.len()).min(500);
+            let mut query = filter.to_vec();
+            query.push(("limit", page_size.to_string()));
+            if let Some(c) = &cursor {
+                query.push(("cursor", c.clone()));
+            }
+            let page = self.get("/admin/dead-letters", &query)?;
+            letters.extend(page["letters"].as_array().cloned().unwrap_or_default());
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        Ok(letters)
+    }
+}
