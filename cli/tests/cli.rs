@@ -142,6 +142,20 @@ async fn operators_list_dry_run_replay_and_read_stats() {
     let reconcile = run(&["reconcile", "--dry-run"]);
     assert!(out(&reconcile).contains("no drift"), "{}", out(&reconcile));
 
+    let discarded = run(&["discard", "--class", "undecodable"]);
+    assert!(
+        out(&discarded).contains("discarded 1 letters"),
+        "{}{}",
+        out(&discarded),
+        err(&discarded)
+    );
+    let dry_discard = run(&["discard", "--class", "undecodable", "--dry-run"]);
+    assert_eq!(
+        dry_discard.status.code(),
+        Some(1),
+        "already discarded: nothing matched"
+    );
+
     // Clear errors.
     let nothing = run(&["replay", "--class", "conflict"]);
     assert_eq!(nothing.status.code(), Some(1));

@@ -1,0 +1,63 @@
+//! The deployable configs say what the code relies on.
+
+use e2e::root;
+use toml_edit::DocumentMut;
+
+fn config(path: &str) -> DocumentMut {
+    std::fs::read_to_string(root().join(path))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn consumer_of<'a>(doc: &'a DocumentMut, queue: &str) -> &'a toml_edit::Table {
+    doc["queues"]["consumers"]
+        .as_array_of_tables()
+        .unwrap()
+        .iter()
+        .find(|c| c["queue"].as_str() == Some(queue))
+        .unwrap_or_else(|| panic!("a consumer of {queue}"))
+}
+
+#[test]
+fn the_consumer_knows_the_turn_queue_retry_limit() {
+    let doc = config("consumer/wrangler.toml");
+    let turns = consumer_of(&doc, "chat-turns");
+    let max_retries = turns["max_retries"].as_integer().unwrap();
+    let var: i64 = doc["vars"]["TURN_MAX_RETRIES"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(var, max_retries, "TURN_MAX_RETRIES must equal max_retries");
+    for key in [
+        "max_batch_size",
+        "max_batch_timeout",
+        "max_retries",
+        "dead_letter_queue",
+    ] {
+        assert!(turns.contains_key(key), "{key} is set explicitly");
+    }
+    assert_eq!(turns["max_batch_size"].as_integer(), Some(100));
+    assert_eq!(turns["dead_letter_queue"].as_str(), Some("chat-turns-dlq"));
+    let letters = consumer_of(&doc, "chat-turns-dlq");
+    assert!(
+        letters["max_retries"].as_integer().unwrap() >= 50,
+        "letters are retried generously"
+    );
+}
+
+#[test]
+fn deployable_configs_never_enable_local_only_switches() {
+    let chat = config("wrangler.toml");
+    assert_ne!(chat["vars"]["AUTH_MODE"].as_str(), Some("dev"));
+    assert!(
+        chat["vars"].get("ADMIN_TOKEN").is_none(),
+        "the admin token is a secret, not a var"
+    );
+    let consumer = config("consumer/wrangler.toml");
+    assert!(
+        consumer["vars"].get("FAULTS").is_none(),
+        "fault injection is local only"
+    );
+}
