@@ -20,8 +20,31 @@ fn store(conn: &Connection, letters: &[Envelope]) {
     .unwrap();
 }
 
-/// Runs LIST_LETTERS with (status, class, q, from, to, cursor_at, cursor_id, limit).
-fn list(conn: &Connection, binds: [Sql; 8]) -> Vec<(String, String, String)> {
+/// The binds of LIST_LETTERS; `None` leaves a condition out.
+#[derive(Default)]
+struct Query {
+    status: Option<&'static str>,
+    class: Option<&'static str>,
+    q: Option<&'static str>,
+    from: Option<i64>,
+    to: Option<i64>,
+    cursor: Option<(i64, &'static str)>,
+}
+
+/// Runs LIST_LETTERS (limit 10), returning (id, class, status) of each letter.
+fn list(conn: &Connection, q: Query) -> Vec<(String, String, String)> {
+    let text = |v: Option<&str>| v.map_or(Sql::Null, |s| Sql::Text(s.into()));
+    let int = |v: Option<i64>| v.map_or(Sql::Null, Sql::Integer);
+    let binds = [
+        text(q.status),
+        text(q.class),
+        text(q.q),
+        int(q.from),
+        int(q.to),
+        int(q.cursor.map(|c| c.0)),
+        text(q.cursor.map(|c| c.1)),
+        Sql::Integer(10),
+    ];
     let mut st = conn.prepare(&sql::LIST_LETTERS).unwrap();
     st.query_map(params_from_iter(binds), |r| {
         Ok((r.get(0)?, r.get(2)?, r.get(7)?))
@@ -29,10 +52,6 @@ fn list(conn: &Connection, binds: [Sql; 8]) -> Vec<(String, String, String)> {
     .unwrap()
     .map(Result::unwrap)
     .collect()
-}
-
-fn none() -> Sql {
-    Sql::Null
 }
 
 #[test]
@@ -88,19 +107,7 @@ fn letters_are_stored_once_and_filtered() {
     assert_eq!((attempts, last), (2, T0 + 99));
     assert!(turn.is_some());
 
-    let all = list(
-        &conn,
-        [
-            none(),
-            none(),
-            none(),
-            none(),
-            none(),
-            none(),
-            none(),
-            Sql::Integer(10),
-        ],
-    );
+    let all = list(&conn, Query::default());
     assert_eq!(
         all.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
         vec!["m-b", "m-c", "m-a"],
@@ -108,58 +115,35 @@ fn letters_are_stored_once_and_filtered() {
     );
     let by_class = list(
         &conn,
-        [
-            none(),
-            Sql::Text("transient".into()),
-            none(),
-            none(),
-            none(),
-            none(),
-            none(),
-            Sql::Integer(10),
-        ],
+        Query {
+            class: Some("transient"),
+            ..Query::default()
+        },
     );
     assert_eq!(by_class.len(), 1);
     let by_text = list(
         &conn,
-        [
-            none(),
-            none(),
-            Sql::Text("D1_ERROR".into()),
-            none(),
-            none(),
-            none(),
-            none(),
-            Sql::Integer(10),
-        ],
+        Query {
+            q: Some("D1_ERROR"),
+            ..Query::default()
+        },
     );
     assert_eq!(by_text[0].0, "m-c");
     let by_time = list(
         &conn,
-        [
-            none(),
-            none(),
-            none(),
-            Sql::Integer(T0 + 20),
-            Sql::Integer(T0 + 31),
-            none(),
-            none(),
-            Sql::Integer(10),
-        ],
+        Query {
+            from: Some(T0 + 20),
+            to: Some(T0 + 31),
+            ..Query::default()
+        },
     );
     assert_eq!(by_time.len(), 2);
     let page2 = list(
         &conn,
-        [
-            none(),
-            none(),
-            none(),
-            none(),
-            none(),
-            Sql::Integer(T0 + 20),
-            Sql::Text("m-b".into()),
-            Sql::Integer(10),
-        ],
+        Query {
+            cursor: Some((T0 + 20, "m-b")),
+            ..Query::default()
+        },
     );
     assert_eq!(
         page2.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
@@ -181,16 +165,10 @@ fn letters_are_stored_once_and_filtered() {
     );
     let pending = list(
         &conn,
-        [
-            Sql::Text("pending".into()),
-            none(),
-            none(),
-            none(),
-            none(),
-            none(),
-            none(),
-            Sql::Integer(10),
-        ],
+        Query {
+            status: Some("pending"),
+            ..Query::default()
+        },
     );
     assert!(pending.is_empty());
     let replays: i64 = conn

@@ -19,13 +19,7 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
     let path = req.path();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let method = req.method();
-    let only = |allowed: &'static str, wanted: Method| {
-        if method == wanted {
-            Ok(())
-        } else {
-            Err(ApiError::MethodNotAllowed { allowed })
-        }
-    };
+    let only = |allowed: &'static str, wanted: Method| only(&method, allowed, wanted);
     match segments.as_slice() {
         ["healthz"] => {
             only("GET", Method::Get)?;
@@ -56,5 +50,14 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
             code: "not_found",
             message: format!("no route for {path}"),
         }),
+    }
+}
+
+/// 405 unless the request's `method` is `wanted` (`allowed` names it for the `Allow` header).
+pub fn only(method: &Method, allowed: &'static str, wanted: Method) -> Result<(), ApiError> {
+    if *method == wanted {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed { allowed })
     }
 }

@@ -40,13 +40,8 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
         });
     }
     let method = req.method();
-    let only = |allowed: &'static str, wanted: Method| {
-        if method == wanted {
-            Ok(())
-        } else {
-            Err(ApiError::MethodNotAllowed { allowed })
-        }
-    };
+    let only =
+        |allowed: &'static str, wanted: Method| crate::routes::only(&method, allowed, wanted);
     let services = || Services::from_env(env);
     match rest {
         ["dead-letters"] => {
