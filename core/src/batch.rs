@@ -18,6 +18,8 @@ pub struct UserRow<'a> {
     pub provider_user_id: &'a str,
     pub display_name: Option<&'a str>,
     pub wallet_address: Option<&'a str>,
+    pub x_user_id: Option<&'a str>,
+    pub x_username: Option<&'a str>,
     /// When this identity was seen: an older delivery never overwrites a newer profile.
     pub seen_at: i64,
 }
@@ -30,6 +32,8 @@ impl<'a> UserRow<'a> {
             provider_user_id: &u.provider_user_id,
             display_name: u.display_name.as_deref(),
             wallet_address: u.wallet_address.as_deref(),
+            x_user_id: u.x_user_id.as_deref(),
+            x_username: u.x_username.as_deref(),
             seen_at,
         }
     }
@@ -41,6 +45,8 @@ impl<'a> UserRow<'a> {
             provider_user_id: &identity.provider_user_id,
             display_name: identity.display_name.as_deref(),
             wallet_address: identity.wallet_address.as_deref(),
+            x_user_id: identity.x_user_id.as_deref(),
+            x_username: identity.x_username.as_deref(),
             seen_at,
         }
     }

@@ -51,6 +51,11 @@ pub struct Identity {
     pub provider_user_id: String,
     pub display_name: Option<String>,
     pub wallet_address: Option<String>,
+    /// The player's X account, when signed in with X or linked to their Privy account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_username: Option<String>,
 }
 
 /// Why an identity was refused.
@@ -73,6 +78,8 @@ impl Identity {
             provider_user_id: provider_user_id.to_owned(),
             display_name: None,
             wallet_address: None,
+            x_user_id: None,
+            x_username: None,
         })
     }
 

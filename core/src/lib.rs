@@ -4,6 +4,9 @@
 //! function runs the same on wasm32 and in `cargo test`.
 //!
 //! - [`admin`]: the admin API's requests (dead-letter filters, replay bodies) and its token check.
+//! - [`jwt`]: strict ES256 JWT verification (Privy's tokens).
+//! - [`privy`]: the player and profile from Privy access and identity tokens.
+//! - [`x_auth`]: the player from X's `users/me` answer.
 //! - [`ids`]: user ids derived from the external identity, turn / message / event ids.
 //! - [`character`]: the characters a session can be played with, and the locales.
 //! - [`scoring`]: raw score → adjusted score → point delta → intimacy level, game over.
@@ -30,10 +33,13 @@ pub mod failure;
 pub mod faults;
 pub mod identity;
 pub mod ids;
+pub mod jwt;
 #[cfg(feature = "sqlite")]
 pub mod native;
+pub mod privy;
 pub mod record;
 pub mod request;
 pub mod scoring;
 pub mod sql;
 pub mod time;
+pub mod x_auth;

@@ -51,6 +51,10 @@ pub struct RecordUser {
     pub display_name: Option<String>,
     #[serde(default)]
     pub wallet_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_username: Option<String>,
 }
 
 impl RecordUser {
@@ -61,6 +65,8 @@ impl RecordUser {
             provider_user_id: identity.provider_user_id.clone(),
             display_name: identity.display_name.clone(),
             wallet_address: identity.wallet_address.clone(),
+            x_user_id: identity.x_user_id.clone(),
+            x_username: identity.x_username.clone(),
         }
     }
 }

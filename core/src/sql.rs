@@ -15,21 +15,25 @@
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
 
-/// Upserts the users of the rows in `?1` whose turn is not stored yet (rows without a
+/// Upserts the users of the rows in `?1` (`batch::UserRow` fields) whose turn is not stored yet (rows without a
 /// `turn_id`, as when a session starts, always count). The id derives from the identity, so
 /// it is the conflict target; a profile (display name, wallet) only moves forward in time,
 /// and a row without a profile field keeps the one stored. Duplicates and conflicts touch
 /// nothing.
 pub const UPSERT_USERS: &str = "\
-INSERT INTO users (id, auth_provider, auth_provider_user_id, display_name, wallet_address, created_at, updated_at)
+INSERT INTO users (id, auth_provider, auth_provider_user_id, display_name, wallet_address,
+                   x_user_id, x_username, created_at, updated_at)
 SELECT r.value ->> '$.user_id', r.value ->> '$.provider', r.value ->> '$.provider_user_id',
        r.value ->> '$.display_name', r.value ->> '$.wallet_address',
+       r.value ->> '$.x_user_id', r.value ->> '$.x_username',
        r.value ->> '$.seen_at', r.value ->> '$.seen_at'
 FROM json_each(?1) AS r
 WHERE NOT EXISTS (SELECT 1 FROM chat_messages AS m WHERE m.id = r.value ->> '$.turn_id')
 ON CONFLICT (id) DO UPDATE SET
   display_name = COALESCE(excluded.display_name, users.display_name),
   wallet_address = COALESCE(excluded.wallet_address, users.wallet_address),
+  x_user_id = COALESCE(excluded.x_user_id, users.x_user_id),
+  x_username = COALESCE(excluded.x_username, users.x_username),
   updated_at = excluded.updated_at
 WHERE excluded.updated_at > users.updated_at";
 

@@ -1,0 +1,116 @@
+//! Sign-in with X: the Worker asks X's `GET /2/users/me` with the player's OAuth 2.0 user
+//! token. This module reads X's answer; the Worker does the HTTP call and the caching.
+
+use crate::identity::{AuthProvider, Identity, MAX_DISPLAY_NAME_CHARS};
+use serde_json::Value;
+
+/// The path asked on the configured X API base URL.
+pub const USERS_ME_PATH: &str = "/2/users/me";
+
+/// Why an X sign-in failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XAuthError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The player X's `users/me` answered with `status` and `body`.
+pub fn identity_from_users_me(status: u16, body: &str) -> Result<Identity, XAuthError> {
+    match status {
+        200 => {}
+        401 | 403 => {
+            return Err(XAuthError {
+                code: "invalid_token",
+                message: "X refused the token (expired or revoked?)".into(),
+            })
+        }
+        429 => {
+            return Err(XAuthError {
+                code: "auth_unavailable",
+                message: "X is rate-limiting sign-ins; retry shortly".into(),
+            })
+        }
+        s => {
+            return Err(XAuthError {
+                code: "auth_unavailable",
+                message: format!("X answered {s}; retry shortly"),
+            })
+        }
+    }
+    let bad = || XAuthError {
+        code: "auth_unavailable",
+        message: "X's answer was not a user".into(),
+    };
+    let value: Value = serde_json::from_str(body).map_err(|_| bad())?;
+    let data = &value["data"];
+    let id = data["id"].as_str().ok_or_else(bad)?;
+    let mut identity = Identity::new(AuthProvider::X, id).map_err(|_| bad())?;
+    let username = data["username"]
+        .as_str()
+        .map(|u| u.chars().take(64).collect::<String>());
+    identity.display_name = data["name"]
+        .as_str()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| n.chars().take(MAX_DISPLAY_NAME_CHARS).collect())
+        .or_else(|| username.clone());
+    identity.x_user_id = Some(id.to_owned());
+    identity.x_username = username;
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_becomes_an_x_identity() {
+        let id = identity_from_users_me(
+            200,
+            r#"{"data":{"id":"2244994945","name":"X Dev","username":"XDevelopers"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (id.provider, id.provider_user_id.as_str()),
+            (AuthProvider::X, "2244994945")
+        );
+        assert_eq!(id.display_name.as_deref(), Some("X Dev"));
+        assert_eq!(id.x_username.as_deref(), Some("XDevelopers"));
+    }
+
+    #[test]
+    fn errors_map_to_codes() {
+        assert_eq!(
+            identity_from_users_me(401, "{}").unwrap_err().code,
+            "invalid_token"
+        );
+        assert_eq!(
+            identity_from_users_me(403, "").unwrap_err().code,
+            "invalid_token"
+        );
+        assert_eq!(
+            identity_from_users_me(429, "").unwrap_err().code,
+            "auth_unavailable"
+        );
+        assert_eq!(
+            identity_from_users_me(500, "").unwrap_err().code,
+            "auth_unavailable"
+        );
+        assert_eq!(
+            identity_from_users_me(200, "not json").unwrap_err().code,
+            "auth_unavailable"
+        );
+        assert_eq!(
+            identity_from_users_me(200, r#"{"data":{"id":""}}"#)
+                .unwrap_err()
+                .code,
+            "auth_unavailable"
+        );
+        assert_eq!(
+            identity_from_users_me(200, r#"{"errors":[]}"#)
+                .unwrap_err()
+                .code,
+            "auth_unavailable"
+        );
+    }
+}
