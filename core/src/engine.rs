@@ -22,14 +22,14 @@ pub struct Reply {
     /// -10..=10; engines clamp into that range.
     pub score_raw: i32,
     pub emotion: Emotion,
+    /// Which engine made it (recorded in the point event's metadata).
+    pub engine: &'static str,
 }
 
 /// Anything that can answer a player. Engines never fail: one that depends on a remote
 /// service falls back to the offline engine and logs why.
 #[allow(async_fn_in_trait)] // The Workers are single-threaded; no Send bound is wanted.
 pub trait ReplyEngine {
-    /// A short name recorded in the point event's metadata.
-    fn name(&self) -> &'static str;
     async fn reply(&self, input: &ReplyInput<'_>) -> Reply;
 }
 
@@ -92,10 +92,6 @@ impl OfflineEngine {
 }
 
 impl ReplyEngine for OfflineEngine {
-    fn name(&self) -> &'static str {
-        "offline"
-    }
-
     async fn reply(&self, input: &ReplyInput<'_>) -> Reply {
         let score_raw = Self::score(input.message);
         let emotion = Emotion::from_raw(score_raw);
@@ -109,6 +105,7 @@ impl ReplyEngine for OfflineEngine {
             text,
             score_raw,
             emotion,
+            engine: "offline",
         }
     }
 }

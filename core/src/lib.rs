@@ -12,6 +12,7 @@
 //! - [`scoring`]: raw score → adjusted score → point delta → intimacy level, game over.
 //! - [`engine`]: the reply engine trait and the offline, deterministic engine.
 //! - [`identity`]: who a player is: the external account and its profile fields.
+//! - [`llm`]: the optional LLM engine's request and strict answer parsing.
 //! - [`request`]: parsing and validating the chat API's request bodies and headers.
 //! - [`record`]: the versioned turn record that travels on the queue, and its decoder.
 //! - [`failure`]: failure classes and what the consumer does with each.
@@ -34,6 +35,7 @@ pub mod faults;
 pub mod identity;
 pub mod ids;
 pub mod jwt;
+pub mod llm;
 #[cfg(feature = "sqlite")]
 pub mod native;
 pub mod privy;

@@ -296,7 +296,6 @@ pub struct TurnInput<'a> {
     pub message_at: i64,
     pub reply: &'a crate::engine::Reply,
     pub reply_at: i64,
-    pub engine: &'a str,
     pub idempotency_key: Option<&'a str>,
 }
 
@@ -305,7 +304,7 @@ impl TurnRecord {
     pub fn build(input: TurnInput<'_>) -> Self {
         let score = scoring::TurnScore::new(input.character, input.reply.score_raw);
         let mut metadata = serde_json::Map::new();
-        metadata.insert("engine".into(), input.engine.into());
+        metadata.insert("engine".into(), input.reply.engine.into());
         metadata.insert("characterType".into(), input.character.as_str().into());
         Self {
             v: CURRENT_VERSION,
@@ -356,6 +355,7 @@ pub fn sample(provider_user_id: &str, session_id: Uuid, n: u64, at: i64) -> Turn
         text: format!("reply {n}"),
         score_raw: raw,
         emotion: Emotion::from_raw(raw),
+        engine: "sample",
     };
     TurnRecord::build(TurnInput {
         ids: TurnIds::random(at, random),
@@ -367,7 +367,6 @@ pub fn sample(provider_user_id: &str, session_id: Uuid, n: u64, at: i64) -> Turn
         message_at: at,
         reply: &reply,
         reply_at: at,
-        engine: "sample",
         idempotency_key: None,
     })
 }

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rusqlite::{params, Connection};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 const T0: i64 = 1_700_000_000_000;
@@ -277,9 +277,11 @@ fn an_older_profile_never_overwrites_a_newer_one() {
     let mut newer = Identity::new(AuthProvider::Privy, "p1").unwrap();
     newer.display_name = Some("New Name".into());
     newer.wallet_address = Some("0xnew".into());
+    newer.x_username = Some("new_handle".into());
     let mut older = newer.clone();
     older.display_name = Some("Old Name".into());
     older.wallet_address = Some("0xold".into());
+    older.x_username = Some("old_handle".into());
     conn.execute(sql::UPSERT_USERS, [user_json(&newer, T0 + 10)])
         .unwrap();
     conn.execute(sql::UPSERT_USERS, [user_json(&older, T0)])
@@ -287,22 +289,22 @@ fn an_older_profile_never_overwrites_a_newer_one() {
     let mut bare = newer.clone();
     bare.display_name = None;
     bare.wallet_address = None;
+    bare.x_username = None;
     conn.execute(sql::UPSERT_USERS, [user_json(&bare, T0 + 20)])
         .unwrap();
-    let (name, wallet, n): (String, String, i64) = conn
+    let (name, wallet, handle, n): (String, String, String, i64) = conn
         .query_row(
-            "SELECT display_name, wallet_address, (SELECT COUNT(*) FROM users) FROM users",
+            "SELECT display_name, wallet_address, x_username, (SELECT COUNT(*) FROM users) FROM users",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
     assert_eq!(
-        (name.as_str(), wallet.as_str(), n),
-        ("New Name", "0xnew", 1)
+        (name.as_str(), wallet.as_str(), handle.as_str(), n),
+        ("New Name", "0xnew", "new_handle", 1)
     );
-    let ids: HashSet<String> = HashSet::from([newer.user_id().to_string()]);
     let id: String = conn
         .query_row("SELECT id FROM users", [], |r| r.get(0))
         .unwrap();
-    assert!(ids.contains(&id));
+    assert_eq!(id, newer.user_id().to_string());
 }

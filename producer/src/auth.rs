@@ -1,33 +1,90 @@
-//! Who is asking. One resolver, chosen by configuration (`AUTH_MODE`):
+//! Who is asking. One resolver, chosen by `AUTH_MODE`:
 //!
-//! - `dev`: the player named by the header `X-Dev-User: <provider>:<provider user id>`. For
-//!   local use only: the deployable `wrangler.toml` never sets it; the local scripts pass
-//!   `--var AUTH_MODE:dev` to `wrangler dev`.
-//! - anything else: no resolver is configured yet, and every player request gets 401.
+//! - `privy` (the production default): `Authorization: Bearer <Privy access token>`, checked
+//!   against `PRIVY_APP_ID` and `PRIVY_VERIFICATION_KEY`; an optional `privy-id-token` header
+//!   fills the profile. No network and no D1 on the way.
+//! - `x`: `Authorization: Bearer <X OAuth 2.0 user token>`, asked of X's `users/me` at
+//!   `X_API_BASE` and cached for `X_CACHE_SECONDS` in the isolate.
+//! - `dev`: the header `X-Dev-User: <provider>:<id>`, for local use only. It starts only when
+//!   `ALLOW_DEV_AUTH=local-only` is set too (the local scripts set both with `--var`; no
+//!   deployable config does); otherwise every request is refused and the log says why.
+//!
+//! Every failure is a 401 with a code saying what is wrong; no message echoes a token.
 
 use crate::error::ApiError;
 use chat_core::identity::Identity;
-use worker::Request;
+use chat_core::jwt::Es256Verifier;
+use chat_core::privy::PrivyApp;
+use chat_core::x_auth::{identity_from_users_me, USERS_ME_PATH};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
+use worker_support::clock::now_ms;
 
 pub const DEV_USER_HEADER: &str = "X-Dev-User";
+pub const PRIVY_ID_TOKEN_HEADER: &str = "privy-id-token";
+/// Most X answers one isolate keeps.
+const X_CACHE_MAX: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
+pub enum Auth {
+    Privy(Rc<PrivyApp>),
+    X {
+        base: String,
+        ttl_ms: i64,
+    },
     Dev,
-    Disabled,
+    /// Misconfigured: every request is refused (the reason is logged, not sent).
+    Refused(String),
 }
 
-impl AuthMode {
-    pub fn parse(mode: &str) -> Self {
-        match mode {
-            "dev" => Self::Dev,
-            _ => Self::Disabled,
+thread_local! {
+    /// The parsed Privy app, keyed by its configuration: the key is parsed once per isolate,
+    /// not per request.
+    static PRIVY: RefCell<Option<(String, Rc<PrivyApp>)>> = const { RefCell::new(None) };
+    /// X answers by SHA-256 of the token (tokens themselves are not kept), with expiry.
+    static X_CACHE: RefCell<HashMap<[u8; 32], (Identity, i64)>> = RefCell::new(HashMap::new());
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .ok()
+        .or_else(|| env.secret(name).map(|v| v.to_string()).ok())
+}
+
+impl Auth {
+    pub fn from_env(env: &Env) -> Self {
+        let mode = var(env, "AUTH_MODE").unwrap_or_else(|| "privy".into());
+        let auth = match mode.as_str() {
+            "privy" => privy_app(env).map(Self::Privy).unwrap_or_else(Self::Refused),
+            "x" => Self::X {
+                base: var(env, "X_API_BASE").unwrap_or_else(|| "https://api.x.com".into()).trim_end_matches('/').to_owned(),
+                ttl_ms: var(env, "X_CACHE_SECONDS").and_then(|s| s.parse::<i64>().ok()).unwrap_or(60).max(0) * 1000,
+            },
+            "dev" if var(env, "ALLOW_DEV_AUTH").as_deref() == Some("local-only") => Self::Dev,
+            "dev" => Self::Refused(
+                "AUTH_MODE=dev is refused: development auth needs ALLOW_DEV_AUTH=local-only, which only local runs set".into(),
+            ),
+            other => Self::Refused(format!("AUTH_MODE={other:?} is not privy, x or dev")),
+        };
+        if let Self::Refused(reason) = &auth {
+            tracing::error!(reason = %reason, "player auth is refusing every request");
         }
+        auth
     }
 
     /// The player behind `req`, or 401.
-    pub fn resolve(self, req: &Request) -> Result<Identity, ApiError> {
+    pub async fn resolve(&self, req: &Request) -> Result<Identity, ApiError> {
         match self {
+            Self::Privy(app) => {
+                let token = bearer(req)?;
+                let id_token = req.headers().get(PRIVY_ID_TOKEN_HEADER).ok().flatten();
+                app.identity(&token, id_token.as_deref(), now_ms() / 1000)
+                    .map_err(|e| unauthorized(e.code, e.message))
+            }
+            Self::X { base, ttl_ms } => x_identity(base, *ttl_ms, &bearer(req)?).await,
             Self::Dev => {
                 let header = req
                     .headers()
@@ -41,16 +98,109 @@ impl AuthMode {
                         )
                     })?;
                 Identity::parse_dev_header(&header)
-                    .map_err(|e| unauthorized("malformed_auth", &format!("X-Dev-User: {e}")))
+                    .map_err(|e| unauthorized("malformed_auth", format!("X-Dev-User: {e}")))
             }
-            Self::Disabled => Err(unauthorized("missing_auth", "no valid credential was sent")),
+            Self::Refused(_) => Err(unauthorized(
+                "auth_unavailable",
+                "sign-in is not available on this server",
+            )),
         }
     }
 }
 
-fn unauthorized(code: &'static str, message: &str) -> ApiError {
+fn privy_app(env: &Env) -> Result<Rc<PrivyApp>, String> {
+    let app_id = var(env, "PRIVY_APP_ID")
+        .filter(|s| !s.is_empty())
+        .ok_or("PRIVY_APP_ID is not set")?;
+    let pem = var(env, "PRIVY_VERIFICATION_KEY")
+        .filter(|s| !s.is_empty())
+        .ok_or("PRIVY_VERIFICATION_KEY is not set")?;
+    let config = format!("{app_id}\n{pem}");
+    PRIVY.with(|cell| {
+        if let Some((key, app)) = cell.borrow().as_ref() {
+            if *key == config {
+                return Ok(app.clone());
+            }
+        }
+        let verifier =
+            Es256Verifier::from_pem(&pem).map_err(|e| format!("PRIVY_VERIFICATION_KEY: {e}"))?;
+        let app = Rc::new(PrivyApp { app_id, verifier });
+        *cell.borrow_mut() = Some((config, app.clone()));
+        Ok(app)
+    })
+}
+
+fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::Unauthorized {
         code,
-        message: message.to_owned(),
+        message: message.into(),
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer(req: &Request) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get("Authorization")
+        .ok()
+        .flatten()
+        .ok_or_else(|| unauthorized("missing_auth", "send Authorization: Bearer <token>"))?;
+    match header.trim().split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim().to_owned())
+        }
+        _ => Err(unauthorized(
+            "malformed_auth",
+            "the Authorization header must be 'Bearer <token>'",
+        )),
+    }
+}
+
+async fn x_identity(base: &str, ttl_ms: i64, token: &str) -> Result<Identity, ApiError> {
+    let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let now = now_ms();
+    if let Some(identity) = X_CACHE.with(|c| {
+        c.borrow()
+            .get(&key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(i, _)| i.clone())
+    }) {
+        return Ok(identity);
+    }
+    let headers = Headers::new();
+    headers.set("Authorization", &format!("Bearer {token}"))?;
+    headers.set("Accept", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let request = Request::new_with_init(&format!("{base}{USERS_ME_PATH}"), &init)?;
+    let (status, body) = match Fetch::Request(request).send().await {
+        Ok(mut response) => (
+            response.status_code(),
+            response.text().await.unwrap_or_default(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "X users/me unreachable");
+            return Err(unauthorized(
+                "auth_unavailable",
+                "X could not be reached; retry shortly",
+            ));
+        }
+    };
+    let identity =
+        identity_from_users_me(status, &body).map_err(|e| unauthorized(e.code, e.message))?;
+    X_CACHE.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= X_CACHE_MAX {
+            cache.retain(|_, (_, exp)| *exp > now);
+            if cache.len() >= X_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        if ttl_ms > 0 {
+            cache.insert(key, (identity.clone(), now + ttl_ms));
+        }
+    });
+    Ok(identity)
 }

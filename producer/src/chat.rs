@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::services::Services;
 use crate::sessions;
 use chat_core::character::{Character, Locale};
-use chat_core::engine::{OfflineEngine, ReplyEngine, ReplyInput};
+use chat_core::engine::{ReplyEngine, ReplyInput};
 use chat_core::ids::{valid_idempotency_key, TurnIds};
 use chat_core::record::{TurnInput, TurnRecord};
 use chat_core::request::ChatTurn;
@@ -19,7 +19,7 @@ use worker_support::clock::{now_ms, random10};
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 pub async fn post(mut req: Request, services: &Services) -> Result<Response, ApiError> {
-    let identity = services.auth.resolve(&req)?;
+    let identity = services.auth.resolve(&req).await?;
     let key = idempotency_key(&req)?;
     let turn = ChatTurn::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
     let session = sessions::owned(services, &identity, turn.session_id).await?;
@@ -41,8 +41,8 @@ pub async fn post(mut req: Request, services: &Services) -> Result<Response, Api
         .unwrap_or(Locale::En);
 
     let message_at = now_ms();
-    let engine = OfflineEngine;
-    let reply = engine
+    let reply = services
+        .engine
         .reply(&ReplyInput {
             character,
             locale,
@@ -64,7 +64,6 @@ pub async fn post(mut req: Request, services: &Services) -> Result<Response, Api
         message_at,
         reply: &reply,
         reply_at: now_ms(),
-        engine: engine.name(),
         idempotency_key: key.as_deref(),
     });
     send(services, &record).await?;

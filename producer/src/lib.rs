@@ -6,7 +6,8 @@
 //! - [`admin`]: the operators' API under `/admin` (dead letters, replay, reconcile).
 //! - [`routes`]: method + path → handler, 404 and 405.
 //! - [`services`]: the bindings and configuration, built from `Env` in one place.
-//! - [`auth`]: who is asking (development header for now).
+//! - [`auth`]: who is asking: Privy tokens, X tokens, or the local development header.
+//! - [`engine`]: the reply engine: offline (default) or an OpenAI-compatible LLM.
 //! - [`body`]: reading a JSON body within its size limit.
 //! - [`chat`]: `POST /api/chat`, the hot path.
 //! - [`sessions`]: starting a session and listing its messages.
@@ -19,6 +20,7 @@ mod auth;
 mod body;
 mod chat;
 mod db;
+mod engine;
 mod error;
 mod routes;
 mod services;

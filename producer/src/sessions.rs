@@ -19,7 +19,7 @@ use worker_support::clock::{now_ms, random10};
 pub const MAX_LIST: u32 = 1000;
 
 pub async fn create(mut req: Request, services: &Services) -> Result<Response, ApiError> {
-    let identity = services.auth.resolve(&req)?;
+    let identity = services.auth.resolve(&req).await?;
     let new = NewSession::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
     let now = now_ms();
     let id = time_ordered(now, random10());
@@ -45,7 +45,7 @@ pub async fn owned(
 }
 
 pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Response, ApiError> {
-    let identity = services.auth.resolve(&req)?;
+    let identity = services.auth.resolve(&req).await?;
     let limit = limit(&req)?;
     owned(services, &identity, id).await?;
     let rows = db::list_messages(&services.db, identity.user_id(), id, limit).await?;

@@ -3,6 +3,9 @@
 //!
 //! - [`Workers`]: start, talk HTTP to, read the local D1 of, and stop one `wrangler dev`.
 //! - [`wait_for`]: poll a condition until it holds or a deadline passes.
+//! - [`fake`]: a loopback HTTP server standing in for X's API or an LLM endpoint.
+
+pub mod fake;
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -41,8 +44,11 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// How to start the Workers.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Pass `--var AUTH_MODE:dev` (the local scripts do; the deployable config does not).
+    /// Turn on development auth (`AUTH_MODE=dev` with `ALLOW_DEV_AUTH=local-only`), as the
+    /// local scripts do; the deployable config does not.
     pub dev_auth: bool,
+    /// More `--var`s for the chat Worker.
+    pub chat_vars: Vec<(&'static str, String)>,
     /// Variables for the consumer Worker. `wrangler dev --var` reaches only the first config's
     /// Worker, so these go into a copy of `consumer/wrangler.toml` in the state folder.
     pub consumer_vars: Vec<(&'static str, String)>,
@@ -52,6 +58,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             dev_auth: true,
+            chat_vars: Vec::new(),
             consumer_vars: Vec::new(),
         }
     }
@@ -140,7 +147,15 @@ impl Workers {
             .args(["--show-interactive-dev-session=false", "--persist-to"])
             .arg(&persist);
         if options.dev_auth {
-            cmd.args(["--var", "AUTH_MODE:dev"]);
+            cmd.args([
+                "--var",
+                "AUTH_MODE:dev",
+                "--var",
+                "ALLOW_DEV_AUTH:local-only",
+            ]);
+        }
+        for (k, v) in &options.chat_vars {
+            cmd.args(["--var", &format!("{k}:{v}")]);
         }
         let out = File::create(&log).unwrap();
         let child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)

@@ -398,15 +398,21 @@ async fn bad_input_is_refused_and_nothing_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn development_auth_is_off_unless_the_local_config_turns_it_on() {
+    // AUTH_MODE=dev alone, as a production config might set by accident: refused.
     let w = Workers::start_with(Options {
         dev_auth: false,
+        chat_vars: vec![("AUTH_MODE", "dev".into())],
         ..Options::default()
     })
     .await;
     let body = json!({ "characterType": "rin", "username": "a", "locale": "en" });
     let (status, body) = w.post("/api/sessions", ALICE, &body).await;
     assert_eq!(status, 401, "{body}");
-    assert_eq!(body["error"]["code"], "missing_auth");
+    assert_eq!(body["error"]["code"], "auth_unavailable");
+    assert!(
+        w.log().contains("ALLOW_DEV_AUTH=local-only"),
+        "the log says why"
+    );
     let (status, _) = w.get("/api/me/stats", ALICE).await;
     assert_eq!(status, 401);
     assert_eq!(w.count("SELECT COUNT(*) FROM users"), 0);

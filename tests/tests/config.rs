@@ -61,3 +61,62 @@ fn deployable_configs_never_enable_local_only_switches() {
         "fault injection is local only"
     );
 }
+
+/// `wrangler deploy --dry-run` bundles a Worker as a deploy would, without an account.
+fn deploy_dry_run(config: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(root().join("node_modules/.bin/wrangler"))
+        .current_dir(root())
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .args(["deploy", "--dry-run", "-c", config, "--outdir"])
+        .arg(out.path())
+        .output()
+        .expect("wrangler runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "wrangler deploy --dry-run -c {config} failed:\n{text}"
+    );
+    assert!(text.contains("--dry-run: exiting now."), "{text}");
+}
+
+#[test]
+fn both_workers_pass_a_deploy_dry_run() {
+    deploy_dry_run("wrangler.toml");
+    deploy_dry_run("consumer/wrangler.toml");
+}
+
+#[test]
+fn the_production_config_names_every_setting_the_code_reads() {
+    let chat = config("wrangler.toml");
+    for var in [
+        "AUTH_MODE",
+        "PRIVY_APP_ID",
+        "X_API_BASE",
+        "X_CACHE_SECONDS",
+        "REPLY_ENGINE",
+        "LLM_BASE_URL",
+        "LLM_MODEL",
+        "LLM_TIMEOUT_MS",
+    ] {
+        assert!(chat["vars"].get(var).is_some(), "{var} is in wrangler.toml");
+    }
+    assert_eq!(
+        chat["vars"]["AUTH_MODE"].as_str(),
+        Some("privy"),
+        "production signs players in with Privy"
+    );
+    assert_eq!(chat["vars"]["REPLY_ENGINE"].as_str(), Some("offline"));
+    let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+    for secret in ["ADMIN_TOKEN", "PRIVY_VERIFICATION_KEY", "LLM_API_KEY"] {
+        assert!(
+            text.contains(&format!("#   {secret}")),
+            "{secret} is listed as a secret"
+        );
+    }
+}
