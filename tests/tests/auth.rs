@@ -399,5 +399,10 @@ async fn the_llm_engine_answers_and_falls_back() {
             .collect()
     };
     assert_eq!(engines, vec!["llm", "offline-fallback", "offline-fallback"]);
-    assert!(w.log().contains("falling back to the offline engine"));
+    assert!(
+        wait_for(Duration::from_secs(10), || w
+            .log()
+            .contains("falling back to the offline engine"))
+        .await
+    );
 }

@@ -409,8 +409,12 @@ async fn development_auth_is_off_unless_the_local_config_turns_it_on() {
     let (status, body) = w.post("/api/sessions", ALICE, &body).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "auth_unavailable");
+    // wrangler forwards the Worker's console asynchronously: give the line a moment.
     assert!(
-        w.log().contains("ALLOW_DEV_AUTH=local-only"),
+        wait_for(Duration::from_secs(10), || w
+            .log()
+            .contains("ALLOW_DEV_AUTH=local-only"))
+        .await,
         "the log says why"
     );
     let (status, _) = w.get("/api/me/stats", ALICE).await;

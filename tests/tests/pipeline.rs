@@ -203,15 +203,23 @@ async fn turns_are_answered_queued_and_stored_exactly_once() {
         w.count("SELECT COUNT(*) FROM chat_messages"),
         2 * (TURNS as i64 + 1)
     );
-    let duplicates: i64 = w
-        .log()
-        .lines()
-        .filter(|l| l.contains("\"turn batch\""))
-        .filter_map(|l| serde_json::from_str::<Value>(l.split_once(' ').map_or(l, |(_, j)| j)).ok())
-        .map(|v| v["duplicate"].as_i64().unwrap_or(0))
-        .sum();
+    let duplicates = || -> i64 {
+        w.log()
+            .lines()
+            .filter(|l| l.contains("\"turn batch\""))
+            .filter_map(|l| {
+                serde_json::from_str::<Value>(l.split_once(' ').map_or(l, |(_, j)| j)).ok()
+            })
+            .map(|v| v["duplicate"].as_i64().unwrap_or(0))
+            .sum()
+    };
+    // wrangler forwards the consumer's log lines asynchronously: wait for them.
+    wait_for(Duration::from_secs(10), || {
+        duplicates() >= retries.len() as i64
+    })
+    .await;
     assert_eq!(
-        duplicates,
+        duplicates(),
         retries.len() as i64,
         "the consumer saw each retry as a duplicate"
     );
