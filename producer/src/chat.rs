@@ -5,6 +5,7 @@
 use crate::body;
 use crate::error::ApiError;
 use crate::services::Services;
+use crate::session_cache;
 use crate::sessions;
 use chat_core::character::{Character, Locale};
 use chat_core::engine::{ReplyEngine, ReplyInput};
@@ -22,7 +23,7 @@ pub async fn post(mut req: Request, services: &Services) -> Result<Response, Api
     let identity = services.auth.resolve(&req).await?;
     let key = idempotency_key(&req)?;
     let turn = ChatTurn::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
-    let session = sessions::owned(services, &identity, turn.session_id).await?;
+    let session = sessions::for_turn(services, &identity, turn.session_id).await?;
     if session.ended_at.is_some() {
         return Err(ApiError::Conflict {
             code: "session_ended",
@@ -67,6 +68,9 @@ pub async fn post(mut req: Request, services: &Services) -> Result<Response, Api
         idempotency_key: key.as_deref(),
     });
     send(services, &record).await?;
+    if record.game_over {
+        session_cache::end(turn.session_id, record.user_message.created_at);
+    }
     Ok(Response::from_json(&json!({
         "reply": record.agent_message.content,
         "score": record.score.adjusted,

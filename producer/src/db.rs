@@ -13,7 +13,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::D1Database;
 
 /// A row of `chat_sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SessionRow {
     pub user_id: String,
     pub character_type: String,

@@ -11,6 +11,7 @@
 //! - [`body`]: reading a JSON body within its size limit.
 //! - [`chat`]: `POST /api/chat`, the hot path.
 //! - [`sessions`]: starting a session and listing its messages.
+//! - [`session_cache`]: sessions kept for a minute, so a turn rarely reads D1.
 //! - [`stats`]: a player's points and intimacy level.
 //! - [`db`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
 //! - [`error`]: the one error type of this boundary, mapped to a status once.
@@ -24,6 +25,7 @@ mod engine;
 mod error;
 mod routes;
 mod services;
+mod session_cache;
 mod sessions;
 mod stats;
 

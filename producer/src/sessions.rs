@@ -5,6 +5,7 @@ use crate::body;
 use crate::db::{self, SessionRow};
 use crate::error::ApiError;
 use crate::services::Services;
+use crate::session_cache;
 use chat_core::identity::Identity;
 use chat_core::ids::time_ordered;
 use chat_core::request::NewSession;
@@ -42,6 +43,24 @@ pub async fn owned(
             code: "session_not_found",
             message: "no session with this id for this player".into(),
         })
+}
+
+/// The session of a chat turn: from this isolate's cache when it was read in the last
+/// minute (see `session_cache`), else from D1.
+pub async fn for_turn(
+    services: &Services,
+    identity: &Identity,
+    id: Uuid,
+) -> Result<SessionRow, ApiError> {
+    let now = now_ms();
+    if let Some(row) = session_cache::get(id, now) {
+        if row.user_id == identity.user_id().to_string() {
+            return Ok(row);
+        }
+    }
+    let row = owned(services, identity, id).await?;
+    session_cache::put(id, &row, now);
+    Ok(row)
 }
 
 pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Response, ApiError> {

@@ -49,6 +49,8 @@ pub struct Options {
     pub dev_auth: bool,
     /// More `--var`s for the chat Worker.
     pub chat_vars: Vec<(&'static str, String)>,
+    /// Settings of the consumer's `chat-turns` queue consumer (e.g. `max_batch_size`).
+    pub consumer_queue: Vec<(&'static str, i64)>,
     /// Variables for the consumer Worker. `wrangler dev --var` reaches only the first config's
     /// Worker, so these go into a copy of `consumer/wrangler.toml` in the state folder.
     pub consumer_vars: Vec<(&'static str, String)>,
@@ -59,13 +61,14 @@ impl Default for Options {
         Self {
             dev_auth: true,
             chat_vars: Vec::new(),
+            consumer_queue: Vec::new(),
             consumer_vars: Vec::new(),
         }
     }
 }
 
 /// A copy of `consumer/wrangler.toml` with absolute paths and `vars` set, written to `dir`.
-fn consumer_config(dir: &Path, vars: &[(&str, String)]) -> PathBuf {
+fn consumer_config(dir: &Path, vars: &[(&str, String)], queue: &[(&str, i64)]) -> PathBuf {
     let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
     let abs = |rel: &str| {
@@ -85,6 +88,17 @@ fn consumer_config(dir: &Path, vars: &[(&str, String)]) -> PathBuf {
     }
     for (k, v) in vars {
         doc["vars"][k] = toml_edit::value(v.as_str());
+    }
+    for consumer in doc["queues"]["consumers"]
+        .as_array_of_tables_mut()
+        .unwrap()
+        .iter_mut()
+    {
+        if consumer["queue"].as_str() == Some("chat-turns") {
+            for (k, v) in queue {
+                consumer[k] = toml_edit::value(*v);
+            }
+        }
     }
     let path = dir.join("consumer.wrangler.toml");
     std::fs::write(&path, doc.to_string()).unwrap();
@@ -137,7 +151,11 @@ impl Workers {
         assert!(status.success(), "applying migrations failed");
 
         let port = free_port();
-        let consumer = consumer_config(state.path(), &options.consumer_vars);
+        let consumer = consumer_config(
+            state.path(),
+            &options.consumer_vars,
+            &options.consumer_queue,
+        );
         let mut cmd = wrangler();
         cmd.args(["dev", "-c", "wrangler.toml", "-c"])
             .arg(&consumer)
@@ -209,6 +227,16 @@ impl Workers {
     /// Everything wrangler printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The JSON log lines the Workers printed with this `message` (e.g. "turn batch").
+    pub fn log_events(&self, message: &str) -> Vec<Value> {
+        let needle = format!("\"message\":\"{message}\"");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
+            .collect()
     }
 
     /// A connection to the local D1's SQLite file (read it; the Workers write it).

@@ -204,12 +204,8 @@ async fn turns_are_answered_queued_and_stored_exactly_once() {
         2 * (TURNS as i64 + 1)
     );
     let duplicates = || -> i64 {
-        w.log()
-            .lines()
-            .filter(|l| l.contains("\"turn batch\""))
-            .filter_map(|l| {
-                serde_json::from_str::<Value>(l.split_once(' ').map_or(l, |(_, j)| j)).ok()
-            })
+        w.log_events("turn batch")
+            .iter()
             .map(|v| v["duplicate"].as_i64().unwrap_or(0))
             .sum()
     };

@@ -1,0 +1,160 @@
+//! The load generator. Requests go to loopback only (the Workers under `wrangler dev`), and
+//! every loop is bounded twice: by time and by a request count.
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// Hard cap on requests of one measurement, whatever its duration.
+pub const MAX_REQUESTS: usize = 2_000_000;
+
+/// What one measurement saw.
+pub struct LoadResult {
+    pub latency_us: Histogram<u64>,
+    pub ok: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    /// Bodies of successful answers, when the caller keeps them (message ids).
+    pub kept: Vec<String>,
+}
+
+impl LoadResult {
+    pub fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        self.latency_us.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "requests": self.ok, "errors": self.errors, "seconds": self.elapsed.as_secs_f64(),
+            "rps": self.rps(), "p50Ms": self.quantile_ms(0.5), "p90Ms": self.quantile_ms(0.9),
+            "p99Ms": self.quantile_ms(0.99), "p999Ms": self.quantile_ms(0.999),
+        })
+    }
+}
+
+/// One request: Ok(Some(kept)) / Ok(None) on success, Err on any failure (non-2xx included).
+pub type Outcome = Result<Option<String>, String>;
+
+/// Runs `request` from `concurrency` loops for `duration`.
+pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, request: F) -> LoadResult
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send,
+{
+    let request = Arc::new(request);
+    let shared = Arc::new(Mutex::new(LoadResult {
+        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        kept: Vec::new(),
+    }));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(MAX_REQUESTS));
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (request, shared, budget) = (request.clone(), shared.clone(), budget.clone());
+            tokio::spawn(async move {
+                let mut i = worker;
+                while Instant::now() < deadline
+                    && budget.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0
+                {
+                    let t = Instant::now();
+                    let outcome = request(i).await;
+                    let us = t.elapsed().as_micros() as u64;
+                    let mut r = shared.lock().await;
+                    match outcome {
+                        Ok(kept) => {
+                            r.ok += 1;
+                            let _ = r.latency_us.record(us.max(1));
+                            r.kept.extend(kept);
+                        }
+                        Err(_) => r.errors += 1,
+                    }
+                    i += concurrency;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed();
+    let mut r = Arc::try_unwrap(shared)
+        .ok()
+        .expect("all loops ended")
+        .into_inner();
+    r.elapsed = elapsed;
+    r
+}
+
+/// Sends `request` at `rate` per second for `duration` (open loop: one task per request).
+pub async fn open_loop<F, Fut>(rate: f64, duration: Duration, request: F) -> LoadResult
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let request = Arc::new(request);
+    let shared = Arc::new(Mutex::new(LoadResult {
+        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        kept: Vec::new(),
+    }));
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
+    let total = ((duration.as_secs_f64() * rate) as usize).min(MAX_REQUESTS);
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (request, shared) = (request.clone(), shared.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let outcome = request(i).await;
+            let us = t.elapsed().as_micros() as u64;
+            let mut r = shared.lock().await;
+            match outcome {
+                Ok(kept) => {
+                    r.ok += 1;
+                    let _ = r.latency_us.record(us.max(1));
+                    r.kept.extend(kept);
+                }
+                Err(_) => r.errors += 1,
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed();
+    let mut r = Arc::try_unwrap(shared)
+        .ok()
+        .expect("all requests ended")
+        .into_inner();
+    r.elapsed = elapsed;
+    r
+}
+
+/// The median of some numbers (the middle of several runs on a noisy machine).
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
