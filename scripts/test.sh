@@ -9,7 +9,7 @@ cd "$ROOT"
 log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy (native crates, then the Workers on wasm32)"
-cargo clippy -p chat-core -p e2e -p chat-admin --all-targets -- -D warnings
+cargo clippy -p chat-core -p e2e -p chat-admin -p bench --all-targets -- -D warnings
 cargo clippy -p worker-support -p chat-worker -p consumer-worker --target wasm32-unknown-unknown -- -D warnings
 log "tests"
 out="$(mktemp)"
