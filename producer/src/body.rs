@@ -1,5 +1,6 @@
 //! Reading a JSON request body without ever holding more than the limit: an oversize body is
-//! refused from its Content-Length, or as soon as the stream passes the limit.
+//! refused from its Content-Length, or once the stream passes the limit (the rest is
+//! discarded as it arrives, never buffered).
 
 use crate::error::ApiError;
 use chat_core::request::InvalidRequest;
@@ -48,9 +49,23 @@ pub async fn read_json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiErro
             )
         })?;
         if body.len() + chunk.len() > max {
+            // Refused, but the rest is drained and dropped chunk by chunk (never held), up to
+            // a cap: answering while the client is still uploading makes the local runtime's
+            // proxy fail the request instead of returning the 413.
+            let mut drained = body.len() + chunk.len();
+            drop(body);
+            while drained <= MAX_DRAIN_BYTES {
+                match stream.next().await {
+                    Some(Ok(more)) => drained += more.len(),
+                    _ => break,
+                }
+            }
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
+
+/// Most bytes of an oversize streamed body drained before answering 413.
+const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;

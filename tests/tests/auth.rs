@@ -406,3 +406,29 @@ async fn the_llm_engine_answers_and_falls_back() {
         .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn development_auth_is_off_unless_the_local_config_turns_it_on() {
+    // AUTH_MODE=dev alone, as a production config might set by accident: refused.
+    let w = Workers::start_with(Options {
+        dev_auth: false,
+        chat_vars: vec![("AUTH_MODE", "dev".into())],
+        ..Options::default()
+    })
+    .await;
+    let body = json!({ "characterType": "rin", "username": "a", "locale": "en" });
+    let (status, body) = w.post("/api/sessions", "x:alice", &body).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "auth_unavailable");
+    // wrangler forwards the Worker's console asynchronously: give the line a moment.
+    assert!(
+        wait_for(Duration::from_secs(10), || w
+            .log()
+            .contains("ALLOW_DEV_AUTH=local-only"))
+        .await,
+        "the log says why"
+    );
+    let (status, _) = w.get("/api/me/stats", "x:alice").await;
+    assert_eq!(status, 401);
+    assert_eq!(w.count("SELECT COUNT(*) FROM users"), 0);
+}
