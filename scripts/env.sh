@@ -11,5 +11,6 @@ export WASM_BINDGEN_BIN
 # Pinned tool versions. wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock.
 WORKER_BUILD_VERSION=0.8.7
 WRANGLER_VERSION=4.86.0
+CARGO_FUZZ_VERSION=0.13.2
 WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$ROOT/Cargo.lock")"
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

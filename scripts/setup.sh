@@ -21,6 +21,10 @@ if ! version_is wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (the version in Cargo.lock)"
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
+if ! version_is cargo-fuzz "$CARGO_FUZZ_VERSION"; then
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION (fuzzing runs on the machine's nightly toolchain)"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
 if ! { version_is wrangler "$WRANGLER_VERSION" && [ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/esbuild ]; }; then
   log "installing wrangler $WRANGLER_VERSION and binaryen from package-lock.json"
   npm ci --no-audit --no-fund

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting and lints, the native tests on real SQLite, and the
 # end-to-end tests on both Workers under wrangler dev (each test starts its own on a free
-# port with a fresh state folder). Installs what is missing first; safe to run twice.
+# port with a fresh state folder), the CLI, the bad-input corpus, short chaos and soak runs,
+# and a short fuzz of each decoder. Installs what is missing first; safe to run twice.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -11,6 +12,8 @@ cargo fmt --all --check
 log "cargo clippy (native crates, then the Workers on wasm32)"
 cargo clippy -p chat-core -p e2e -p chat-admin -p bench --all-targets -- -D warnings
 cargo clippy -p worker-support -p chat-worker -p consumer-worker --target wasm32-unknown-unknown -- -D warnings
+log "fuzzing each decoder for 10 s (bash scripts/fuzz.sh 300 for a long run)"
+"$ROOT/scripts/fuzz.sh" 10
 log "tests"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT

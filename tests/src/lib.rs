@@ -229,6 +229,34 @@ impl Workers {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Resident memory of the workerd processes of this `wrangler dev`, in KiB.
+    pub fn workerd_rss_kib(&self) -> u64 {
+        let group = self.child.id();
+        let mut total = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let dir = entry.path();
+            let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let pgrp: Option<u32> = rest.split_whitespace().nth(2).and_then(|g| g.parse().ok());
+            if pgrp != Some(group) || !head.contains("workerd") {
+                continue;
+            }
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            total += status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        total
+    }
+
     /// The JSON log lines the Workers printed with this `message` (e.g. "turn batch").
     pub fn log_events(&self, message: &str) -> Vec<Value> {
         let needle = format!("\"message\":\"{message}\"");

@@ -1,0 +1,428 @@
+//! Reliability under faults, floods and duplicates, with the figures operators ask for.
+//!
+//! - `chaos`: many players' turns at high concurrency, a share sent twice with the same
+//!   Idempotency-Key, the consumer's fault switch failing batches before and after the write,
+//!   poison records of every permanent class, then every dead letter replayed twice with
+//!   `chat-admin` and a reconcile dry run. Nothing may be lost or counted twice.
+//! - `soak`: the chat route under 64 connections for a while, workerd's memory sampled at the
+//!   start and the end.
+//!
+//! The suite runs short versions; `bash scripts/chaos.sh` runs the long ones (sizes from the
+//! CHAOS_* variables below).
+
+use chat_core::ids::TurnIds;
+use chat_core::record::sample;
+use e2e::{wait_for, Options, Workers, ADMIN_TOKEN};
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cli(url: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-admin"))
+        .args(["--url", url])
+        .args(args)
+        .env("CHAT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .expect("chat-admin runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+struct Answer {
+    status: u16,
+    id: Option<String>,
+}
+
+/// Turns answered 200 that are neither stored nor waiting as a pending dead letter.
+fn unaccounted(w: &Workers, ids: &HashSet<String>) -> usize {
+    let db = w.db();
+    let set = |sql: &str| -> HashSet<String> {
+        let mut st = db.prepare(sql).unwrap();
+        st.query_map([], |r| r.get::<_, Option<String>>(0))
+            .unwrap()
+            .filter_map(|r| r.unwrap())
+            .collect()
+    };
+    let stored = set("SELECT id FROM chat_messages WHERE role = 'user'");
+    let lettered = set("SELECT turn_id FROM dead_letters WHERE status = 'pending'");
+    ids.iter()
+        .filter(|id| !stored.contains(*id) && !lettered.contains(*id))
+        .count()
+}
+
+/// Waits until the queue is idle: stored turns and letters stop moving for 3 s.
+async fn settle(w: &Workers, ids: &HashSet<String>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let snapshot = || {
+        (
+            w.count("SELECT COUNT(*) FROM point_events"),
+            w.count("SELECT COUNT(*) FROM dead_letters"),
+            w.count("SELECT COALESCE(SUM(replay_count), 0) FROM dead_letters"),
+        )
+    };
+    let mut last = snapshot();
+    let mut stable_since = Instant::now();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = snapshot();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() > Duration::from_secs(3) && unaccounted(w, ids) == 0 {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos() {
+    let turns = env("CHAOS_TURNS", 600);
+    let players = env("CHAOS_PLAYERS", 20);
+    let concurrency = env("CHAOS_CONCURRENCY", 16);
+    let fault = std::env::var("CHAOS_FAULTS").unwrap_or_else(|_| "before=0.2,after=0.2".into());
+    let started = Instant::now();
+    let w = Workers::start_with(Options {
+        consumer_vars: vec![
+            ("FAULTS", fault.clone()),
+            ("RETRY_BASE_SECONDS", "0".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let mut sessions = Vec::new();
+    for p in 0..players {
+        let user = format!("x:chaos-{p}");
+        sessions.push((
+            user.clone(),
+            w.session(&user, ["sakura", "rin", "kai"][p % 3]).await,
+        ));
+    }
+    let sessions = Arc::new(sessions);
+
+    // The plan: every turn keyed; 10% sent twice with the same key and words.
+    let duplicated = turns / 10;
+    let mut plan: Vec<usize> = (0..turns).chain(0..duplicated).collect();
+    plan.sort_by_key(|i| (i * 7919) % (turns + 1)); // spread the copies through the run
+    let http = w.http.clone();
+    let url = w.url("/api/chat");
+    let answers: Vec<(usize, Answer)> = stream::iter(plan.clone())
+        .map(|i| {
+            let (http, url, sessions) = (http.clone(), url.clone(), sessions.clone());
+            async move {
+                let (user, session) = &sessions[i % sessions.len()];
+                let r = http
+                    .post(&url)
+                    .header("X-Dev-User", user)
+                    .header("Idempotency-Key", format!("chaos-{i}"))
+                    .json(&json!({ "sessionId": session, "message": format!("hello, turn {i}") }))
+                    .send()
+                    .await;
+                let answer = match r {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let body: Value = r.json().await.unwrap_or(Value::Null);
+                        Answer {
+                            status,
+                            id: body["messageId"].as_str().map(str::to_owned),
+                        }
+                    }
+                    Err(_) => Answer {
+                        status: 0,
+                        id: None,
+                    },
+                };
+                (i, answer)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+
+    // Poison: 1% of the turns for each permanent class, through /admin/turns.
+    let per_class = (turns / 100).max(1);
+    let seeds: Vec<_> = (0..per_class)
+        .map(|n| {
+            sample(
+                "chaos-seed",
+                Uuid::from_u128(5),
+                90_000 + n as u64,
+                1_800_000_000_000,
+            )
+        })
+        .collect();
+    let seed_texts: Vec<Value> = seeds.iter().map(|r| Value::String(r.encode())).collect();
+    let (status, _) = w
+        .admin(
+            "POST",
+            "/admin/turns",
+            Some(&json!({ "records": seed_texts })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let seed_ids: HashSet<String> = seeds.iter().map(|r| r.turn_id.to_string()).collect();
+    assert!(
+        wait_for(Duration::from_secs(120), || unaccounted(&w, &seed_ids) == 0).await,
+        "seeds stored"
+    );
+    let mut poison = Vec::new();
+    for n in 0..per_class {
+        poison.push(Value::String(format!("garbage {n} {{")));
+        let mut unknown: Value = serde_json::from_str(
+            &sample(
+                "chaos-poison",
+                Uuid::from_u128(6),
+                n as u64,
+                1_800_000_000_000,
+            )
+            .encode(),
+        )
+        .unwrap();
+        unknown["v"] = json!(3);
+        poison.push(unknown);
+        let mut invalid = sample(
+            "chaos-poison",
+            Uuid::from_u128(6),
+            500 + n as u64,
+            1_800_000_000_000,
+        );
+        invalid.score.raw = 50;
+        poison.push(Value::String(invalid.encode()));
+        let mut conflict = seeds[n].clone();
+        conflict.user_message.content = format!("not what was said {n}");
+        let ids = TurnIds::from_turn_id(conflict.turn_id).unwrap();
+        assert_eq!(ids.point_event, conflict.point_event.id);
+        poison.push(Value::String(conflict.encode()));
+    }
+    let (status, _) = w
+        .admin("POST", "/admin/turns", Some(&json!({ "records": poison })))
+        .await;
+    assert_eq!(status, 200);
+
+    let ok: Vec<&(usize, Answer)> = answers.iter().filter(|(_, a)| a.status == 200).collect();
+    let server_errors = answers
+        .iter()
+        .filter(|(_, a)| a.status >= 500 || a.status == 0)
+        .count();
+    let mut ids: HashSet<String> = ok.iter().filter_map(|(_, a)| a.id.clone()).collect();
+    // A key's copies must name one turn.
+    let mut by_key: HashMap<usize, HashSet<String>> = HashMap::new();
+    for (i, a) in &ok {
+        by_key.entry(*i).or_default().extend(a.id.clone());
+    }
+    assert!(
+        by_key.values().all(|s| s.len() == 1),
+        "each Idempotency-Key names one turn"
+    );
+    settle(&w, &ids, Duration::from_secs(600)).await;
+
+    // Replay every dead letter twice with the CLI, then reconcile in dry run.
+    let (code1, _) = cli(&w.base, &["replay", "--rate", "500", "--json"]);
+    settle(&w, &ids, Duration::from_secs(300)).await;
+    let (code2, _) = cli(&w.base, &["replay", "--rate", "500", "--json"]);
+    settle(&w, &ids, Duration::from_secs(300)).await;
+    // The letters the first run re-queued, a second time: already applied, nothing moves.
+    let _ = cli(
+        &w.base,
+        &["replay", "--status", "replayed", "--rate", "500", "--json"],
+    );
+    settle(&w, &ids, Duration::from_secs(300)).await;
+    // Anything a replay dead-lettered again (a turn whose retries all failed once more).
+    let _ = cli(
+        &w.base,
+        &["replay", "--class", "transient", "--rate", "500", "--json"],
+    );
+    settle(&w, &ids, Duration::from_secs(300)).await;
+    let (_, reconcile) = cli(&w.base, &["reconcile", "--dry-run", "--json"]);
+    let reconcile: Value = serde_json::from_str(&reconcile).unwrap();
+
+    ids.extend(seed_ids);
+    let stored_total = w.count("SELECT COUNT(*) FROM chat_messages WHERE role = 'user'") as usize;
+    let lost = unaccounted(&w, &ids);
+    let duplicates_stored = stored_total.saturating_sub(ids.len());
+    let drift = w.count(
+        "SELECT COUNT(*) FROM user_stats s WHERE s.total_points != (SELECT COALESCE(SUM(delta), 0) FROM point_events p WHERE p.user_id = s.user_id)",
+    );
+    let mut left: Vec<(String, i64)> = {
+        let db = w.db();
+        let mut st = db.prepare("SELECT error_class, COUNT(*) FROM dead_letters WHERE status = 'pending' GROUP BY error_class").unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    left.sort();
+    let faulted_batches: usize = w.log_events("D1 batch failed").len();
+    let reconcile_drift = reconcile["drifted"].as_array().map_or(usize::MAX, Vec::len);
+    println!(
+        "chaos: {} requests ({} turns, {} duplicate sends) from {players} players at {concurrency} connections; faults '{fault}'; {:.0} s\n\
+         chaos: answered 200: {} ({} distinct turns); stored: {stored_total}; duplicates stored: {duplicates_stored}; lost: {lost}\n\
+         chaos: D1 batches failed on purpose: {faulted_batches}; users with total != SUM(delta): {drift}; reconcile drift: {reconcile_drift}; 5xx: {server_errors}\n\
+         chaos: dead letters left: {left:?} (poison injected: {per_class} of each class); replay exits {code1}/{code2}",
+        plan.len(),
+        turns,
+        duplicated,
+        started.elapsed().as_secs_f64(),
+        ok.len(),
+        ids.len() - seeds.len(),
+    );
+    assert_eq!(server_errors, 0, "no 5xx and no dropped connection");
+    assert_eq!(ok.len(), plan.len(), "every request answered 200");
+    assert_eq!(
+        lost, 0,
+        "every 200-answered turn is stored or a pending dead letter"
+    );
+    assert_eq!(duplicates_stored, 0, "no turn stored twice");
+    assert_eq!(drift, 0, "total_points = SUM(delta) for every user");
+    assert_eq!(reconcile_drift, 0);
+    let expected: Vec<(String, i64)> = ["conflict", "invalid", "undecodable", "unknown_version"]
+        .iter()
+        .map(|c| (c.to_string(), per_class as i64))
+        .collect();
+    assert_eq!(left, expected, "only the poison is left");
+    assert!(faulted_batches > 0, "the fault switch did fail batches");
+}
+
+/// One request of the soak: the chat route, or the runtime's floor (GET /healthz).
+async fn soak_request(
+    http: &reqwest::Client,
+    base: &str,
+    floor: bool,
+    user: &str,
+    session: &str,
+    i: usize,
+) -> (u16, Option<String>) {
+    if floor {
+        let r = http.get(format!("{base}/healthz")).send().await;
+        return (r.map_or(0, |r| r.status().as_u16()), None);
+    }
+    let r = http
+        .post(format!("{base}/api/chat"))
+        .header("X-Dev-User", user)
+        .json(&json!({ "sessionId": session, "message": format!("soak {i}") }))
+        .send()
+        .await;
+    match r {
+        Ok(r) => (
+            r.status().as_u16(),
+            r.json::<Value>()
+                .await
+                .ok()
+                .and_then(|b| b["messageId"].as_str().map(str::to_owned)),
+        ),
+        Err(_) => (0, None),
+    }
+}
+
+/// 64 connections for `seconds`, on the chat route or the floor.
+async fn soak_phase(
+    w: &Workers,
+    sessions: &Arc<Vec<(String, String)>>,
+    floor: bool,
+    seconds: u64,
+    first: usize,
+) -> Vec<(u16, Option<String>)> {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let counter = Arc::new(AtomicUsize::new(first));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, base, sessions, counter) = (
+                w.http.clone(),
+                w.base.clone(),
+                sessions.clone(),
+                counter.clone(),
+            );
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while Instant::now() < until {
+                    let i = counter.fetch_add(1, Ordering::Relaxed);
+                    let (user, session) = &sessions[i % sessions.len()];
+                    seen.push(soak_request(&http, &base, floor, user, session, i).await);
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.extend(t.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soak() {
+    let seconds = env("SOAK_SECONDS", 20) as u64;
+    let w = Workers::start().await;
+    let mut sessions = Vec::new();
+    for p in 0..32 {
+        let user = format!("x:soak-{p}");
+        sessions.push((user.clone(), w.session(&user, "kai").await));
+    }
+    let sessions = Arc::new(sessions);
+    // Warm up (V8 and workerd size their heaps to the load), let the consumer drain.
+    let warm: HashSet<String> = soak_phase(&w, &sessions, false, seconds.min(10), 0)
+        .await
+        .into_iter()
+        .filter_map(|(_, id)| id)
+        .collect();
+    settle(&w, &warm, Duration::from_secs(300)).await;
+    // The runtime's own growth under a route that does no work, then the chat route's.
+    let rss0 = w.workerd_rss_kib();
+    let floor = soak_phase(&w, &sessions, true, seconds, 1_000_000).await;
+    let rss1 = w.workerd_rss_kib();
+    let chat = soak_phase(&w, &sessions, false, seconds, 2_000_000).await;
+    let ok: HashSet<String> = chat
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .filter_map(|(_, id)| id.clone())
+        .collect();
+    settle(&w, &ok, Duration::from_secs(300)).await;
+    let rss2 = w.workerd_rss_kib();
+    let server_errors = floor
+        .iter()
+        .chain(&chat)
+        .filter(|(s, _)| *s >= 500 || *s == 0)
+        .count();
+    let lost = unaccounted(&w, &ok);
+    let per_request =
+        |from: u64, to: u64, n: usize| (to as f64 - from as f64) * 1024.0 / n.max(1) as f64;
+    let (floor_b, chat_b) = (
+        per_request(rss0, rss1, floor.len()),
+        per_request(rss1, rss2, chat.len()),
+    );
+    // Bound: the chat route grows workerd no faster than 1.5x the no-op route does, plus a
+    // fixed 64 MiB for caches and D1 pages that legitimately fill.
+    let bound = 1.5 * floor_b.max(0.0) + 64.0 * 1024.0 * 1024.0 / chat.len().max(1) as f64;
+    println!(
+        "soak: {seconds} s at 64 connections per phase; floor {} requests ({:.0} req/s), chat {} requests ({:.0} req/s); 5xx: {server_errors}; lost: {lost}\n\
+         soak: workerd RSS {:.0} -> {:.0} MiB under the floor ({floor_b:.0} B/request), -> {:.0} MiB under chat ({chat_b:.0} B/request; bound {bound:.0})",
+        floor.len(),
+        floor.len() as f64 / seconds as f64,
+        chat.len(),
+        chat.len() as f64 / seconds as f64,
+        rss0 as f64 / 1024.0,
+        rss1 as f64 / 1024.0,
+        rss2 as f64 / 1024.0,
+    );
+    assert_eq!(server_errors, 0);
+    assert_eq!(lost, 0);
+    assert!(rss0 > 0, "workerd's memory was found");
+    assert!(
+        chat_b <= bound,
+        "the chat route grew workerd {chat_b:.0} B per request, over the bound {bound:.0}"
+    );
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Fuzzes the decoders that face untrusted bytes (chat bodies, turn records, auth headers and
+# tokens, admin bodies) with cargo-fuzz on the machine's nightly toolchain, each for a set
+# time. Seeds are committed in fuzz/seeds/; what libFuzzer learns goes to fuzz/corpus/
+# (ignored). A crash is saved under fuzz/artifacts/ and fails the run: turn it into a
+# regression test. Usage: bash scripts/fuzz.sh [seconds per target, default 60]
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+SECONDS_PER_TARGET="${1:-60}"
+"$ROOT/scripts/setup.sh"
+cargo +nightly fuzz build -O --fuzz-dir fuzz
+for target in chat_request turn_record auth admin_request; do
+  mkdir -p "fuzz/corpus/$target"
+  log "fuzzing $target for $SECONDS_PER_TARGET s"
+  cargo +nightly fuzz run -O --fuzz-dir fuzz "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+    -max_total_time="$SECONDS_PER_TARGET" -max_len=65536 -print_final_stats=1 2>&1 \
+    | grep -E '^(#[0-9]+\s+DONE|Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|artifact)' || true
+  if ls "fuzz/artifacts/$target"/crash-* >/dev/null 2>&1; then
+    log "CRASH in $target: see fuzz/artifacts/$target"
+    exit 1
+  fi
+done
+log "fuzz: no crash in any target"
