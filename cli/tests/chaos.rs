@@ -179,7 +179,7 @@ async fn chaos() {
         "seeds stored"
     );
     let mut poison = Vec::new();
-    for n in 0..per_class {
+    for (n, seed) in seeds.iter().enumerate() {
         poison.push(Value::String(format!("garbage {n} {{")));
         let mut unknown: Value = serde_json::from_str(
             &sample(
@@ -201,7 +201,7 @@ async fn chaos() {
         );
         invalid.score.raw = 50;
         poison.push(Value::String(invalid.encode()));
-        let mut conflict = seeds[n].clone();
+        let mut conflict = seed.clone();
         conflict.user_message.content = format!("not what was said {n}");
         let ids = TurnIds::from_turn_id(conflict.turn_id).unwrap();
         assert_eq!(ids.point_event, conflict.point_event.id);
