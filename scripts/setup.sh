@@ -29,3 +29,7 @@ if ! { version_is wrangler "$WRANGLER_VERSION" && [ -x node_modules/.bin/wasm-op
   log "installing wrangler $WRANGLER_VERSION and binaryen from package-lock.json"
   npm ci --no-audit --no-fund
 fi
+if ! { [ -x ts/node_modules/.bin/drizzle-kit ] && [ -x ts/node_modules/.bin/tsc ]; }; then
+  log "installing the TypeScript schema package's tools (drizzle-kit, typescript) from ts/package-lock.json"
+  (cd ts && npm ci --no-audit --no-fund)
+fi

@@ -4,8 +4,10 @@
 //! - [`Workers`]: start, talk HTTP to, read the local D1 of, and stop one `wrangler dev`.
 //! - [`wait_for`]: poll a condition until it holds or a deadline passes.
 //! - [`fake`]: a loopback HTTP server standing in for X's API or an LLM endpoint.
+//! - [`schema_diff`]: two SQLite schemas compared as readers see them.
 
 pub mod fake;
+pub mod schema_diff;
 
 use rusqlite::Connection;
 use serde_json::Value;

@@ -1,0 +1,138 @@
+// The D1 tables of the chat backend, for TypeScript readers (the Rust Workers own the
+// writes). Mirrors migrations/*.sql; the test suite fails when the two drift apart
+// (tests/tests/drizzle.rs). Times are integer milliseconds since the Unix epoch.
+import { sql } from "drizzle-orm";
+import { check, index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+export const authProviders = ["x", "privy"] as const;
+export const messageRoles = ["user", "agent", "system"] as const;
+export const locales = ["ja", "en"] as const;
+export const failureClasses = [
+  "undecodable",
+  "unknown_version",
+  "invalid",
+  "conflict",
+  "transient",
+  "retries_exhausted",
+] as const;
+export const letterStatuses = ["pending", "replayed", "discarded"] as const;
+
+export const users = sqliteTable(
+  "users",
+  {
+    id: text("id").primaryKey().notNull(),
+    authProvider: text("auth_provider", { enum: authProviders }).notNull(),
+    authProviderUserId: text("auth_provider_user_id").notNull(),
+    displayName: text("display_name"),
+    walletAddress: text("wallet_address"),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+    xUserId: text("x_user_id"),
+    xUsername: text("x_username"),
+  },
+  (t) => [
+    uniqueIndex("users_identity").on(t.authProvider, t.authProviderUserId),
+    check("users_auth_provider", sql`${t.authProvider} IN ('x', 'privy')`),
+  ],
+);
+
+export const chatMessages = sqliteTable(
+  "chat_messages",
+  {
+    id: text("id").primaryKey().notNull(),
+    userId: text("user_id").notNull().references(() => users.id),
+    sessionId: text("session_id").notNull(),
+    role: text("role", { enum: messageRoles }).notNull(),
+    content: text("content").notNull(),
+    scoreRaw: integer("score_raw"),
+    scoreAdjusted: integer("score_adjusted"),
+    emotion: text("emotion"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [
+    index("chat_messages_user_session_created").on(t.userId, t.sessionId, t.createdAt),
+    check("chat_messages_role", sql`${t.role} IN ('user', 'agent', 'system')`),
+  ],
+);
+
+export const pointEvents = sqliteTable(
+  "point_events",
+  {
+    id: text("id").primaryKey().notNull(),
+    userId: text("user_id").notNull().references(() => users.id),
+    sessionId: text("session_id").notNull(),
+    messageId: text("message_id").references(() => chatMessages.id),
+    delta: integer("delta").notNull(),
+    reason: text("reason").notNull(),
+    metadataJson: text("metadata_json").notNull().default("{}"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("point_events_user_created").on(t.userId, t.createdAt)],
+);
+
+export const userStats = sqliteTable("user_stats", {
+  userId: text("user_id").primaryKey().notNull().references(() => users.id),
+  totalPoints: integer("total_points").notNull().default(0),
+  intimacyLevel: integer("intimacy_level").notNull().default(0),
+  lastMessageAt: integer("last_message_at"),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const chatSessions = sqliteTable(
+  "chat_sessions",
+  {
+    id: text("id").primaryKey().notNull(),
+    userId: text("user_id").notNull().references(() => users.id),
+    characterType: text("character_type").notNull(),
+    username: text("username").notNull(),
+    locale: text("locale", { enum: locales }).notNull(),
+    createdAt: integer("created_at").notNull(),
+    endedAt: integer("ended_at"),
+  },
+  (t) => [index("chat_sessions_user_created").on(t.userId, t.createdAt)],
+);
+
+export const deadLetters = sqliteTable(
+  "dead_letters",
+  {
+    id: text("id").primaryKey().notNull(),
+    turnId: text("turn_id"),
+    payload: text("payload").notNull(),
+    errorClass: text("error_class", { enum: failureClasses }).notNull(),
+    errorText: text("error_text").notNull(),
+    attempts: integer("attempts").notNull(),
+    firstFailedAt: integer("first_failed_at").notNull(),
+    lastFailedAt: integer("last_failed_at").notNull(),
+    status: text("status", { enum: letterStatuses }).notNull().default("pending"),
+    replayCount: integer("replay_count").notNull().default(0),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [
+    index("dead_letters_status_failed").on(t.status, t.lastFailedAt, t.id),
+    index("dead_letters_class_failed").on(t.errorClass, t.lastFailedAt),
+    index("dead_letters_turn").on(t.turnId),
+  ],
+);
+
+export const replayRuns = sqliteTable("replay_runs", {
+  id: text("id").primaryKey().notNull(),
+  startedAt: integer("started_at").notNull(),
+  finishedAt: integer("finished_at").notNull(),
+  dryRun: integer("dry_run").notNull(),
+  filterJson: text("filter_json").notNull(),
+  letters: integer("letters").notNull().default(0),
+  requeued: integer("requeued").notNull().default(0),
+  wouldApply: integer("would_apply").notNull().default(0),
+  alreadyApplied: integer("already_applied").notNull().default(0),
+  conflicts: integer("conflicts").notNull().default(0),
+  invalid: integer("invalid").notNull().default(0),
+});
+
+export type User = typeof users.$inferSelect;
+export type ChatMessage = typeof chatMessages.$inferSelect;
+export type PointEvent = typeof pointEvents.$inferSelect;
+export type UserStats = typeof userStats.$inferSelect;
+export type ChatSession = typeof chatSessions.$inferSelect;
+export type DeadLetter = typeof deadLetters.$inferSelect;
+export type ReplayRun = typeof replayRuns.$inferSelect;
