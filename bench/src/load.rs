@@ -42,6 +42,43 @@ impl LoadResult {
 /// One request: Ok(Some(kept)) / Ok(None) on success, Err on any failure (non-2xx included).
 pub type Outcome = Result<Option<String>, String>;
 
+type Shared = Arc<Mutex<LoadResult>>;
+
+fn shared() -> Shared {
+    Arc::new(Mutex::new(LoadResult {
+        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        kept: Vec::new(),
+    }))
+}
+
+/// Times one request and records its outcome.
+async fn timed<Fut: Future<Output = Outcome>>(shared: &Shared, request: Fut) {
+    let t = Instant::now();
+    let outcome = request.await;
+    let us = t.elapsed().as_micros() as u64;
+    let mut r = shared.lock().await;
+    match outcome {
+        Ok(kept) => {
+            r.ok += 1;
+            let _ = r.latency_us.record(us.max(1));
+            r.kept.extend(kept);
+        }
+        Err(_) => r.errors += 1,
+    }
+}
+
+fn finish(shared: Shared, started: Instant) -> LoadResult {
+    let mut r = Arc::try_unwrap(shared)
+        .ok()
+        .expect("all requests ended")
+        .into_inner();
+    r.elapsed = started.elapsed();
+    r
+}
+
 /// Runs `request` from `concurrency` loops for `duration`.
 pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, request: F) -> LoadResult
 where
@@ -49,13 +86,7 @@ where
     Fut: Future<Output = Outcome> + Send,
 {
     let request = Arc::new(request);
-    let shared = Arc::new(Mutex::new(LoadResult {
-        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
-        ok: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        kept: Vec::new(),
-    }));
+    let shared = shared();
     let started = Instant::now();
     let deadline = started + duration;
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(MAX_REQUESTS));
@@ -67,18 +98,7 @@ where
                 while Instant::now() < deadline
                     && budget.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0
                 {
-                    let t = Instant::now();
-                    let outcome = request(i).await;
-                    let us = t.elapsed().as_micros() as u64;
-                    let mut r = shared.lock().await;
-                    match outcome {
-                        Ok(kept) => {
-                            r.ok += 1;
-                            let _ = r.latency_us.record(us.max(1));
-                            r.kept.extend(kept);
-                        }
-                        Err(_) => r.errors += 1,
-                    }
+                    timed(&shared, request(i)).await;
                     i += concurrency;
                 }
             })
@@ -87,13 +107,7 @@ where
     for t in tasks {
         let _ = t.await;
     }
-    let elapsed = started.elapsed();
-    let mut r = Arc::try_unwrap(shared)
-        .ok()
-        .expect("all loops ended")
-        .into_inner();
-    r.elapsed = elapsed;
-    r
+    finish(shared, started)
 }
 
 /// Sends `request` at `rate` per second for `duration` (open loop: one task per request).
@@ -103,46 +117,22 @@ where
     Fut: Future<Output = Outcome> + Send + 'static,
 {
     let request = Arc::new(request);
-    let shared = Arc::new(Mutex::new(LoadResult {
-        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
-        ok: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        kept: Vec::new(),
-    }));
+    let shared = shared();
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
     let total = ((duration.as_secs_f64() * rate) as usize).min(MAX_REQUESTS);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
-        let due = started + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(due.into()).await;
+        tokio::time::sleep_until((started + interval.mul_f64(i as f64)).into()).await;
         let (request, shared) = (request.clone(), shared.clone());
-        tasks.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let outcome = request(i).await;
-            let us = t.elapsed().as_micros() as u64;
-            let mut r = shared.lock().await;
-            match outcome {
-                Ok(kept) => {
-                    r.ok += 1;
-                    let _ = r.latency_us.record(us.max(1));
-                    r.kept.extend(kept);
-                }
-                Err(_) => r.errors += 1,
-            }
-        }));
+        tasks.push(tokio::spawn(
+            async move { timed(&shared, request(i)).await },
+        ));
     }
     for t in tasks {
         let _ = t.await;
     }
-    let elapsed = started.elapsed();
-    let mut r = Arc::try_unwrap(shared)
-        .ok()
-        .expect("all requests ended")
-        .into_inner();
-    r.elapsed = elapsed;
-    r
+    finish(shared, started)
 }
 
 /// The median of some numbers (the middle of several runs on a noisy machine).

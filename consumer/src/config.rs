@@ -3,6 +3,7 @@
 use chat_core::backoff::Backoff;
 use chat_core::faults::Faults;
 use worker::Env;
+use worker_support::env::var;
 
 /// The D1 database binding (shared with the chat Worker).
 pub const DB: &str = "DB";
@@ -30,7 +31,7 @@ fn number(env: &Env, name: &str, default: u32) -> u32 {
 impl Config {
     pub fn from_env(env: &Env) -> Self {
         let defaults = Backoff::default();
-        let spec = env.var("FAULTS").map(|v| v.to_string()).unwrap_or_default();
+        let spec = var(env, "FAULTS").unwrap_or_default();
         let faults = Faults::parse(&spec).unwrap_or_else(|e| {
             tracing::error!(error = %e, "FAULTS is malformed; fault injection stays off");
             Faults::default()

@@ -18,10 +18,11 @@ use chat_core::privy::PrivyApp;
 use chat_core::x_auth::{identity_from_users_me, USERS_ME_PATH};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
 use worker_support::clock::now_ms;
+use worker_support::env::var;
+use worker_support::ttl_cache::TtlCache;
 
 pub const DEV_USER_HEADER: &str = "X-Dev-User";
 pub const PRIVY_ID_TOKEN_HEADER: &str = "privy-id-token";
@@ -44,14 +45,7 @@ thread_local! {
     /// not per request.
     static PRIVY: RefCell<Option<(String, Rc<PrivyApp>)>> = const { RefCell::new(None) };
     /// X answers by SHA-256 of the token (tokens themselves are not kept), with expiry.
-    static X_CACHE: RefCell<HashMap<[u8; 32], (Identity, i64)>> = RefCell::new(HashMap::new());
-}
-
-fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .map(|v| v.to_string())
-        .ok()
-        .or_else(|| env.secret(name).map(|v| v.to_string()).ok())
+    static X_CACHE: RefCell<TtlCache<[u8; 32], Identity>> = RefCell::new(TtlCache::new(X_CACHE_MAX));
 }
 
 impl Auth {
@@ -161,12 +155,7 @@ fn bearer(req: &Request) -> Result<String, ApiError> {
 async fn x_identity(base: &str, ttl_ms: i64, token: &str) -> Result<Identity, ApiError> {
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let now = now_ms();
-    if let Some(identity) = X_CACHE.with(|c| {
-        c.borrow()
-            .get(&key)
-            .filter(|(_, exp)| *exp > now)
-            .map(|(i, _)| i.clone())
-    }) {
+    if let Some(identity) = X_CACHE.with(|c| c.borrow().get(&key, now)) {
         return Ok(identity);
     }
     let headers = Headers::new();
@@ -190,17 +179,8 @@ async fn x_identity(base: &str, ttl_ms: i64, token: &str) -> Result<Identity, Ap
     };
     let identity =
         identity_from_users_me(status, &body).map_err(|e| unauthorized(e.code, e.message))?;
-    X_CACHE.with(|c| {
-        let mut cache = c.borrow_mut();
-        if cache.len() >= X_CACHE_MAX {
-            cache.retain(|_, (_, exp)| *exp > now);
-            if cache.len() >= X_CACHE_MAX {
-                cache.clear();
-            }
-        }
-        if ttl_ms > 0 {
-            cache.insert(key, (identity.clone(), now + ttl_ms));
-        }
-    });
+    if ttl_ms > 0 {
+        X_CACHE.with(|c| c.borrow_mut().put(key, identity.clone(), now, now + ttl_ms));
+    }
     Ok(identity)
 }

@@ -8,6 +8,7 @@ use chat_core::llm::{parse_completion, request_body, COMPLETIONS_PATH};
 use futures_util::future::{select, Either};
 use std::time::Duration;
 use worker::{Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker_support::env::var;
 
 pub enum Engine {
     Offline(OfflineEngine),
@@ -19,13 +20,6 @@ pub struct LlmEngine {
     model: String,
     api_key: Option<String>,
     timeout: Duration,
-}
-
-fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .map(|v| v.to_string())
-        .ok()
-        .or_else(|| env.secret(name).map(|v| v.to_string()).ok())
 }
 
 impl Engine {

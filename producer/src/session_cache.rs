@@ -8,43 +8,25 @@
 
 use crate::db::SessionRow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use uuid::Uuid;
+use worker_support::ttl_cache::TtlCache;
 
 pub const TTL_MS: i64 = 60_000;
 const MAX_ENTRIES: usize = 10_000;
 
 thread_local! {
-    static CACHE: RefCell<HashMap<Uuid, (SessionRow, i64)>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<TtlCache<Uuid, SessionRow>> = RefCell::new(TtlCache::new(MAX_ENTRIES));
 }
 
 pub fn get(id: Uuid, now_ms: i64) -> Option<SessionRow> {
-    CACHE.with(|c| {
-        c.borrow()
-            .get(&id)
-            .filter(|(_, expires)| *expires > now_ms)
-            .map(|(row, _)| row.clone())
-    })
+    CACHE.with(|c| c.borrow().get(&id, now_ms))
 }
 
 pub fn put(id: Uuid, row: &SessionRow, now_ms: i64) {
-    CACHE.with(|c| {
-        let mut cache = c.borrow_mut();
-        if cache.len() >= MAX_ENTRIES {
-            cache.retain(|_, (_, expires)| *expires > now_ms);
-            if cache.len() >= MAX_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(id, (row.clone(), now_ms + TTL_MS));
-    });
+    CACHE.with(|c| c.borrow_mut().put(id, row.clone(), now_ms, now_ms + TTL_MS));
 }
 
 /// Records that the game in session `id` ended at `at`.
 pub fn end(id: Uuid, at: i64) {
-    CACHE.with(|c| {
-        if let Some((row, _)) = c.borrow_mut().get_mut(&id) {
-            row.ended_at = Some(at);
-        }
-    });
+    CACHE.with(|c| c.borrow_mut().update(&id, |row| row.ended_at = Some(at)));
 }

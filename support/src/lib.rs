@@ -3,7 +3,11 @@
 //! - [`logging`]: `tracing` events as one JSON line each on the console (Workers Logs).
 //! - [`clock`]: the time and random bytes, which `std` cannot give on wasm32.
 //! - [`queue`]: sending many messages within `sendBatch`'s limits.
+//! - [`ttl_cache`]: a bounded map whose entries expire, for what an isolate keeps.
+//! - [`env`]: reading a variable or secret.
 
 pub mod clock;
+pub mod env;
 pub mod logging;
 pub mod queue;
+pub mod ttl_cache;

@@ -14,15 +14,24 @@ fn npx(args: &[&str], env: &[(&str, &str)]) -> String {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", args[0]));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", args[0]));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{} failed:\n{text}", args.join(" "));
     text
 }
 
 fn drizzle_database() -> Connection {
     let out = tempfile::tempdir().unwrap();
-    npx(&["drizzle-kit", "generate"], &[("DRIZZLE_OUT", out.path().to_str().unwrap())]);
+    npx(
+        &["drizzle-kit", "generate"],
+        &[("DRIZZLE_OUT", out.path().to_str().unwrap())],
+    );
     let conn = Connection::open_in_memory().unwrap();
     let mut files: Vec<_> = std::fs::read_dir(out.path())
         .unwrap()
@@ -32,7 +41,8 @@ fn drizzle_database() -> Connection {
     files.sort();
     assert!(!files.is_empty(), "drizzle-kit generated no SQL");
     for f in files {
-        conn.execute_batch(&std::fs::read_to_string(f).unwrap()).unwrap();
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
     }
     conn
 }
@@ -43,7 +53,11 @@ fn the_drizzle_schema_matches_the_migrations() {
     chat_core::native::migrate(&sql).unwrap();
     let ts = drizzle_database();
     let diff = differences(&shape(&sql).unwrap(), &shape(&ts).unwrap());
-    assert!(diff.is_empty(), "the Drizzle schema and the migrations differ:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "the Drizzle schema and the migrations differ:\n{}",
+        diff.join("\n")
+    );
 }
 
 #[test]
@@ -51,17 +65,32 @@ fn a_column_added_on_one_side_only_is_named() {
     let sql = Connection::open_in_memory().unwrap();
     chat_core::native::migrate(&sql).unwrap();
     let ts = drizzle_database();
-    sql.execute_batch("ALTER TABLE users ADD COLUMN favourite_colour TEXT").unwrap();
+    sql.execute_batch("ALTER TABLE users ADD COLUMN favourite_colour TEXT")
+        .unwrap();
     let diff = differences(&shape(&sql).unwrap(), &shape(&ts).unwrap());
-    assert_eq!(diff, vec!["column users.favourite_colour: in the migrations, missing from the Drizzle schema"]);
+    assert_eq!(
+        diff,
+        vec!["column users.favourite_colour: in the migrations, missing from the Drizzle schema"]
+    );
     ts.execute_batch("ALTER TABLE users ADD COLUMN favourite_colour INTEGER; ALTER TABLE point_events ADD COLUMN note TEXT").unwrap();
     let diff = differences(&shape(&sql).unwrap(), &shape(&ts).unwrap());
     assert_eq!(diff.len(), 2, "{diff:?}");
-    assert!(diff[0].starts_with("column point_events.note: in the Drizzle schema"), "{diff:?}");
-    assert!(diff[1].starts_with("column users.favourite_colour: migrations say"), "{diff:?}");
-    sql.execute_batch("CREATE INDEX extra ON chat_sessions (ended_at)").unwrap();
+    assert!(
+        diff[0].starts_with("column point_events.note: in the Drizzle schema"),
+        "{diff:?}"
+    );
+    assert!(
+        diff[1].starts_with("column users.favourite_colour: migrations say"),
+        "{diff:?}"
+    );
+    sql.execute_batch("CREATE INDEX extra ON chat_sessions (ended_at)")
+        .unwrap();
     let diff = differences(&shape(&sql).unwrap(), &shape(&ts).unwrap());
-    assert!(diff.iter().any(|d| d == "index on chat_sessions(ended_at): migrations only"), "{diff:?}");
+    assert!(
+        diff.iter()
+            .any(|d| d == "index on chat_sessions(ended_at): migrations only"),
+        "{diff:?}"
+    );
 }
 
 #[test]
