@@ -48,7 +48,7 @@ pub struct ChatTurn {
 /// Parses a JSON object body, refusing anything that is not one.
 fn object(body: &[u8]) -> Result<Map<String, Value>, InvalidRequest> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(too_large());
+        return Err(too_large(MAX_BODY_BYTES));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
@@ -63,11 +63,11 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, InvalidRequest> {
     }
 }
 
-/// The error for a body over [`MAX_BODY_BYTES`].
-pub fn too_large() -> InvalidRequest {
+/// The error for a body over `max` bytes.
+pub fn too_large(max: usize) -> InvalidRequest {
     InvalidRequest::new(
         "body_too_large",
-        format!("the body must be at most {MAX_BODY_BYTES} bytes"),
+        format!("the body must be at most {max} bytes"),
     )
 }
 

@@ -41,6 +41,8 @@ pub enum Auth {
 }
 
 thread_local! {
+    /// Whether this isolate has logged why auth refuses everything.
+    static REFUSAL_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The parsed Privy app, keyed by its configuration: the key is parsed once per isolate,
     /// not per request.
     static PRIVY: RefCell<Option<(String, Rc<PrivyApp>)>> = const { RefCell::new(None) };
@@ -64,7 +66,10 @@ impl Auth {
             other => Self::Refused(format!("AUTH_MODE={other:?} is not privy, x or dev")),
         };
         if let Self::Refused(reason) = &auth {
-            tracing::error!(reason = %reason, "player auth is refusing every request");
+            // Once per isolate: the configuration is read on every request.
+            if !REFUSAL_LOGGED.replace(true) {
+                tracing::error!(reason = %reason, "player auth is refusing every request");
+            }
         }
         auth
     }

@@ -3,18 +3,13 @@
 //! discarded as it arrives, never buffered).
 
 use crate::error::ApiError;
-use chat_core::request::InvalidRequest;
+use chat_core::request::too_large;
 use futures_util::StreamExt;
 use worker::Request;
 
 /// The body of a JSON request, at most `max` bytes.
 pub async fn read_json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
-    let too_large = || {
-        ApiError::Invalid(InvalidRequest {
-            code: "body_too_large",
-            message: format!("the body must be at most {max} bytes"),
-        })
-    };
+    let refuse = || ApiError::Invalid(too_large(max));
     let content_type = req
         .headers()
         .get("Content-Type")
@@ -35,7 +30,7 @@ pub async fn read_json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiErro
         .and_then(|n| n.trim().parse::<u64>().ok())
         .is_some_and(|n| n > max as u64)
     {
-        return Err(too_large());
+        return Err(refuse());
     }
     let mut body = Vec::new();
     let Ok(mut stream) = req.stream() else {
@@ -60,7 +55,7 @@ pub async fn read_json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiErro
                     _ => break,
                 }
             }
-            return Err(too_large());
+            return Err(refuse());
         }
         body.extend_from_slice(&chunk);
     }
