@@ -31,6 +31,6 @@ if [ -n "${FAULTS:-}${RETRY_BASE_SECONDS:-}" ]; then
   log "consumer faults: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local only)"
 fi
 log "starting both Workers on http://localhost:$PORT (X-Dev-User auth)"
-exec wrangler dev -c wrangler.toml -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
+exec wrangler dev --local -c wrangler.toml -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --var ALLOW_DEV_AUTH:local-only \
   --show-interactive-dev-session=false

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need, at pinned versions, from crates.io and
-# npm only (see SPEC.md's offline recipe). Reuses whatever is already installed: safe to run
+# npm only (see docs/design.md, "Building offline"). Reuses whatever is already installed: safe to run
 # again, and quick when nothing is missing.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"

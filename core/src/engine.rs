@@ -2,7 +2,9 @@
 //!
 //! The chat Worker talks to one [`ReplyEngine`]. The default, [`OfflineEngine`], needs no
 //! network and is deterministic: the same character, locale and message always give the same
-//! reply, score and emotion, which makes a client's retry of a turn reproduce it exactly.
+//! reply, score and emotion. Engines that call a model get the session's last turns in
+//! [`ReplyInput::history`], so the character remembers the conversation; the offline engine
+//! ignores them.
 
 use crate::character::{Character, Locale};
 use crate::scoring::{clamp_raw, Emotion};
@@ -12,7 +14,22 @@ use crate::scoring::{clamp_raw, Emotion};
 pub struct ReplyInput<'a> {
     pub character: Character,
     pub locale: Locale,
+    /// The name the player gave when starting the session.
+    pub player_name: &'a str,
+    /// The session's earlier turns, oldest first (the session actor keeps the last few).
+    pub history: &'a [HistoryTurn],
     pub message: &'a str,
+}
+
+/// One earlier turn of the conversation, as an engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryTurn {
+    /// What the player said.
+    pub user: String,
+    /// What the character answered.
+    pub agent: String,
+    pub score_raw: i32,
+    pub emotion: Emotion,
 }
 
 /// What an engine answers.
@@ -158,6 +175,8 @@ mod tests {
         let input = ReplyInput {
             character: Character::Sakura,
             locale,
+            player_name: "Alice",
+            history: &[],
             message,
         };
         futures_lite_block_on(OfflineEngine.reply(&input))

@@ -6,7 +6,7 @@
 //!   one 15-byte stem and differ only in the last byte (0, 1, 2). They sit next to each other
 //!   in every B-tree, and the consumer can check that a record's ids belong together.
 //! - Without an idempotency key the stem is time-ordered (UUIDv7): random keys dirty a
-//!   different B-tree page per row (SPEC.md measured 5× slower commits with v4).
+//!   different B-tree page per row (docs/design.md: 5× slower commits with v4).
 //! - With an idempotency key the stem must be the same on every retry, so it cannot carry the
 //!   clock. It is a UUIDv8 whose first 48 bits are the *session's* creation time and whose
 //!   rest is a hash of (session id, key): retries agree, and a session's turns still cluster.

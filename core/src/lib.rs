@@ -12,7 +12,9 @@
 //! - [`scoring`]: raw score → adjusted score → point delta → intimacy level, game over.
 //! - [`engine`]: the reply engine trait and the offline, deterministic engine.
 //! - [`identity`]: who a player is: the external account and its profile fields.
-//! - [`llm`]: the optional LLM engine's request and strict answer parsing.
+//! - [`llm`]: the optional LLM engine's conversation, request and strict answer parsing.
+//! - [`workers_ai`]: the Workers AI engine's input (same conversation, JSON mode) and output.
+//! - [`session`]: a session's live state and the rules its Durable Object applies to a turn.
 //! - [`request`]: parsing and validating the chat API's request bodies and headers.
 //! - [`record`]: the versioned turn record that travels on the queue, and its decoder.
 //! - [`failure`]: failure classes and what the consumer does with each.
@@ -20,7 +22,8 @@
 //! - [`dead_letter`]: the envelope a failed message travels in, and the replay verdicts.
 //! - [`faults`]: the local-only fault switch the tests use to make D1 fail on purpose.
 //! - [`batch`]: turning a queue batch of records into the one JSON parameter the SQL reads.
-//! - [`sql`]: every SQL statement either Worker runs, in one place.
+//! - [`sql`]: every SQL statement either Worker runs, in one place (D1's and the session
+//!   actor's own SQLite).
 //! - `native` (feature `sqlite`): the migrations and the consumer's batch on native SQLite.
 //! - [`time`]: milliseconds since the epoch ↔ RFC 3339 text.
 
@@ -42,6 +45,8 @@ pub mod privy;
 pub mod record;
 pub mod request;
 pub mod scoring;
+pub mod session;
 pub mod sql;
 pub mod time;
+pub mod workers_ai;
 pub mod x_auth;

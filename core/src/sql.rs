@@ -288,6 +288,92 @@ SELECT (SELECT COUNT(*) FROM users) AS users,
        (SELECT json_group_object(error_class, n) FROM
           (SELECT error_class, COUNT(*) AS n FROM dead_letters WHERE status = 'pending' GROUP BY error_class)) AS pending_by_class";
 
+// ---- The session actor's own SQLite (its Durable Object storage, not D1) ----------------
+//
+// One small database per session: the session row, its last turns for the engine's context,
+// and the idempotency keys it has answered. The statements are plain SQLite, so the native
+// tests run them on rusqlite exactly as the actor runs them through `storage.sql`.
+
+/// The actor's tables, created on its first request (each statement on its own: the actor
+/// runs them one by one).
+pub const ACTOR_SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS session (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL,
+  character_type TEXT NOT NULL,
+  locale TEXT NOT NULL,
+  username TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  ended_at INTEGER
+)",
+    // `seq` orders the turns; pruning deletes from the oldest, so it never reuses a value.
+    "CREATE TABLE IF NOT EXISTS turns (
+  seq INTEGER PRIMARY KEY,
+  turn_id TEXT NOT NULL UNIQUE,
+  user_content TEXT NOT NULL,
+  agent_content TEXT NOT NULL,
+  score_raw INTEGER NOT NULL,
+  emotion TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+)",
+    // A key keeps its message digest for the session's life (so reusing it for another
+    // message is always refused) and its exact answer for `session::ANSWER_KEEP_MS`.
+    "CREATE TABLE IF NOT EXISTS answered_keys (
+  key TEXT PRIMARY KEY,
+  message_sha256 TEXT NOT NULL,
+  turn_id TEXT NOT NULL,
+  answer TEXT,
+  answered_at INTEGER NOT NULL
+)",
+    "CREATE INDEX IF NOT EXISTS answered_keys_with_answer ON answered_keys (answered_at) WHERE answer IS NOT NULL",
+];
+
+/// Binds: id, user_id, character_type, locale, username, created_at, ended_at. A second
+/// start of the same session changes nothing.
+pub const ACTOR_INSERT_SESSION: &str = "\
+INSERT INTO session (id, user_id, character_type, locale, username, created_at, ended_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING";
+
+pub const ACTOR_SELECT_SESSION: &str = "\
+SELECT id, user_id, character_type, locale, username, created_at, ended_at FROM session LIMIT 1";
+
+/// Binds: ended_at. The first game over wins.
+pub const ACTOR_END_SESSION: &str = "UPDATE session SET ended_at = ?1 WHERE ended_at IS NULL";
+
+/// Binds: key.
+pub const ACTOR_SELECT_KEY: &str =
+    "SELECT message_sha256, answer FROM answered_keys WHERE key = ?1";
+
+/// Binds: key, message_sha256, turn_id, answer, answered_at.
+pub const ACTOR_INSERT_KEY: &str = "\
+INSERT INTO answered_keys (key, message_sha256, turn_id, answer, answered_at)
+VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Drops the answers (not the keys) older than ?1 (ms since the epoch).
+pub const ACTOR_FORGET_ANSWERS: &str =
+    "UPDATE answered_keys SET answer = NULL WHERE answer IS NOT NULL AND answered_at < ?1";
+
+/// Binds: turn_id, user_content, agent_content, score_raw, emotion, created_at.
+pub const ACTOR_INSERT_TURN: &str = "\
+INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at)
+VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Keeps the newest ?1 turns.
+pub const ACTOR_PRUNE_TURNS: &str =
+    "DELETE FROM turns WHERE seq <= (SELECT MAX(seq) FROM turns) - ?1";
+
+/// The newest ?1 turns, oldest first.
+pub const ACTOR_RECENT_TURNS: &str = "\
+SELECT user_content, agent_content, score_raw, emotion FROM (
+  SELECT seq, user_content, agent_content, score_raw, emotion FROM turns ORDER BY seq DESC LIMIT ?1
+) ORDER BY seq";
+
+/// What an operator sees of an actor: how much it holds.
+pub const ACTOR_COUNTS: &str = "\
+SELECT (SELECT COUNT(*) FROM turns) AS turns_held,
+       (SELECT COUNT(*) FROM answered_keys) AS keys_held,
+       (SELECT COUNT(*) FROM answered_keys WHERE answer IS NOT NULL) AS answers_held";
+
 #[cfg(test)]
 mod tests {
     use super::*;

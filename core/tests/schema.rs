@@ -1,4 +1,4 @@
-//! The real migration files on real SQLite: every key, constraint and index SPEC.md names.
+//! The real migration files on real SQLite: every key, constraint and index the data model names.
 
 use chat_core::native::open_in_memory;
 use rusqlite::Connection;

@@ -17,6 +17,7 @@ use worker::D1Database;
 pub struct SessionRow {
     pub user_id: String,
     pub character_type: String,
+    pub username: String,
     pub locale: String,
     pub created_at: i64,
     pub ended_at: Option<i64>,

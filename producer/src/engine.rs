@@ -1,18 +1,35 @@
-//! The reply engine this Worker runs, chosen by `REPLY_ENGINE`: `offline` (the default) or
-//! `llm`, an OpenAI-compatible chat-completions endpoint (`LLM_BASE_URL`, `LLM_MODEL`, the
-//! secret `LLM_API_KEY`, `LLM_TIMEOUT_MS`). The LLM engine falls back to the offline engine
-//! on any failure (timeout, HTTP error, malformed answer) and logs why.
+//! The reply engine this Worker runs, chosen by `REPLY_ENGINE`:
+//! - `offline` (the default): deterministic, no network;
+//! - `llm`: an OpenAI-compatible chat-completions endpoint (`LLM_BASE_URL`, `LLM_MODEL`, the
+//!   secret `LLM_API_KEY`, `LLM_TIMEOUT_MS`);
+//! - `workers-ai`: a Workers AI text model through the `[ai]` binding `AI`
+//!   (`WORKERS_AI_MODEL`, `LLM_TIMEOUT_MS`).
+//!
+//! Both remote engines send the session's last turns and fall back to the offline engine on
+//! any failure (timeout, error, malformed answer, missing binding) and log why. Offline, the
+//! AI binding cannot reach Cloudflare, so locally `workers-ai` always falls back.
 
 use chat_core::engine::{OfflineEngine, Reply, ReplyEngine, ReplyInput};
 use chat_core::llm::{parse_completion, request_body, COMPLETIONS_PATH};
+use chat_core::workers_ai;
 use futures_util::future::{select, Either};
 use std::time::Duration;
-use worker::{Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Ai, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 use worker_support::env::var;
 
 pub enum Engine {
     Offline(OfflineEngine),
     Llm(LlmEngine),
+    WorkersAi(WorkersAiEngine),
+}
+
+/// The `[ai]` binding's name.
+pub const AI: &str = "AI";
+
+pub struct WorkersAiEngine {
+    ai: Result<Ai, String>,
+    model: String,
+    timeout: Duration,
 }
 
 pub struct LlmEngine {
@@ -22,10 +39,28 @@ pub struct LlmEngine {
     timeout: Duration,
 }
 
+fn timeout(env: &Env) -> Duration {
+    Duration::from_millis(
+        var(env, "LLM_TIMEOUT_MS")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(8000),
+    )
+}
+
 impl Engine {
     pub fn from_env(env: &Env) -> Self {
-        if var(env, "REPLY_ENGINE").as_deref() != Some("llm") {
-            return Self::Offline(OfflineEngine);
+        match var(env, "REPLY_ENGINE").as_deref() {
+            Some("llm") => {}
+            Some("workers-ai") => {
+                return Self::WorkersAi(WorkersAiEngine {
+                    ai: env.ai(AI).map_err(|e| format!("no usable AI binding: {e}")),
+                    model: var(env, "WORKERS_AI_MODEL")
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or_else(|| workers_ai::DEFAULT_MODEL.into()),
+                    timeout: timeout(env),
+                })
+            }
+            _ => return Self::Offline(OfflineEngine),
         }
         match (var(env, "LLM_BASE_URL"), var(env, "LLM_MODEL")) {
             (Some(base), Some(model)) if !base.is_empty() && !model.is_empty() => {
@@ -33,11 +68,7 @@ impl Engine {
                     base_url: base.trim_end_matches('/').to_owned(),
                     model,
                     api_key: var(env, "LLM_API_KEY").filter(|k| !k.is_empty()),
-                    timeout: Duration::from_millis(
-                        var(env, "LLM_TIMEOUT_MS")
-                            .and_then(|t| t.parse().ok())
-                            .unwrap_or(8000),
-                    ),
+                    timeout: timeout(env),
                 })
             }
             _ => {
@@ -55,6 +86,7 @@ impl ReplyEngine for Engine {
         match self {
             Self::Offline(e) => e.reply(input).await,
             Self::Llm(e) => e.reply(input).await,
+            Self::WorkersAi(e) => e.reply(input).await,
         }
     }
 }
@@ -89,25 +121,61 @@ impl LlmEngine {
             }
             parse_completion(&body)
         };
-        let timeout = Delay::from(self.timeout);
-        match select(Box::pin(call), Box::pin(timeout)).await {
-            Either::Left((result, _)) => result,
-            Either::Right(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        within(self.timeout, call).await
+    }
+}
+
+/// The remote engine's reply, or the offline engine's when it failed (and why, in the log).
+async fn or_fallback(
+    engine: &'static str,
+    answer: Result<Reply, String>,
+    input: &ReplyInput<'_>,
+) -> Reply {
+    match answer {
+        Ok(reply) => reply,
+        Err(reason) => {
+            tracing::warn!(engine, reason = %reason, "reply engine failed; falling back to the offline engine");
+            Reply {
+                engine: "offline-fallback",
+                ..OfflineEngine.reply(input).await
+            }
         }
+    }
+}
+
+/// `call`'s result, or an error once `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    match select(Box::pin(call), Box::pin(Delay::from(timeout))).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
 }
 
 impl ReplyEngine for LlmEngine {
     async fn reply(&self, input: &ReplyInput<'_>) -> Reply {
-        match self.ask(input).await {
-            Ok(reply) => reply,
-            Err(reason) => {
-                tracing::warn!(reason = %reason, "LLM engine failed; falling back to the offline engine");
-                Reply {
-                    engine: "offline-fallback",
-                    ..OfflineEngine.reply(input).await
-                }
-            }
-        }
+        or_fallback("llm", self.ask(input).await, input).await
+    }
+}
+
+impl WorkersAiEngine {
+    async fn ask(&self, input: &ReplyInput<'_>) -> Result<Reply, String> {
+        let ai = self.ai.as_ref().map_err(Clone::clone)?;
+        let call = async {
+            let output: serde_json::Value = ai
+                .run(&self.model, workers_ai::input(input))
+                .await
+                .map_err(|e| format!("the model run failed: {e}"))?;
+            workers_ai::parse_output(&output)
+        };
+        within(self.timeout, call).await
+    }
+}
+
+impl ReplyEngine for WorkersAiEngine {
+    async fn reply(&self, input: &ReplyInput<'_>) -> Reply {
+        or_fallback("workers-ai", self.ask(input).await, input).await
     }
 }

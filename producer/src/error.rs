@@ -17,10 +17,14 @@ pub enum ApiError {
     MethodNotAllowed { allowed: &'static str },
     /// 409: the request conflicts with the resource's state.
     Conflict { code: &'static str, message: String },
+    /// 422: well-formed, but refused by what the server remembers (an idempotency key).
+    Unprocessable { code: &'static str, message: String },
     /// 415: the body is not JSON.
     UnsupportedMediaType,
     /// 503: the turn could not be queued; the client may retry with the same key.
     QueueUnavailable(String),
+    /// 503: the session's actor could not be reached; the client may retry with the same key.
+    SessionUnavailable(String),
     /// 500: anything else. The text is logged only.
     Internal(String),
 }
@@ -45,6 +49,7 @@ impl ApiError {
                 format!("this route accepts {allowed}"),
             ),
             Self::Conflict { code, message } => (409, code, message.clone()),
+            Self::Unprocessable { code, message } => (422, code, message.clone()),
             Self::UnsupportedMediaType => (
                 415,
                 "unsupported_media_type",
@@ -54,6 +59,11 @@ impl ApiError {
                 503,
                 "queue_unavailable",
                 "the turn could not be queued; retry with the same Idempotency-Key".into(),
+            ),
+            Self::SessionUnavailable(_) => (
+                503,
+                "session_unavailable",
+                "the session could not be reached; retry with the same Idempotency-Key".into(),
             ),
             Self::Internal(_) => (500, "internal", "something went wrong on our side".into()),
         }
@@ -65,6 +75,9 @@ impl ApiError {
         match &self {
             Self::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             Self::QueueUnavailable(detail) => tracing::error!(error = %detail, "queue send failed"),
+            Self::SessionUnavailable(detail) => {
+                tracing::error!(error = %detail, "session actor unreachable")
+            }
             _ => {}
         }
         let mut response =
@@ -75,7 +88,7 @@ impl ApiError {
         if let Self::MethodNotAllowed { allowed } = self {
             let _ = headers.set("Allow", allowed);
         }
-        if status == 503 {
+        if status == 503 || code == "turn_in_progress" {
             let _ = headers.set("Retry-After", "1");
         }
         response

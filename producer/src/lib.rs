@@ -1,21 +1,23 @@
 //! The chat Worker: answers a player at once and puts the turn on the queue.
 //!
 //! It never writes D1 on the chat hot path: a 200 from `POST /api/chat` means the turn record
-//! is durably queued, and the consumer Worker stores it.
+//! is durably queued, and the consumer Worker stores it. Each session's live state (owner,
+//! game over, last turns, answered idempotency keys) lives in its own Durable Object.
 //!
+//! - [`actor`]: `SessionActor`, the Durable Object of one session, and how the Worker calls it.
 //! - [`admin`]: the operators' API under `/admin` (dead letters, replay, reconcile).
 //! - [`routes`]: method + path → handler, 404 and 405.
 //! - [`services`]: the bindings and configuration, built from `Env` in one place.
 //! - [`auth`]: who is asking: Privy tokens, X tokens, or the local development header.
-//! - [`engine`]: the reply engine: offline (default) or an OpenAI-compatible LLM.
+//! - [`engine`]: the reply engine: offline (default), an OpenAI-compatible LLM, or Workers AI.
 //! - [`body`]: reading a JSON body within its size limit.
-//! - [`chat`]: `POST /api/chat`, the hot path.
+//! - [`chat`]: `POST /api/chat`, the hot path: authenticate, validate, hand to the actor.
 //! - [`sessions`]: starting a session and listing its messages.
-//! - [`session_cache`]: sessions kept for a minute, so a turn rarely reads D1.
 //! - [`stats`]: a player's points and intimacy level.
 //! - [`db`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
 //! - [`error`]: the one error type of this boundary, mapped to a status once.
 
+mod actor;
 mod admin;
 mod auth;
 mod body;
@@ -25,10 +27,10 @@ mod engine;
 mod error;
 mod routes;
 mod services;
-mod session_cache;
 mod sessions;
 mod stats;
 
+pub use actor::SessionActor;
 use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(start)]

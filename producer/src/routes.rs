@@ -27,11 +27,11 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
         }
         ["api", "sessions"] => {
             only("POST", Method::Post)?;
-            sessions::create(req, &Services::from_env(env)?).await
+            sessions::create(req, env, &Services::from_env(env)?).await
         }
         ["api", "chat"] => {
             only("POST", Method::Post)?;
-            chat::post(req, &Services::from_env(env)?).await
+            chat::post(req, env, &Services::from_env(env)?).await
         }
         ["api", "me", "stats"] => {
             only("GET", Method::Get)?;

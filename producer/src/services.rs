@@ -1,7 +1,7 @@
-//! The bindings and configuration of the chat Worker, read from `Env` in one place.
+//! The bindings and configuration of the chat Worker, read from `Env` in one place. (The
+//! session actor reads its own: the engine and the turn queue are used only there.)
 
 use crate::auth::Auth;
-use crate::engine::Engine;
 use crate::error::ApiError;
 use worker::{D1Database, Env, Queue};
 
@@ -14,7 +14,6 @@ pub struct Services {
     pub db: D1Database,
     pub turns: Queue,
     pub auth: Auth,
-    pub engine: Engine,
 }
 
 impl Services {
@@ -23,7 +22,6 @@ impl Services {
             db: env.d1(DB)?,
             turns: env.queue(TURNS)?,
             auth: Auth::from_env(env),
-            engine: Engine::from_env(env),
         })
     }
 }

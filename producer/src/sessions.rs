@@ -1,30 +1,51 @@
-//! `POST /api/sessions` (the one synchronous D1 write: starting a session is rare) and
-//! `GET /api/sessions/{id}/messages`.
+//! `POST /api/sessions` (the one synchronous D1 write: starting a session is rare; it also
+//! starts the session's actor) and `GET /api/sessions/{id}/messages` (from D1, the system of
+//! record).
 
+use crate::actor;
 use crate::body;
 use crate::db::{self, SessionRow};
 use crate::error::ApiError;
 use crate::services::Services;
-use crate::session_cache;
 use chat_core::identity::Identity;
 use chat_core::ids::time_ordered;
 use chat_core::request::NewSession;
 use chat_core::request::MAX_BODY_BYTES;
+use chat_core::session::SessionState;
 use chat_core::time::to_rfc3339;
 use serde_json::json;
 use uuid::Uuid;
-use worker::{Request, Response};
+use worker::{Env, Request, Response};
 use worker_support::clock::{now_ms, random10};
 
 /// Most messages one listing returns; `?limit=` asks for fewer.
 pub const MAX_LIST: u32 = 1000;
 
-pub async fn create(mut req: Request, services: &Services) -> Result<Response, ApiError> {
+pub async fn create(
+    mut req: Request,
+    env: &Env,
+    services: &Services,
+) -> Result<Response, ApiError> {
     let identity = services.auth.resolve(&req).await?;
     let new = NewSession::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
     let now = now_ms();
     let id = time_ordered(now, random10());
+    // D1 first: if the actor's start is lost after it, the actor adopts the row on the first
+    // turn. The other order could leave an actor for a session D1 never heard of.
     db::create_session(&services.db, &identity, id, &new, now).await?;
+    actor::start(
+        env,
+        &SessionState {
+            id,
+            user_id: identity.user_id(),
+            character_type: new.character,
+            locale: new.locale,
+            username: new.username.clone(),
+            created_at: now,
+            ended_at: None,
+        },
+    )
+    .await?;
     tracing::info!(session_id = %id, user_id = %identity.user_id(), character = new.character.as_str(), "session started");
     Ok(Response::from_json(&json!({ "sessionId": id }))?.with_status(201))
 }
@@ -43,24 +64,6 @@ pub async fn owned(
             code: "session_not_found",
             message: "no session with this id for this player".into(),
         })
-}
-
-/// The session of a chat turn: from this isolate's cache when it was read in the last
-/// minute (see `session_cache`), else from D1.
-pub async fn for_turn(
-    services: &Services,
-    identity: &Identity,
-    id: Uuid,
-) -> Result<SessionRow, ApiError> {
-    let now = now_ms();
-    if let Some(row) = session_cache::get(id, now) {
-        if row.user_id == identity.user_id().to_string() {
-            return Ok(row);
-        }
-    }
-    let row = owned(services, identity, id).await?;
-    session_cache::put(id, &row, now);
-    Ok(row)
 }
 
 pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Response, ApiError> {

@@ -159,7 +159,8 @@ impl Workers {
             &options.consumer_queue,
         );
         let mut cmd = wrangler();
-        cmd.args(["dev", "-c", "wrangler.toml", "-c"])
+        // `--local`: the [ai] binding would otherwise make wrangler ask for a Cloudflare login.
+        cmd.args(["dev", "--local", "-c", "wrangler.toml", "-c"])
             .arg(&consumer)
             .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])
@@ -363,6 +364,11 @@ impl Drop for Workers {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("--- wrangler dev log (last lines) ---\n{}", self.log_tail());
+        }
+        // E2E_KEEP_STATE=1 keeps the state folder and the whole log, to read after a failure.
+        if std::env::var_os("E2E_KEEP_STATE").is_some() {
+            let kept = std::mem::replace(&mut self.state, tempfile::tempdir().unwrap()).keep();
+            eprintln!("kept the state folder and log in {}", kept.display());
         }
     }
 }

@@ -311,8 +311,11 @@ async fn the_llm_engine_answers_and_falls_back() {
         );
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["model"], "test-model");
-        let said = body["messages"][1]["content"]
-            .as_str()
+        // The player's new message is the last one; earlier turns come before it.
+        let said = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
             .unwrap_or_default()
             .to_owned();
         let content = if said.contains("slow") {

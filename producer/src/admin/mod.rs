@@ -4,6 +4,8 @@
 //!
 //! - [`letters`]: list, show, replay (with dry run) and discard dead letters.
 //! - [`ops`]: reconcile stats with the ledger, enqueue raw turn records, figures.
+//! - `sessions/{id}`: what a session's actor holds (its state, turns and keys kept).
+//! - `runtime`: this isolate's wasm memory (the soak test's leak signal).
 
 mod letters;
 mod ops;
@@ -71,6 +73,20 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
         ["stats"] => {
             only("GET", Method::Get)?;
             ops::stats(&services()?).await
+        }
+        ["runtime"] => {
+            only("GET", Method::Get)?;
+            Ok(Response::from_json(&serde_json::json!({
+                "wasmMemoryBytes": worker_support::memory::wasm_memory_bytes(),
+            }))?)
+        }
+        ["sessions", id] => {
+            only("GET", Method::Get)?;
+            let id = chat_core::request::parse_id(id).ok_or_else(|| ApiError::NotFound {
+                code: "session_not_found",
+                message: "no session with this id".into(),
+            })?;
+            crate::actor::describe(env, id).await
         }
         _ => Err(ApiError::NotFound {
             code: "not_found",

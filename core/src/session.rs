@@ -1,0 +1,297 @@
+//! A chat session's live state, and the decisions its Durable Object (`SessionActor` in the
+//! chat Worker) takes on each turn.
+//!
+//! The actor is the one authority for a session while it is played: who owns it, whether its
+//! game is over, the last turns the character remembers, and every idempotency key it has
+//! answered with the exact answer. D1 stays the system of record across players (the queue's
+//! consumer writes it); the actor never waits on D1 on the chat path.
+//!
+//! Everything here is plain data and pure functions, so the rules are tested natively and the
+//! actor itself only loads state, calls [`decide_turn`], and stores the outcome.
+
+use crate::character::{Character, Locale};
+use crate::engine::HistoryTurn;
+use crate::identity::Identity;
+use crate::scoring::Emotion;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Turns an actor remembers for the engine's context unless `SESSION_HISTORY_TURNS` says
+/// otherwise. The full history stays in D1.
+pub const DEFAULT_HISTORY_TURNS: u32 = 20;
+/// The most turns an actor may be configured to keep.
+pub const MAX_HISTORY_TURNS: u32 = 200;
+/// How long an answered key keeps its exact answer. After that the key still refuses another
+/// message (its digest is kept), but a retry of the same message gets `idempotency_key_expired`.
+pub const ANSWER_KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+/// Turns of one session that may wait behind the one in progress; more are refused with
+/// 409 `turn_in_progress`. A player types one line at a time: a deeper queue is a runaway
+/// client, and each waiting request holds memory in the actor.
+pub const MAX_WAITING_TURNS: usize = 8;
+
+/// The session as its actor keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionState {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub character_type: Character,
+    pub locale: Locale,
+    pub username: String,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+impl SessionState {
+    /// Whether `user_id` may play this session. Another player's session is "not found", so
+    /// session ids reveal nothing.
+    pub fn owned_by(&self, user_id: Uuid) -> bool {
+        self.user_id == user_id
+    }
+}
+
+/// What the chat Worker sends the actor for one turn, after authenticating the player and
+/// validating the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnAsk {
+    pub session_id: Uuid,
+    pub identity: Identity,
+    pub message: String,
+    /// Overrides the session's locale for this reply.
+    #[serde(default)]
+    pub locale: Option<Locale>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// An idempotency key the actor has answered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AnsweredKey {
+    /// SHA-256 (hex) of the message the key was first used with.
+    pub message_sha256: String,
+    /// The exact JSON answer, until [`ANSWER_KEEP_MS`] has passed.
+    pub answer: Option<String>,
+}
+
+/// What the actor does with a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// 404 `session_not_found`: no such session, or another player's.
+    NotFound,
+    /// 200 with this earlier answer, byte for byte; nothing is queued.
+    Replay(&'a str),
+    /// 422 `idempotency_key_reused`: the key was answered for another message.
+    KeyReused,
+    /// 422 `idempotency_key_expired`: the key's answer is older than [`ANSWER_KEEP_MS`].
+    KeyExpired,
+    /// 409 `session_ended`.
+    Ended,
+    /// Ask the engine, queue the turn, record it.
+    Proceed,
+}
+
+/// The decision for a turn of `caller` saying `message` in `session`, given what the actor
+/// knows of its idempotency key. A known key wins over a game over, so the retry of the turn
+/// that ended the game still gets its answer.
+pub fn decide_turn<'a>(
+    session: Option<&SessionState>,
+    caller: Uuid,
+    message: &str,
+    key: Option<&'a AnsweredKey>,
+) -> Decision<'a> {
+    let Some(session) = session.filter(|s| s.owned_by(caller)) else {
+        return Decision::NotFound;
+    };
+    if let Some(key) = key {
+        if key.message_sha256 != message_sha256(message) {
+            return Decision::KeyReused;
+        }
+        return match &key.answer {
+            Some(answer) => Decision::Replay(answer),
+            None => Decision::KeyExpired,
+        };
+    }
+    if session.ended_at.is_some() {
+        return Decision::Ended;
+    }
+    Decision::Proceed
+}
+
+/// SHA-256 of a message, in hex: what an answered key remembers of the message it answered.
+pub fn message_sha256(message: &str) -> String {
+    Sha256::digest(message.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The answer of `POST /api/chat`. It is serialized once, stored with its key, and every
+/// retry gets those same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnAnswer {
+    pub reply: String,
+    pub score: i32,
+    pub emotion: Emotion,
+    pub is_game_over: bool,
+    pub message_id: Uuid,
+}
+
+impl TurnAnswer {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an answer always serializes")
+    }
+}
+
+/// A remembered turn, as the actor's `turns` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StoredTurn {
+    pub user_content: String,
+    pub agent_content: String,
+    pub score_raw: i32,
+    pub emotion: String,
+}
+
+impl StoredTurn {
+    pub fn history(&self) -> HistoryTurn {
+        HistoryTurn {
+            user: self.user_content.clone(),
+            agent: self.agent_content.clone(),
+            score_raw: self.score_raw,
+            emotion: Emotion::ALL
+                .into_iter()
+                .find(|e| e.as_str() == self.emotion)
+                .unwrap_or_else(|| Emotion::from_raw(self.score_raw)),
+        }
+    }
+}
+
+/// `SESSION_HISTORY_TURNS` read strictly: a whole number from 1 to [`MAX_HISTORY_TURNS`], or
+/// the default when unset. A bad value is an error, so a typo is seen, not silently ignored.
+pub fn history_turns(setting: Option<&str>) -> Result<u32, String> {
+    match setting.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_HISTORY_TURNS),
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY_TURNS).contains(n))
+            .ok_or_else(|| {
+                format!("SESSION_HISTORY_TURNS={s:?} is not a whole number from 1 to {MAX_HISTORY_TURNS}")
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(ended: bool) -> SessionState {
+        SessionState {
+            id: Uuid::from_u128(1),
+            user_id: Uuid::from_u128(2),
+            character_type: Character::Sakura,
+            locale: Locale::En,
+            username: "Alice".into(),
+            created_at: 1,
+            ended_at: ended.then_some(5),
+        }
+    }
+
+    fn key(message: &str, answer: Option<&str>) -> AnsweredKey {
+        AnsweredKey {
+            message_sha256: message_sha256(message),
+            answer: answer.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_the_owner_plays_a_session() {
+        let s = session(false);
+        assert_eq!(decide_turn(None, s.user_id, "hi", None), Decision::NotFound);
+        assert_eq!(
+            decide_turn(Some(&s), Uuid::from_u128(3), "hi", None),
+            Decision::NotFound
+        );
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "hi", None),
+            Decision::Proceed
+        );
+    }
+
+    #[test]
+    fn a_known_key_replays_or_refuses() {
+        let s = session(false);
+        let k = key("hello", Some(r#"{"reply":"x"}"#));
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "hello", Some(&k)),
+            Decision::Replay(r#"{"reply":"x"}"#)
+        );
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "hello!", Some(&k)),
+            Decision::KeyReused
+        );
+        let old = key("hello", None);
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "hello", Some(&old)),
+            Decision::KeyExpired
+        );
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "other", Some(&old)),
+            Decision::KeyReused
+        );
+    }
+
+    #[test]
+    fn a_game_over_is_final_but_its_own_retry_is_answered() {
+        let s = session(true);
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "sorry", None),
+            Decision::Ended
+        );
+        let last = key("I hate you", Some("{}"));
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "I hate you", Some(&last)),
+            Decision::Replay("{}")
+        );
+        // Another player still learns nothing, even with a key.
+        assert_eq!(
+            decide_turn(Some(&s), Uuid::nil(), "I hate you", Some(&last)),
+            Decision::NotFound
+        );
+    }
+
+    #[test]
+    fn the_digest_tells_messages_apart() {
+        assert_eq!(message_sha256("a"), message_sha256("a"));
+        assert_ne!(message_sha256("a"), message_sha256("a "));
+        assert_eq!(message_sha256("").len(), 64);
+    }
+
+    #[test]
+    fn history_length_is_read_strictly() {
+        assert_eq!(history_turns(None), Ok(DEFAULT_HISTORY_TURNS));
+        assert_eq!(history_turns(Some("")), Ok(DEFAULT_HISTORY_TURNS));
+        assert_eq!(history_turns(Some("5")), Ok(5));
+        for bad in ["0", "-1", "201", "ten", "1.5"] {
+            assert!(history_turns(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn answers_keep_the_api_field_names() {
+        let a = TurnAnswer {
+            reply: "Hi".into(),
+            score: 4,
+            emotion: Emotion::Happy,
+            is_game_over: false,
+            message_id: Uuid::nil(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+        assert_eq!(v["isGameOver"], false);
+        assert_eq!(v["messageId"], Uuid::nil().to_string());
+        assert_eq!(v["emotion"], "happy");
+        assert_eq!(serde_json::from_value::<TurnAnswer>(v).unwrap(), a);
+    }
+}

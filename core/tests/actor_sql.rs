@@ -1,0 +1,163 @@
+//! The session actor's own SQLite statements on real SQLite: its schema, pruning to the last N
+//! turns, answered keys and their expiry, and the first game over winning.
+
+use chat_core::session::{decide_turn, message_sha256, AnsweredKey, Decision, SessionState};
+use chat_core::sql;
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+
+fn actor() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    for statement in sql::ACTOR_SCHEMA {
+        conn.execute_batch(statement).unwrap();
+    }
+    // The actor creates its schema on every first request of an instance: it must be idempotent.
+    for statement in sql::ACTOR_SCHEMA {
+        conn.execute_batch(statement).unwrap();
+    }
+    conn
+}
+
+fn add_turn(conn: &Connection, n: i64, keep: i64) {
+    conn.execute(
+        sql::ACTOR_INSERT_TURN,
+        params![
+            format!("turn-{n}"),
+            format!("user {n}"),
+            format!("agent {n}"),
+            n % 7 - 3,
+            "neutral",
+            n
+        ],
+    )
+    .unwrap();
+    conn.execute(sql::ACTOR_PRUNE_TURNS, params![keep]).unwrap();
+}
+
+fn recent(conn: &Connection, n: i64) -> Vec<String> {
+    let mut s = conn.prepare(sql::ACTOR_RECENT_TURNS).unwrap();
+    s.query_map(params![n], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn the_actor_keeps_only_its_last_turns_in_order() {
+    let conn = actor();
+    for n in 1..=100 {
+        add_turn(&conn, n, 20);
+    }
+    let held: i64 = conn
+        .query_row("SELECT COUNT(*) FROM turns", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(held, 20);
+    let turns = recent(&conn, 20);
+    assert_eq!(turns.first().map(String::as_str), Some("user 81"));
+    assert_eq!(turns.last().map(String::as_str), Some("user 100"));
+    assert_eq!(recent(&conn, 3), ["user 98", "user 99", "user 100"]);
+    // A smaller setting after a larger one prunes on the next turn.
+    add_turn(&conn, 101, 5);
+    assert_eq!(recent(&conn, 50).len(), 5);
+    let (turns, keys, answers): (i64, i64, i64) = conn
+        .query_row(sql::ACTOR_COUNTS, [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((turns, keys, answers), (5, 0, 0));
+}
+
+#[test]
+fn keys_keep_their_answer_for_a_day_and_their_digest_for_good() {
+    let conn = actor();
+    let day = chat_core::session::ANSWER_KEEP_MS;
+    conn.execute(
+        sql::ACTOR_INSERT_KEY,
+        params![
+            "k1",
+            message_sha256("hello"),
+            "t1",
+            r#"{"reply":"hi"}"#,
+            1_000
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        sql::ACTOR_INSERT_KEY,
+        params![
+            "k2",
+            message_sha256("later"),
+            "t2",
+            r#"{"reply":"yo"}"#,
+            1_000 + day
+        ],
+    )
+    .unwrap();
+    // The same key twice is refused by the table itself: the actor never overwrites an answer.
+    assert!(conn
+        .execute(
+            sql::ACTOR_INSERT_KEY,
+            params!["k1", message_sha256("other"), "t3", "{}", 2_000],
+        )
+        .is_err());
+
+    conn.execute(sql::ACTOR_FORGET_ANSWERS, params![1_000 + day])
+        .unwrap();
+    let key = |k: &str| -> Option<AnsweredKey> {
+        conn.query_row(sql::ACTOR_SELECT_KEY, params![k], |r| {
+            Ok(AnsweredKey {
+                message_sha256: r.get(0)?,
+                answer: r.get(1)?,
+            })
+        })
+        .optional()
+        .unwrap()
+    };
+    let session = SessionState {
+        id: Uuid::from_u128(1),
+        user_id: Uuid::from_u128(2),
+        character_type: chat_core::character::Character::Kai,
+        locale: chat_core::character::Locale::En,
+        username: "u".into(),
+        created_at: 0,
+        ended_at: None,
+    };
+    let k1 = key("k1").unwrap();
+    assert_eq!(k1.answer, None, "a day-old answer is forgotten");
+    assert_eq!(
+        decide_turn(Some(&session), session.user_id, "hello", Some(&k1)),
+        Decision::KeyExpired
+    );
+    assert_eq!(
+        decide_turn(Some(&session), session.user_id, "bye", Some(&k1)),
+        Decision::KeyReused
+    );
+    let k2 = key("k2").unwrap();
+    assert_eq!(
+        decide_turn(Some(&session), session.user_id, "later", Some(&k2)),
+        Decision::Replay(r#"{"reply":"yo"}"#)
+    );
+    assert!(key("k3").is_none());
+}
+
+#[test]
+fn a_session_starts_once_and_ends_once() {
+    let conn = actor();
+    let start = |username: &str| {
+        conn.execute(
+            sql::ACTOR_INSERT_SESSION,
+            params!["s1", "u1", "rin", "ja", username, 10, None::<i64>],
+        )
+        .unwrap()
+    };
+    assert_eq!(start("first"), 1);
+    assert_eq!(start("second"), 0, "a second start changes nothing");
+    conn.execute(sql::ACTOR_END_SESSION, params![50]).unwrap();
+    conn.execute(sql::ACTOR_END_SESSION, params![40]).unwrap();
+    let (username, ended): (String, i64) = conn
+        .query_row(sql::ACTOR_SELECT_SESSION, [], |r| {
+            Ok((r.get(4)?, r.get(6)?))
+        })
+        .unwrap();
+    assert_eq!((username.as_str(), ended), ("first", 50));
+}

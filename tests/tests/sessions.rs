@@ -1,0 +1,401 @@
+//! Session actors end to end, on workerd through `wrangler dev` with the real local Durable
+//! Objects, queue and D1: exact answers to keyed retries, refused key reuse, a game over that
+//! is final at once, the conversation the engine hears, one turn at a time, pruning, and the
+//! Workers AI engine's offline fallback.
+
+use e2e::fake::{FakeRequest, FakeServer};
+use e2e::{wait_for, Options, Workers};
+use futures::future::join_all;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A raw chat request: status, `Idempotent-Replayed` header, and the body's exact bytes.
+async fn chat_raw(
+    w: &Workers,
+    user: &str,
+    session: &str,
+    message: &str,
+    key: Option<&str>,
+) -> (u16, bool, String) {
+    let mut req = w
+        .http
+        .post(w.url("/api/chat"))
+        .header("X-Dev-User", user)
+        .json(&json!({ "sessionId": session, "message": message }));
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    let r = req.send().await.expect("answered");
+    let status = r.status().as_u16();
+    let replayed = r.headers().contains_key("idempotent-replayed");
+    (status, replayed, r.text().await.unwrap())
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// A fake LLM that answers differently on every call (`reply #n`, score n mod 5) and keeps
+/// every request body it received, in order. `delay` holds each answer back, and the highest
+/// number of requests it ever had in flight at once is counted.
+struct CountingLlm {
+    server: FakeServer,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+async fn counting_llm(delay: Duration) -> CountingLlm {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max_in_flight = Arc::new(AtomicUsize::new(0));
+    let (b, c, f, m) = (
+        bodies.clone(),
+        calls.clone(),
+        in_flight.clone(),
+        max_in_flight.clone(),
+    );
+    let server = FakeServer::start(move |r: FakeRequest| {
+        let (b, c, f, m) = (b.clone(), c.clone(), f.clone(), m.clone());
+        async move {
+            let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            b.lock()
+                .unwrap()
+                .push(serde_json::from_str(&r.body).unwrap());
+            tokio::time::sleep(delay).await;
+            f.fetch_sub(1, Ordering::SeqCst);
+            let content =
+                json!({ "reply": format!("reply #{n}"), "score": n % 5, "emotion": "happy" })
+                    .to_string();
+            (
+                200,
+                json!({ "choices": [{ "message": { "role": "assistant", "content": content } }] })
+                    .to_string(),
+            )
+        }
+    })
+    .await;
+    CountingLlm {
+        server,
+        bodies,
+        max_in_flight,
+    }
+}
+
+async fn with_llm(llm: &CountingLlm, extra: Vec<(&'static str, String)>) -> Workers {
+    let mut chat_vars = vec![
+        ("REPLY_ENGINE", "llm".into()),
+        ("LLM_BASE_URL", format!("{}/v1", llm.server.url)),
+        ("LLM_MODEL", "test-model".into()),
+        ("LLM_TIMEOUT_MS", "5000".into()),
+    ];
+    chat_vars.extend(extra);
+    Workers::start_with(Options {
+        chat_vars,
+        ..Options::default()
+    })
+    .await
+}
+
+fn stored(w: &Workers, session: &str) -> i64 {
+    w.count(&format!(
+        "SELECT COUNT(*) FROM point_events WHERE session_id = '{session}'"
+    ))
+}
+
+/// Waits until the queue has moved past everything sent before: a fresh turn of another
+/// player is stored, and then one more batch timeout passes.
+async fn drain(w: &Workers) {
+    let user = "x:sentinel";
+    let session = w.session(user, "kai").await;
+    let (status, _, body) = chat_raw(w, user, &session, "sentinel", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(wait_for(Duration::from_secs(30), || stored(w, &session) == 1).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_retries_get_the_same_answer_and_reused_keys_are_refused() {
+    let llm = counting_llm(Duration::ZERO).await;
+    let w = with_llm(&llm, vec![]).await;
+    let user = "x:retrier";
+    let session = w.session(user, "sakura").await;
+
+    let (status, replayed, first) = chat_raw(&w, user, &session, "hi there", Some("turn-1")).await;
+    assert_eq!((status, replayed), (200, false), "{first}");
+    for _ in 0..3 {
+        let (status, replayed, again) =
+            chat_raw(&w, user, &session, "hi there", Some("turn-1")).await;
+        assert_eq!((status, replayed), (200, true));
+        assert_eq!(again, first, "a retry gets the first answer byte for byte");
+    }
+    assert_eq!(llm.server.hits(), 1, "retries never ask the engine again");
+
+    // The same key with another message (a client counter that restarted): 422, nothing queued.
+    let (status, _, refused) = chat_raw(&w, user, &session, "a new line", Some("turn-1")).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(parse(&refused)["error"]["code"], "idempotency_key_reused");
+    assert_eq!(llm.server.hits(), 1);
+
+    drain(&w).await;
+    assert_eq!(stored(&w, &session), 1, "one turn stored for four answers");
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM dead_letters"),
+        0,
+        "nothing dead-lettered for the refused key"
+    );
+    let first = parse(&first);
+    let stored_reply: String = w
+        .db()
+        .query_row(
+            "SELECT content FROM chat_messages WHERE session_id = ?1 AND role = 'agent'",
+            [&session],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        first["reply"], stored_reply,
+        "what the player saw is what D1 holds"
+    );
+    let (_, stats) = w.get("/api/me/stats", user).await;
+    assert_eq!(stats["totalPoints"], first["score"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_over_is_final_at_once_and_its_retry_keeps_its_answer() {
+    let w = Workers::start().await;
+    let user = "x:quitter";
+    let session = w.session(user, "rin").await;
+    let (status, _, last) = chat_raw(
+        &w,
+        user,
+        &session,
+        "I hate you, you are stupid",
+        Some("final"),
+    )
+    .await;
+    assert_eq!(status, 200, "{last}");
+    assert_eq!(parse(&last)["isGameOver"], true);
+
+    // At once, before the consumer has stored anything: the actor knows.
+    let (status, _, refused) = chat_raw(&w, user, &session, "sorry!", Some("after")).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(parse(&refused)["error"]["code"], "session_ended");
+    let (status, _, refused) = chat_raw(&w, user, &session, "sorry again", None).await;
+    assert_eq!(status, 409, "{refused}");
+
+    let (status, replayed, again) = chat_raw(
+        &w,
+        user,
+        &session,
+        "I hate you, you are stupid",
+        Some("final"),
+    )
+    .await;
+    assert_eq!((status, replayed), (200, true));
+    assert_eq!(
+        again, last,
+        "the final turn's retry gets its original answer"
+    );
+
+    // Another player learns nothing about the session, with or without its key.
+    let (status, _, other) = chat_raw(
+        &w,
+        "x:stranger",
+        &session,
+        "I hate you, you are stupid",
+        Some("final"),
+    )
+    .await;
+    assert_eq!(status, 404, "{other}");
+    assert_eq!(parse(&other)["error"]["code"], "session_not_found");
+
+    drain(&w).await;
+    assert_eq!(stored(&w, &session), 1);
+    assert_eq!(
+        w.count(&format!(
+            "SELECT COUNT(*) FROM chat_sessions WHERE id = '{session}' AND ended_at IS NOT NULL"
+        )),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_hears_the_conversation_and_the_actor_keeps_only_n_turns() {
+    let llm = counting_llm(Duration::ZERO).await;
+    let w = with_llm(&llm, vec![]).await;
+    let user = "privy:did:privy:talker";
+    let body = json!({ "characterType": "sakura", "username": "Mika", "locale": "en" });
+    let (status, created) = w.post("/api/sessions", user, &body).await;
+    assert_eq!(status, 201);
+    let session = created["sessionId"].as_str().unwrap().to_owned();
+
+    let lines = ["hello Sakura", "do you like tea?", "what did I ask you?"];
+    let mut answers = Vec::new();
+    for line in lines {
+        let (status, _, body) = chat_raw(&w, user, &session, line, None).await;
+        assert_eq!(status, 200, "{body}");
+        answers.push(parse(&body));
+    }
+    let bodies = llm.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 3);
+    let third = bodies[2]["messages"].as_array().unwrap();
+    let system = third[0]["content"].as_str().unwrap();
+    assert_eq!(third[0]["role"], "system");
+    assert!(
+        system.contains("Sakura") && system.contains("Mika"),
+        "{system}"
+    );
+    let turn = |n: usize| {
+        json!({ "reply": format!("reply #{n}"), "score": n % 5, "emotion": "happy" }).to_string()
+    };
+    assert_eq!(
+        third[1..].to_vec(),
+        vec![
+            json!({ "role": "user", "content": "hello Sakura" }),
+            json!({ "role": "assistant", "content": turn(1) }),
+            json!({ "role": "user", "content": "do you like tea?" }),
+            json!({ "role": "assistant", "content": turn(2) }),
+            json!({ "role": "user", "content": "what did I ask you?" }),
+        ],
+        "exactly the earlier turns, in order, then the new line"
+    );
+    assert_eq!(bodies[0]["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(answers[1]["reply"], "reply #2");
+
+    // 100 more turns: the actor prunes to the default 20, and the engine hears 20.
+    for i in 0..100 {
+        let (status, _, body) = chat_raw(&w, user, &session, &format!("line {i}"), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let last = llm.bodies.lock().unwrap().last().unwrap().clone();
+    let messages = last["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        1 + 2 * 20 + 1,
+        "system, 20 turns, the new line"
+    );
+    assert_eq!(messages[1]["content"], "line 79", "the oldest kept turn");
+    let (status, held) = w
+        .admin("GET", &format!("/admin/sessions/{session}"), None)
+        .await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["turnsHeld"], 20, "{held}");
+    assert_eq!(held["session"]["username"], "Mika");
+    assert!(held["session"]["endedAt"].is_null());
+    assert!(wait_for(Duration::from_secs(60), || stored(&w, &session) == 103).await);
+}
+
+/// `n` keyed turns of one session sent at once: "{prefix} {i}" with the key "{prefix}-{i}".
+async fn at_once(
+    w: &Workers,
+    user: &str,
+    session: &str,
+    prefix: &str,
+    n: usize,
+) -> Vec<(u16, bool, String)> {
+    join_all((0..n).map(|i| async move {
+        let key = format!("{prefix}-{i}");
+        chat_raw(w, user, session, &format!("{prefix} {i}"), Some(&key)).await
+    }))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_of_one_session_take_turns_and_a_flood_is_refused_without_loss() {
+    // Each answer takes 300 ms, so concurrent turns really overlap at the actor.
+    let llm = counting_llm(Duration::from_millis(300)).await;
+    let w = with_llm(&llm, vec![]).await;
+    let user = "x:eager";
+    let session = w.session(user, "kai").await;
+
+    // Five at once: they wait for each other and all succeed, one engine call at a time.
+    let five = at_once(&w, user, &session, "quick", 5).await;
+    for (status, _, body) in &five {
+        assert_eq!(*status, 200, "{body}");
+    }
+    assert_eq!(
+        llm.max_in_flight.load(Ordering::SeqCst),
+        1,
+        "the engine never saw two turns of the session at once"
+    );
+    // Each later turn heard the ones before it: the fifth engine call carried four turns.
+    assert_eq!(
+        llm.bodies.lock().unwrap()[4]["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1 + 2 * 4 + 1
+    );
+
+    // Twenty at once: one runs, at most 8 wait, the rest get 409 turn_in_progress at once.
+    let flood = at_once(&w, user, &session, "flood", 20).await;
+    let ok = flood.iter().filter(|(s, _, _)| *s == 200).count();
+    let busy: Vec<_> = flood.iter().filter(|(s, _, _)| *s == 409).collect();
+    assert_eq!(ok + busy.len(), 20, "{flood:?}");
+    assert!(!busy.is_empty() && ok >= 9, "ok {ok}, busy {}", busy.len());
+    for (_, _, body) in &busy {
+        assert_eq!(parse(body)["error"]["code"], "turn_in_progress");
+    }
+    // A refused turn was never played: its retry with the same key is a fresh turn.
+    let (_, _, _) = &busy[0];
+    let refused_index = flood.iter().position(|(s, _, _)| *s == 409).unwrap();
+    let (status, replayed, _) = chat_raw(
+        &w,
+        user,
+        &session,
+        &format!("flood {refused_index}"),
+        Some(&format!("flood-{refused_index}")),
+    )
+    .await;
+    assert_eq!((status, replayed), (200, false));
+
+    let answered = 5 + ok as i64 + 1;
+    assert!(
+        wait_for(Duration::from_secs(60), || stored(&w, &session) == answered).await,
+        "every answered turn is stored: {} of {answered}",
+        stored(&w, &session)
+    );
+    drain(&w).await;
+    assert_eq!(stored(&w, &session), answered, "and nothing else");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_ai_engine_falls_back_offline() {
+    let w = Workers::start_with(Options {
+        chat_vars: vec![("REPLY_ENGINE", "workers-ai".into())],
+        ..Options::default()
+    })
+    .await;
+    let user = "x:ai-fan";
+    let session = w.session(user, "sakura").await;
+    let (status, _, body) = chat_raw(&w, user, &session, "thank you, so kind", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(parse(&body)["reply"]
+        .as_str()
+        .unwrap()
+        .starts_with("Sakura: "));
+    assert!(wait_for(Duration::from_secs(30), || stored(&w, &session) == 1).await);
+    let engine: String = w
+        .db()
+        .query_row(
+            "SELECT metadata_json ->> '$.engine' FROM point_events WHERE session_id = ?1",
+            [&session],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(engine, "offline-fallback");
+    assert!(
+        wait_for(Duration::from_secs(10), || w
+            .log_events("reply engine failed; falling back to the offline engine")
+            .iter()
+            .any(|e| e["engine"] == "workers-ai"))
+        .await,
+        "the log says which engine failed and why:\n{}",
+        w.log_tail()
+    );
+}
