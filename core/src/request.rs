@@ -175,6 +175,78 @@ pub fn parse_id(s: &str) -> Option<Uuid> {
     Uuid::try_parse(s).ok()
 }
 
+/// Most messages one page of a session's history holds; `?limit=` asks for fewer.
+pub const MAX_HISTORY_PAGE: u32 = 1000;
+
+/// Where a page of history ends: the position (time, id) of the oldest message already
+/// seen. The next page holds the messages before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageCursor {
+    pub created_at: i64,
+    pub id: Uuid,
+}
+
+impl MessageCursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at, self.id)
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let (at, id) = s.split_once('.')?;
+        Some(Self {
+            created_at: at.parse().ok().filter(|t: &i64| *t >= 0)?,
+            id: parse_id(id)?,
+        })
+    }
+}
+
+/// `GET /api/sessions/{id}/messages?limit=&before=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub limit: u32,
+    pub before: Option<MessageCursor>,
+}
+
+impl HistoryQuery {
+    /// Reads the query's pairs; unknown parameters are ignored, as unknown JSON fields are.
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, InvalidRequest> {
+        let mut query = Self {
+            limit: MAX_HISTORY_PAGE,
+            before: None,
+        };
+        for (key, value) in pairs {
+            match key {
+                "limit" => {
+                    query.limit = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            InvalidRequest::new(
+                                "invalid_query",
+                                format!(
+                                    "'limit' must be a whole number from 1 to {MAX_HISTORY_PAGE}"
+                                ),
+                            )
+                        })?
+                }
+                "before" => {
+                    query.before = Some(MessageCursor::parse(value).ok_or_else(|| {
+                        InvalidRequest::new(
+                            "invalid_query",
+                            "'before' must be a nextBefore value this API gave out",
+                        )
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +369,33 @@ mod tests {
         assert!(parse_id("0190a8c4-1234-7abc-8def-0123456789ab").is_some());
         assert!(parse_id("0190a8c412347abc8def0123456789ab").is_none());
         assert!(parse_id("{0190a8c4-1234-7abc-8def-0123456789ab}").is_none());
+    }
+
+    #[test]
+    fn history_queries_page_backwards_strictly() {
+        let q = HistoryQuery::parse([]).unwrap();
+        assert_eq!((q.limit, q.before), (MAX_HISTORY_PAGE, None));
+        let cursor = MessageCursor {
+            created_at: 1_700_000_000_123,
+            id: Uuid::from_u128(42),
+        };
+        let text = cursor.encode();
+        let q =
+            HistoryQuery::parse([("limit", "7"), ("before", text.as_str()), ("x", "y")]).unwrap();
+        assert_eq!((q.limit, q.before), (7, Some(cursor)));
+        for (k, v) in [
+            ("limit", "0"),
+            ("limit", "1001"),
+            ("limit", "-1"),
+            ("limit", "ten"),
+            ("before", ""),
+            ("before", "123"),
+            ("before", "abc.00000000-0000-0000-0000-00000000002a"),
+            ("before", "-5.00000000-0000-0000-0000-00000000002a"),
+            ("before", "5.not-a-uuid"),
+        ] {
+            let err = HistoryQuery::parse([(k, v)]).unwrap_err();
+            assert_eq!(err.code, "invalid_query", "{k}={v}");
+        }
     }
 }

@@ -167,12 +167,19 @@ FROM chat_sessions WHERE id = ?1";
 pub const SELECT_STATS: &str = "\
 SELECT total_points, intimacy_level, last_message_at FROM user_stats WHERE user_id = ?1";
 
-/// A session's messages, oldest first (a turn's two messages share a timestamp and sort by
-/// id: the player's id ends in 00, the reply's in 01). Binds: user_id, session_id, limit.
+/// One page of a session's messages: the newest ?5 before the cursor (?3 = created_at, ?4 =
+/// id; both NULL for the newest page), returned oldest first. A turn's two messages share a
+/// timestamp and sort by id (the player's id ends in 00, the reply's in 01). The index on
+/// (user_id, session_id, created_at) serves it. Binds: user_id, session_id, before_at,
+/// before_id, limit.
 pub const SELECT_SESSION_MESSAGES: &str = "\
-SELECT id, role, content, score_raw, score_adjusted, emotion, created_at
-FROM chat_messages WHERE user_id = ?1 AND session_id = ?2
-ORDER BY created_at, id LIMIT ?3";
+SELECT id, role, content, score_raw, score_adjusted, emotion, created_at FROM (
+  SELECT id, role, content, score_raw, score_adjusted, emotion, created_at
+  FROM chat_messages
+  WHERE user_id = ?1 AND session_id = ?2
+    AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4))
+  ORDER BY created_at DESC, id DESC LIMIT ?5
+) ORDER BY created_at, id";
 
 // ---- Admin: the dead-letter archive, replay runs, reconcile -------------------------------
 

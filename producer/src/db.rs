@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use chat_core::admin::{Cursor, LetterFilter, LetterStatus};
 use chat_core::batch::{user_json, StoredTurn};
 use chat_core::identity::Identity;
-use chat_core::request::NewSession;
+use chat_core::request::{MessageCursor, NewSession};
 use chat_core::sql;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -90,15 +90,23 @@ pub async fn read_stats(db: &D1Database, user_id: Uuid) -> Result<Option<StatsRo
         .await?)
 }
 
+/// One page of a session's messages, oldest first: the newest `limit` before `before`.
 pub async fn list_messages(
     db: &D1Database,
     user_id: Uuid,
     session_id: Uuid,
+    before: Option<MessageCursor>,
     limit: u32,
 ) -> Result<Vec<MessageRow>, ApiError> {
     let result = db
         .prepare(sql::SELECT_SESSION_MESSAGES)
-        .bind(&[text(user_id), text(session_id), number(i64::from(limit))])?
+        .bind(&[
+            text(user_id),
+            text(session_id),
+            before.map_or(JsValue::NULL, |c| number(c.created_at)),
+            before.map_or(JsValue::NULL, |c| text(c.id)),
+            number(i64::from(limit)),
+        ])?
         .all()
         .await?;
     Ok(result.results()?)

@@ -10,16 +10,13 @@ use crate::services::Services;
 use chat_core::identity::Identity;
 use chat_core::ids::time_ordered;
 use chat_core::request::NewSession;
-use chat_core::request::MAX_BODY_BYTES;
+use chat_core::request::{HistoryQuery, MessageCursor, MAX_BODY_BYTES};
 use chat_core::session::SessionState;
 use chat_core::time::to_rfc3339;
 use serde_json::json;
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 use worker_support::clock::{now_ms, random10};
-
-/// Most messages one listing returns; `?limit=` asks for fewer.
-pub const MAX_LIST: u32 = 1000;
 
 pub async fn create(
     mut req: Request,
@@ -66,11 +63,39 @@ pub async fn owned(
         })
 }
 
+/// A page of the session's history, oldest first. Without `before` it is the newest page;
+/// `nextBefore` (when older messages remain) asks for the page before it.
 pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Response, ApiError> {
     let identity = services.auth.resolve(&req).await?;
-    let limit = limit(&req)?;
+    let url = req.url()?;
+    let pairs: Vec<_> = url.query_pairs().collect();
+    let query = HistoryQuery::parse(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))?;
     owned(services, &identity, id).await?;
-    let rows = db::list_messages(&services.db, identity.user_id(), id, limit).await?;
+    // One more than asked tells whether an older page exists.
+    let mut rows = db::list_messages(
+        &services.db,
+        identity.user_id(),
+        id,
+        query.before,
+        query.limit + 1,
+    )
+    .await?;
+    let more = rows.len() > query.limit as usize;
+    if more {
+        rows.remove(0);
+    }
+    let next_before = match rows.first() {
+        Some(oldest) if more => Some(
+            MessageCursor {
+                created_at: oldest.created_at,
+                id: oldest.id.parse().map_err(|_| {
+                    ApiError::Internal(format!("message id {} is not a UUID", oldest.id))
+                })?,
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
     let messages: Vec<_> = rows
         .into_iter()
         .map(|m| {
@@ -86,23 +111,6 @@ pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Res
         })
         .collect();
     Ok(Response::from_json(
-        &json!({ "sessionId": id, "messages": messages }),
+        &json!({ "sessionId": id, "messages": messages, "nextBefore": next_before }),
     )?)
-}
-
-fn limit(req: &Request) -> Result<u32, ApiError> {
-    let url = req.url()?;
-    let Some((_, value)) = url.query_pairs().find(|(k, _)| k == "limit") else {
-        return Ok(MAX_LIST);
-    };
-    value
-        .parse::<u32>()
-        .ok()
-        .filter(|n| (1..=MAX_LIST).contains(n))
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "invalid_query",
-                format!("'limit' must be a whole number from 1 to {MAX_LIST}"),
-            )
-        })
 }

@@ -170,6 +170,35 @@ async fn turns_are_answered_queued_and_stored_exactly_once() {
         .map(|m| m["createdAt"].as_str().unwrap())
         .collect();
     assert!(times.windows(2).all(|t| t[0] <= t[1]), "oldest first");
+    assert!(history["nextBefore"].is_null(), "one page holds it all");
+
+    // Pages of 7, walked back with nextBefore, reach every message once, in order.
+    let mut paged: Vec<Value> = Vec::new();
+    let mut path = format!("/api/sessions/{session}/messages?limit=7");
+    loop {
+        let (status, page) = w.get(&path, user).await;
+        assert_eq!(status, 200, "{page}");
+        let rows = page["messages"].as_array().unwrap().clone();
+        assert!(rows.len() <= 7);
+        paged.splice(0..0, rows);
+        match page["nextBefore"].as_str() {
+            Some(cursor) => {
+                path = format!("/api/sessions/{session}/messages?limit=7&before={cursor}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(&paged, messages, "paging reaches every message");
+    let (status, bad) = w
+        .get(
+            &format!("/api/sessions/{session}/messages?before=yesterday"),
+            user,
+        )
+        .await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
 
     // Retrying the keyed turns (same key, same words) gets the same answer and stores nothing.
     let retries: Vec<&Sent> = sent.iter().filter(|s| s.key.is_some()).collect();
