@@ -16,6 +16,8 @@ pub const DEAD_LETTER_QUEUE: &str = "chat-turns-dlq";
 pub struct Config {
     /// The turn queue's `max_retries` (`TURN_MAX_RETRIES`, kept equal to wrangler.toml's).
     pub max_retries: u32,
+    /// The dead-letter queue's `max_retries` (`LETTER_MAX_RETRIES`, kept equal too).
+    pub letter_max_retries: u32,
     pub backoff: Backoff,
     /// Test-only fault injection (`FAULTS`); off unless `wrangler dev --var` sets it.
     pub faults: Faults,
@@ -41,6 +43,7 @@ impl Config {
         }
         Self {
             max_retries: number(env, "TURN_MAX_RETRIES", 5),
+            letter_max_retries: number(env, "LETTER_MAX_RETRIES", 100),
             backoff: Backoff {
                 base_seconds: number(env, "RETRY_BASE_SECONDS", defaults.base_seconds),
                 max_seconds: number(env, "RETRY_MAX_SECONDS", defaults.max_seconds),

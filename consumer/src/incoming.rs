@@ -17,14 +17,16 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn all(batch: &MessageBatch) -> Vec<Self> {
-        let Ok(messages) = batch.messages() else {
-            return Vec::new();
-        };
-        messages
+    /// Every message of `batch`, or why they cannot be read. A batch that cannot be read
+    /// must be retried whole: treating it as empty would ack it unseen.
+    pub fn all(batch: &MessageBatch) -> Result<Vec<Self>, String> {
+        let messages = batch
+            .messages()
+            .map_err(|e| format!("the batch's messages cannot be read: {e:?}"))?;
+        Ok(messages
             .iter()
             .map(|m| Self::new(m.unchecked_into()))
-            .collect()
+            .collect())
     }
 
     fn new(raw: Message) -> Self {

@@ -1,14 +1,19 @@
 //! A batch of the dead-letter queue → the `dead_letters` table, in one statement. A letter
 //! delivered twice is stored once (its id is the failed message's id). If D1 fails, the
-//! batch is retried with backoff (the dead-letter queue has a generous `max_retries`): a
-//! letter is never dropped.
+//! batch is retried with backoff (the dead-letter queue has a generous `max_retries`). On a
+//! letter's last delivery the queue would drop it, since nothing stands behind the
+//! dead-letter queue: the letter is sent again as a fresh message, its envelope keeping its
+//! id, and the old one is acked, with an alerting log line. A D1 outage of any length then
+//! delays letters but never loses one.
 
-use crate::config::{Config, DB};
+use crate::config::{Config, DB, DEAD_LETTERS};
 use crate::incoming::Incoming;
 use crate::store;
 use chat_core::dead_letter::Envelope;
+use chat_core::failure::{letter_action, LetterAction};
 use worker::Env;
 use worker_support::clock::{now_ms, unit_random};
+use worker_support::queue::send_texts;
 
 pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     let started = now_ms();
@@ -17,25 +22,77 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
         .iter()
         .map(|m| Envelope::from_queue_body(&m.id, &m.body, m.attempts, m.sent_at, now))
         .collect();
-    let stored = match env.d1(DB) {
-        Ok(db) => store::store_letters(&db, &letters, now).await,
-        Err(e) => Err(e),
+    let stored = if config.faults.fails_letters(now) {
+        Err(worker::Error::RustError(
+            "injected fault: the dead-letter store is failing".into(),
+        ))
+    } else {
+        match env.d1(DB) {
+            Ok(db) => store::store_letters(&db, &letters, now).await,
+            Err(e) => Err(e),
+        }
     };
     let ok = stored.is_ok();
+    let mut requeued = 0;
     match stored {
         Ok(()) => messages.iter().for_each(Incoming::ack),
         Err(e) => {
             tracing::error!(error = %e, letters = letters.len(), "storing dead letters failed; retrying");
-            messages
-                .iter()
-                .for_each(|m| m.retry(config.backoff.delay_seconds(m.attempts, unit_random())));
+            let (last, retry): (Vec<_>, Vec<_>) =
+                messages.iter().zip(&letters).partition(|(m, _)| {
+                    letter_action(m.attempts, config.letter_max_retries) == LetterAction::Requeue
+                });
+            retry.iter().for_each(|(m, _)| {
+                m.retry(config.backoff.delay_seconds(m.attempts, unit_random()))
+            });
+            requeued = requeue(env, &last).await;
         }
     }
     tracing::info!(
         queue = crate::config::DEAD_LETTER_QUEUE,
         received = messages.len(),
         stored = if ok { letters.len() } else { 0 },
+        requeued,
         total_ms = now_ms() - started,
         "dead-letter batch"
     );
+}
+
+/// Sends the letters on their last delivery again as fresh messages, then acks them; returns
+/// how many went. If the send fails they are retried, which on a last delivery the queue may
+/// treat as dropping them: the log says so, loudly.
+async fn requeue(env: &Env, last: &[(&Incoming, &Envelope)]) -> usize {
+    if last.is_empty() {
+        return 0;
+    }
+    let texts: Vec<String> = last
+        .iter()
+        .map(|(_, letter)| letter.encode_within(Envelope::MAX_BYTES))
+        .collect();
+    let sent = match env.queue(DEAD_LETTERS) {
+        Ok(queue) => send_texts(&queue, &texts).await.map_err(|(_, e)| e),
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(()) => {
+            last.iter().for_each(|(m, _)| m.ack());
+            tracing::error!(
+                alert = true,
+                letters = last.len(),
+                ids = ?last.iter().map(|(_, l)| l.message_id.as_str()).collect::<Vec<_>>(),
+                "dead letters re-queued after their last delivery: D1 has been failing for all of the dead-letter queue's retries"
+            );
+            last.len()
+        }
+        Err(e) => {
+            tracing::error!(
+                alert = true,
+                error = %e,
+                letters = last.len(),
+                "dead letters could not be re-queued on their last delivery and may be dropped"
+            );
+            last.iter().for_each(|(m, _)| m.retry(0));
+            0
+        }
+    }
 }

@@ -24,8 +24,9 @@ fn start() {
 
 /// The queue handler, exported by hand rather than with `#[event(queue)]`: worker 0.8's
 /// `MessageBatch` hides the JavaScript messages, and with them `attempts`, which the retry
-/// backoff and the last-attempt rule need. It never fails: every message is acked, retried
-/// or dead-lettered explicitly (an `Err` here would make the runtime retry the whole batch).
+/// backoff and the last-attempt rule need. Every message it can read is acked, retried or
+/// dead-lettered explicitly. Only a batch whose messages cannot be read at all fails, with
+/// `Err`, so that the runtime delivers the whole batch again instead of acking it unseen.
 mod export {
     use worker::wasm_bindgen::prelude::wasm_bindgen;
     use worker::wasm_bindgen::JsValue;
@@ -40,15 +41,19 @@ mod export {
         env: ::worker::Env,
         _ctx: ::worker::worker_sys::Context,
     ) -> Result<JsValue, JsValue> {
-        std::panic::AssertUnwindSafe(super::route(batch, env)).await;
-        Ok(JsValue::UNDEFINED)
+        std::panic::AssertUnwindSafe(super::route(batch, env))
+            .await
+            .map(|()| JsValue::UNDEFINED)
+            .map_err(|e| JsValue::from_str(&e))
     }
 }
 
 /// Routes a batch on its queue's name.
-async fn route(batch: worker::worker_sys::MessageBatch, env: Env) {
+async fn route(batch: worker::worker_sys::MessageBatch, env: Env) -> Result<(), String> {
     let queue: String = batch.queue().map(String::from).unwrap_or_default();
-    let messages = incoming::Incoming::all(&batch);
+    let messages = incoming::Incoming::all(&batch).inspect_err(|e| {
+        tracing::error!(queue = %queue, error = %e, "unreadable batch; the whole batch will be retried");
+    })?;
     let config = config::Config::from_env(&env);
     match queue.as_str() {
         config::TURN_QUEUE => turns::consume(messages, &env, &config).await,
@@ -60,4 +65,5 @@ async fn route(batch: worker::worker_sys::MessageBatch, env: Env) {
                 .for_each(|m| m.retry(config.backoff.delay_seconds(m.attempts, 0.5)));
         }
     }
+    Ok(())
 }

@@ -92,6 +92,26 @@ pub fn on_transient(
     }
 }
 
+/// What the dead-letter consumer does with a letter it could not store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LetterAction {
+    /// Retry it on the dead-letter queue, after a backoff.
+    Retry,
+    /// This was its last attempt: the queue would drop it (nothing stands behind the
+    /// dead-letter queue). Send it again as a fresh message and ack this one.
+    Requeue,
+}
+
+/// The action for a letter on its `attempts`-th delivery, with the dead-letter queue's
+/// `max_retries` (a message gets `max_retries + 1` deliveries in all).
+pub fn letter_action(attempts: u32, max_retries: u32) -> LetterAction {
+    if attempts > max_retries {
+        LetterAction::Requeue
+    } else {
+        LetterAction::Retry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +160,13 @@ mod tests {
         ));
         assert_eq!(on_transient(6, 5, &b, 0.5), TransientAction::DeadLetter);
         assert_eq!(on_transient(1, 0, &b, 0.5), TransientAction::DeadLetter);
+    }
+
+    #[test]
+    fn a_letter_is_requeued_on_its_last_delivery_only() {
+        assert_eq!(letter_action(1, 100), LetterAction::Retry);
+        assert_eq!(letter_action(100, 100), LetterAction::Retry);
+        assert_eq!(letter_action(101, 100), LetterAction::Requeue);
+        assert_eq!(letter_action(1, 0), LetterAction::Requeue);
     }
 }

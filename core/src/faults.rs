@@ -9,6 +9,8 @@
 //!   write on its first attempt; `[fault:before-until=MS]` fails every attempt until the
 //!   clock passes MS (epoch ms): it exhausts its retries, yet a later replay succeeds.
 //! - `before=R`, `after=R`: fail that share (0..=1) of batches at random.
+//! - `letters-until=MS`: storing dead letters fails until the clock passes MS (epoch ms): a D1
+//!   outage of the archive that outlasts every retry of the dead-letter queue, then clears.
 
 use crate::record::TurnRecord;
 
@@ -17,6 +19,8 @@ pub struct Faults {
     pub markers: bool,
     pub before_rate: f64,
     pub after_rate: f64,
+    /// Storing dead letters fails until this time (epoch ms).
+    pub letters_until: Option<i64>,
 }
 
 /// What to do to one batch.
@@ -44,6 +48,12 @@ impl Faults {
                 None if part == "markers" => faults.markers = true,
                 Some(("before", v)) => faults.before_rate = rate(v)?,
                 Some(("after", v)) => faults.after_rate = rate(v)?,
+                Some(("letters-until", v)) => {
+                    faults.letters_until = Some(
+                        v.parse()
+                            .map_err(|_| format!("letters-until={v:?} is not epoch ms"))?,
+                    )
+                }
                 _ => return Err(format!("unknown fault {part:?}")),
             }
         }
@@ -52,6 +62,11 @@ impl Faults {
 
     pub fn is_off(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Whether storing dead letters fails at `now_ms`.
+    pub fn fails_letters(&self, now_ms: i64) -> bool {
+        self.letters_until.is_some_and(|until| now_ms < until)
     }
 
     /// The fault for a batch of `(record, attempts)` at `now_ms`; `unit` is random in [0, 1).
@@ -108,9 +123,14 @@ mod tests {
             Faults {
                 markers: true,
                 before_rate: 0.2,
-                after_rate: 0.1
+                after_rate: 0.1,
+                letters_until: None,
             }
         );
+        let f = Faults::parse("letters-until=1000").unwrap();
+        assert!(f.fails_letters(999) && !f.fails_letters(1000));
+        assert!(!Faults::default().fails_letters(0));
+        assert!(Faults::parse("letters-until=soon").is_err());
         assert!(Faults::parse("before=2").is_err());
         assert!(Faults::parse("explode").is_err());
     }

@@ -53,6 +53,8 @@ pub struct Options {
     pub chat_vars: Vec<(&'static str, String)>,
     /// Settings of the consumer's `chat-turns` queue consumer (e.g. `max_batch_size`).
     pub consumer_queue: Vec<(&'static str, i64)>,
+    /// Settings of the consumer's `chat-turns-dlq` queue consumer (e.g. `max_retries`).
+    pub letter_queue: Vec<(&'static str, i64)>,
     /// Variables for the consumer Worker. `wrangler dev --var` reaches only the first config's
     /// Worker, so these go into a copy of `consumer/wrangler.toml` in the state folder.
     pub consumer_vars: Vec<(&'static str, String)>,
@@ -64,13 +66,19 @@ impl Default for Options {
             dev_auth: true,
             chat_vars: Vec::new(),
             consumer_queue: Vec::new(),
+            letter_queue: Vec::new(),
             consumer_vars: Vec::new(),
         }
     }
 }
 
 /// A copy of `consumer/wrangler.toml` with absolute paths and `vars` set, written to `dir`.
-fn consumer_config(dir: &Path, vars: &[(&str, String)], queue: &[(&str, i64)]) -> PathBuf {
+fn consumer_config(
+    dir: &Path,
+    vars: &[(&str, String)],
+    queue: &[(&str, i64)],
+    letter_queue: &[(&str, i64)],
+) -> PathBuf {
     let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
     let abs = |rel: &str| {
@@ -96,10 +104,13 @@ fn consumer_config(dir: &Path, vars: &[(&str, String)], queue: &[(&str, i64)]) -
         .unwrap()
         .iter_mut()
     {
-        if consumer["queue"].as_str() == Some("chat-turns") {
-            for (k, v) in queue {
-                consumer[k] = toml_edit::value(*v);
-            }
+        let settings = match consumer["queue"].as_str() {
+            Some("chat-turns") => queue,
+            Some("chat-turns-dlq") => letter_queue,
+            _ => &[],
+        };
+        for (k, v) in settings {
+            consumer[k] = toml_edit::value(*v);
         }
     }
     let path = dir.join("consumer.wrangler.toml");
@@ -157,6 +168,7 @@ impl Workers {
             state.path(),
             &options.consumer_vars,
             &options.consumer_queue,
+            &options.letter_queue,
         );
         let mut cmd = wrangler();
         // `--local`: the [ai] binding would otherwise make wrangler ask for a Cloudflare login.

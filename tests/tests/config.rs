@@ -45,6 +45,16 @@ fn the_consumer_knows_the_turn_queue_retry_limit() {
         letters["max_retries"].as_integer().unwrap() >= 50,
         "letters are retried generously"
     );
+    let letter_var: i64 = doc["vars"]["LETTER_MAX_RETRIES"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        Some(letter_var),
+        letters["max_retries"].as_integer(),
+        "LETTER_MAX_RETRIES must equal the dead-letter queue's max_retries, or a letter's last delivery is missed"
+    );
 }
 
 #[test]
