@@ -26,6 +26,7 @@
 //!   actor's own SQLite).
 //! - `native` (feature `sqlite`): the migrations and the consumer's batch on native SQLite.
 //! - [`time`]: milliseconds since the epoch ↔ RFC 3339 text.
+//! - [`text`]: outside text made safe to store: control characters out, byte caps.
 
 pub mod admin;
 pub mod backoff;
@@ -47,6 +48,7 @@ pub mod request;
 pub mod scoring;
 pub mod session;
 pub mod sql;
+pub mod text;
 pub mod time;
 pub mod workers_ai;
 pub mod x_auth;

@@ -6,8 +6,9 @@
 
 use crate::character::Locale;
 use crate::engine::{HistoryTurn, Reply, ReplyInput};
-use crate::record::MAX_REPLY_CHARS;
+use crate::record::{MAX_REPLY_BYTES, MAX_REPLY_CHARS};
 use crate::scoring::{clamp_raw, Emotion, MAX_RAW, MIN_RAW};
+use crate::text::without_controls;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -113,14 +114,19 @@ pub fn parse_answer_text(content: &str, engine: &'static str) -> Result<Reply, S
 
 /// Reads the model's answer `{ "reply", "score", "emotion" }` strictly.
 pub fn parse_answer(answer: &Value, engine: &'static str) -> Result<Reply, String> {
+    // The model's text is outside text: control characters (other than line breaks) are
+    // removed before it is stored or shown, as they are refused in the player's input.
     let text = answer["reply"]
         .as_str()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .map(|t| without_controls(t, true))
         .ok_or("the answer has no reply")?;
-    if text.chars().count() > MAX_REPLY_CHARS {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the answer has no reply".into());
+    }
+    if text.chars().count() > MAX_REPLY_CHARS || text.len() > MAX_REPLY_BYTES {
         return Err(format!(
-            "the reply is longer than {MAX_REPLY_CHARS} characters"
+            "the reply is longer than {MAX_REPLY_CHARS} characters or {MAX_REPLY_BYTES} bytes"
         ));
     }
     let score = answer["score"]
@@ -268,8 +274,22 @@ mod tests {
             completion(
                 &json!({ "reply": "a".repeat(MAX_REPLY_CHARS + 1), "score": 1 }).to_string(),
             ),
+            // Fewer characters than the cap, more bytes than it allows.
+            completion(
+                &json!({ "reply": "あ".repeat(MAX_REPLY_BYTES / 3 + 1), "score": 1 }).to_string(),
+            ),
+            completion(r#"{"reply":"\u0000\u0007 ","score":1}"#),
         ] {
             assert!(parse_completion(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn control_characters_are_stripped_from_replies() {
+        let r = parse_completion(&completion(
+            r#"{"reply":"Hi\u0000 there\u001b[31m!\nBye\tnow","score":2}"#,
+        ))
+        .unwrap();
+        assert_eq!(r.text, "Hi there[31m!\nBye\tnow");
     }
 }

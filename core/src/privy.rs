@@ -1,7 +1,9 @@
 //! Privy sign-in: the player from a verified access token, and their profile from a verified
 //! identity token (`privy-id-token`).
 //!
-//! The access token's `sub` (a Privy DID) is the player. The identity token, when sent, must
+//! The access token's `sub` (a Privy DID) is the player; it must carry a session id (`sid`)
+//! and no `linked_accounts`, so an identity token is never taken for one. The identity token,
+//! when sent, must
 //! be for the same `sub`; its `linked_accounts` claim (a JSON array, which Privy sends as a
 //! JSON *string*) gives the first wallet address and the X (Twitter) account, whose name
 //! becomes the display name.
@@ -53,6 +55,25 @@ impl PrivyApp {
             .verifier
             .verify(access_token, &expected)
             .map_err(|e| PrivyError::new("access token", e))?;
+        // An identity token is signed by the same key for the same audience: tell them apart.
+        // Privy's access tokens carry the session id `sid`; identity tokens carry the
+        // profile (`linked_accounts`) and must never stand in for an access token.
+        if access.contains_key("linked_accounts") {
+            return Err(PrivyError {
+                code: "not_an_access_token",
+                message: "Authorization holds a Privy identity token; send the access token there and the identity token in privy-id-token".into(),
+            });
+        }
+        if access
+            .get("sid")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(PrivyError {
+                code: "not_an_access_token",
+                message: "access token: no 'sid' claim; only Privy access tokens are accepted in Authorization".into(),
+            });
+        }
         let sub = access["sub"].as_str().unwrap_or_default();
         let mut identity = Identity::new(AuthProvider::Privy, sub).map_err(|_| PrivyError {
             code: "invalid_claims",
@@ -120,6 +141,17 @@ mod tests {
         }
     }
 
+    /// An access token: it carries the Privy session id.
+    fn access(extra: Value) -> String {
+        let mut with_sid = json!({ "sid": "session-1" });
+        with_sid
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        token(with_sid)
+    }
+
+    /// A token with the common claims (an identity token when given `linked_accounts`).
     fn token(extra: Value) -> String {
         let mut claims = json!({ "sub": "did:privy:p1", "iss": "privy.io", "aud": "app-1", "iat": NOW, "exp": NOW + 600 });
         claims
@@ -131,7 +163,7 @@ mod tests {
 
     #[test]
     fn the_player_is_the_access_tokens_subject() {
-        let id = app().identity(&token(json!({})), None, NOW).unwrap();
+        let id = app().identity(&access(json!({})), None, NOW).unwrap();
         assert_eq!(
             (id.provider, id.provider_user_id.as_str()),
             (AuthProvider::Privy, "did:privy:p1")
@@ -151,7 +183,7 @@ mod tests {
         for linked in [Value::String(accounts.to_string()), accounts.clone()] {
             let id_token = token(json!({ "linked_accounts": linked }));
             let id = app()
-                .identity(&token(json!({})), Some(&id_token), NOW)
+                .identity(&access(json!({})), Some(&id_token), NOW)
                 .unwrap();
             assert_eq!(id.wallet_address.as_deref(), Some("0xAbC123"));
             assert_eq!(id.display_name.as_deref(), Some("Aki"));
@@ -170,7 +202,7 @@ mod tests {
         );
         assert_eq!(
             app()
-                .identity(&token(json!({})), Some(&other), NOW)
+                .identity(&access(json!({})), Some(&other), NOW)
                 .unwrap_err()
                 .code,
             "identity_mismatch"
@@ -180,7 +212,7 @@ mod tests {
             &json!({ "sub": "did:privy:p1", "iss": "privy.io", "aud": "app-1", "exp": NOW + 600 }),
         );
         let err = app()
-            .identity(&token(json!({})), Some(&forged), NOW)
+            .identity(&access(json!({})), Some(&forged), NOW)
             .unwrap_err();
         assert_eq!(err.code, "bad_signature");
         assert!(err.message.starts_with("identity token"));
@@ -190,9 +222,39 @@ mod tests {
         );
         let odd = token(json!({ "linked_accounts": "not json" }));
         assert!(app()
-            .identity(&token(json!({})), Some(&odd), NOW)
+            .identity(&access(json!({})), Some(&odd), NOW)
             .unwrap()
             .wallet_address
             .is_none());
+    }
+
+    #[test]
+    fn identity_and_access_tokens_are_told_apart() {
+        let linked = json!([{ "type": "wallet", "address": "0xAbC123" }]).to_string();
+        let id_token = token(json!({ "linked_accounts": linked }));
+        // An identity token in Authorization is refused, with or without a session id.
+        for as_access in [
+            id_token.clone(),
+            access(json!({ "linked_accounts": linked })),
+        ] {
+            let err = app().identity(&as_access, None, NOW).unwrap_err();
+            assert_eq!(err.code, "not_an_access_token", "{}", err.message);
+        }
+        // A token without a session id is no access token either.
+        for no_sid in [
+            token(json!({})),
+            token(json!({ "sid": "" })),
+            token(json!({ "sid": 7 })),
+        ] {
+            assert_eq!(
+                app().identity(&no_sid, None, NOW).unwrap_err().code,
+                "not_an_access_token"
+            );
+        }
+        // The right token in each place works.
+        let id = app()
+            .identity(&access(json!({})), Some(&id_token), NOW)
+            .unwrap();
+        assert_eq!(id.wallet_address.as_deref(), Some("0xAbC123"));
     }
 }

@@ -18,6 +18,10 @@ use uuid::Uuid;
 pub const CURRENT_VERSION: u64 = 1;
 /// Longest character reply kept, in characters.
 pub const MAX_REPLY_CHARS: usize = 4000;
+/// Longest character reply an engine may give, in UTF-8 bytes (4,000 characters of Japanese
+/// text are 12,000): with the player's message and JSON escaping, a record stays far under
+/// the queue's 128 KB message limit.
+pub const MAX_REPLY_BYTES: usize = 8 * 1024;
 /// Largest point-event metadata, as JSON text.
 pub const MAX_METADATA_BYTES: usize = 2048;
 

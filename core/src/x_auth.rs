@@ -2,6 +2,7 @@
 //! token. This module reads X's answer; the Worker does the HTTP call and the caching.
 
 use crate::identity::{AuthProvider, Identity, MAX_DISPLAY_NAME_CHARS};
+use crate::text::without_controls;
 use serde_json::Value;
 
 /// The path asked on the configured X API base URL.
@@ -45,12 +46,16 @@ pub fn identity_from_users_me(status: u16, body: &str) -> Result<Identity, XAuth
     let data = &value["data"];
     let id = data["id"].as_str().ok_or_else(bad)?;
     let mut identity = Identity::new(AuthProvider::X, id).map_err(|_| bad())?;
+    // X's profile is text from outside: no control characters reach D1 or a page.
+    let clean = |s: &str| without_controls(s, false).trim().to_owned();
     let username = data["username"]
         .as_str()
+        .map(clean)
+        .filter(|u| !u.is_empty())
         .map(|u| u.chars().take(64).collect::<String>());
     identity.display_name = data["name"]
         .as_str()
-        .map(str::trim)
+        .map(clean)
         .filter(|n| !n.is_empty())
         .map(|n| n.chars().take(MAX_DISPLAY_NAME_CHARS).collect())
         .or_else(|| username.clone());
@@ -111,6 +116,27 @@ mod tests {
                 .unwrap_err()
                 .code,
             "auth_unavailable"
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_profile() {
+        let id = identity_from_users_me(
+            200,
+            r#"{"data":{"id":"9","name":"\u0007Eve\u001b[2J\u0000","username":"e\u0000ve\n"}}"#,
+        )
+        .unwrap();
+        assert_eq!(id.display_name.as_deref(), Some("Eve[2J"));
+        assert_eq!(id.x_username.as_deref(), Some("eve"));
+        let id = identity_from_users_me(
+            200,
+            r#"{"data":{"id":"9","name":"\u0001\u0002","username":"u"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            id.display_name.as_deref(),
+            Some("u"),
+            "an all-control name falls back"
         );
     }
 }

@@ -19,8 +19,10 @@ use chat_core::x_auth::{identity_from_users_me, USERS_ME_PATH};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
 use worker_support::clock::now_ms;
+use worker_support::deadline;
 use worker_support::env::var;
 use worker_support::ttl_cache::TtlCache;
 
@@ -34,6 +36,7 @@ pub enum Auth {
     X {
         base: String,
         ttl_ms: i64,
+        timeout: Duration,
     },
     Dev,
     /// Misconfigured: every request is refused (the reason is logged, not sent).
@@ -58,6 +61,7 @@ impl Auth {
             "x" => Self::X {
                 base: var(env, "X_API_BASE").unwrap_or_else(|| "https://api.x.com".into()).trim_end_matches('/').to_owned(),
                 ttl_ms: var(env, "X_CACHE_SECONDS").and_then(|s| s.parse::<i64>().ok()).unwrap_or(60).max(0) * 1000,
+                timeout: Duration::from_millis(var(env, "X_TIMEOUT_MS").and_then(|s| s.parse().ok()).unwrap_or(5000)),
             },
             "dev" if var(env, "ALLOW_DEV_AUTH").as_deref() == Some("local-only") => Self::Dev,
             "dev" => Self::Refused(
@@ -83,7 +87,11 @@ impl Auth {
                 app.identity(&token, id_token.as_deref(), now_ms() / 1000)
                     .map_err(|e| unauthorized(e.code, e.message))
             }
-            Self::X { base, ttl_ms } => x_identity(base, *ttl_ms, &bearer(req)?).await,
+            Self::X {
+                base,
+                ttl_ms,
+                timeout,
+            } => x_identity(base, *ttl_ms, *timeout, &bearer(req)?).await,
             Self::Dev => {
                 let header = req
                     .headers()
@@ -157,7 +165,12 @@ fn bearer(req: &Request) -> Result<String, ApiError> {
     }
 }
 
-async fn x_identity(base: &str, ttl_ms: i64, token: &str) -> Result<Identity, ApiError> {
+async fn x_identity(
+    base: &str,
+    ttl_ms: i64,
+    timeout: Duration,
+    token: &str,
+) -> Result<Identity, ApiError> {
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let now = now_ms();
     if let Some(identity) = X_CACHE.with(|c| c.borrow().get(&key, now)) {
@@ -169,13 +182,22 @@ async fn x_identity(base: &str, ttl_ms: i64, token: &str) -> Result<Identity, Ap
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let request = Request::new_with_init(&format!("{base}{USERS_ME_PATH}"), &init)?;
-    let (status, body) = match Fetch::Request(request).send().await {
-        Ok(mut response) => (
+    let call = async {
+        let mut response = Fetch::Request(request).send().await?;
+        Ok::<_, worker::Error>((
             response.status_code(),
             response.text().await.unwrap_or_default(),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "X users/me unreachable");
+        ))
+    };
+    // A hanging X must not hold every request: past the timeout, the player may retry.
+    let (status, body) = match deadline::within(timeout, call).await {
+        Some(Ok(answer)) => answer,
+        failed => {
+            let reason = match failed {
+                Some(Err(e)) => e.to_string(),
+                _ => format!("no answer within {} ms", timeout.as_millis()),
+            };
+            tracing::warn!(error = %reason, "X users/me unreachable");
             return Err(unauthorized(
                 "auth_unavailable",
                 "X could not be reached; retry shortly",

@@ -12,9 +12,9 @@
 use chat_core::engine::{OfflineEngine, Reply, ReplyEngine, ReplyInput};
 use chat_core::llm::{parse_completion, request_body, COMPLETIONS_PATH};
 use chat_core::workers_ai;
-use futures_util::future::{select, Either};
 use std::time::Duration;
-use worker::{Ai, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Ai, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker_support::deadline;
 use worker_support::env::var;
 
 pub enum Engine {
@@ -148,10 +148,9 @@ async fn within<T>(
     timeout: Duration,
     call: impl std::future::Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
-    match select(Box::pin(call), Box::pin(Delay::from(timeout))).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
-    }
+    deadline::within(timeout, call)
+        .await
+        .unwrap_or_else(|| Err(format!("no answer within {} ms", timeout.as_millis())))
 }
 
 impl ReplyEngine for LlmEngine {

@@ -5,9 +5,11 @@
 //! - [`queue`]: sending many messages within `sendBatch`'s limits.
 //! - [`ttl_cache`]: a bounded map whose entries expire, for what an isolate keeps.
 //! - [`env`]: reading a variable or secret.
+//! - [`deadline`]: waiting on the network for at most a set time.
 //! - [`memory`]: the wasm instance's linear memory, the soak test's leak signal.
 
 pub mod clock;
+pub mod deadline;
 pub mod env;
 pub mod logging;
 pub mod memory;

@@ -167,7 +167,25 @@ async fn privy_players_are_verified_and_recorded_once() {
             parts[1]
         )
     };
+    // An identity token (it carries linked_accounts) is refused in Authorization, and so is a
+    // token without Privy's session id.
+    let identity_as_access = access(
+        sub,
+        11,
+        json!({ "linked_accounts": json!([{ "type": "wallet", "address": "0x1" }]).to_string() }),
+    );
+    let no_sid = {
+        let claims =
+            json!({ "sub": sub, "iss": "privy.io", "aud": APP, "iat": now(), "exp": now() + 600 });
+        privy_token(&test_key(11), &claims)
+    };
     for (name, token, code) in [
+        (
+            "identity token as access token",
+            identity_as_access.as_str(),
+            "not_an_access_token",
+        ),
+        ("no session id", &no_sid, "not_an_access_token"),
         ("another key", other_key.as_str(), "bad_signature"),
         ("expired", &expired, "expired_token"),
         ("wrong audience", &wrong_aud, "wrong_audience"),
@@ -231,6 +249,14 @@ async fn x_players_are_asked_of_x_once_and_cached() {
             Some("Bearer tok-revoked-91f3") => {
                 (401, json!({ "title": "Unauthorized" }).to_string())
             }
+            Some("Bearer hang") => {
+                // X hangs: far longer than X_TIMEOUT_MS.
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                (
+                    200,
+                    json!({ "data": { "id": "1", "username": "late" } }).to_string(),
+                )
+            }
             _ => (500, "oops".into()),
         }
     })
@@ -241,6 +267,7 @@ async fn x_players_are_asked_of_x_once_and_cached() {
             ("AUTH_MODE", "x".into()),
             ("X_API_BASE", x.url.clone()),
             ("X_CACHE_SECONDS", "60".into()),
+            ("X_TIMEOUT_MS", "1000".into()),
         ],
         ..Options::default()
     })
@@ -298,6 +325,19 @@ async fn x_players_are_asked_of_x_once_and_cached() {
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("auth_unavailable"))
+    );
+    // A hanging X is cut off at X_TIMEOUT_MS with a clear error, not waited on.
+    let started = Instant::now();
+    let (status, body, _) = call(&w, "GET", "/api/me/stats", Some("hang"), None, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("auth_unavailable")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
     );
 }
 
