@@ -1,8 +1,14 @@
 //! What faces untrusted credentials: the development header, bearer tokens, Privy JWTs,
 //! X's answers. Any input must be refused or accepted, never panic.
+//!
+//! A random signature never verifies, so the input is also read as a claims object and
+//! signed with the fixed test key: mutated claims then reach the claim checks, the
+//! access/identity token distinction and the identity token's `linked_accounts` parsing.
 #![no_main]
 use chat_core::identity::Identity;
+use chat_core::jwt::signing::{privy_token, test_key};
 use chat_core::jwt::{Es256Verifier, Expected};
+use chat_core::privy::PrivyApp;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -18,4 +24,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = v.verify(text, &Expected { issuer: "privy.io", audience: "app", now: 1_800_000_000 });
     }
     let _ = Es256Verifier::from_pem(text);
+    if let (Some(Some(verifier)), Ok(claims)) =
+        (VERIFIER.get(), serde_json::from_str::<serde_json::Value>(text))
+    {
+        let app = PrivyApp { app_id: "app".into(), verifier: verifier.clone() };
+        let signed = privy_token(&test_key(7), &claims);
+        let access = privy_token(
+            &test_key(7),
+            &serde_json::json!({ "sub": "did:privy:f", "sid": "s", "iss": "privy.io", "aud": "app", "exp": 1_800_000_600i64 }),
+        );
+        let _ = app.identity(&signed, None, 1_800_000_000);
+        let _ = app.identity(&access, Some(&signed), 1_800_000_000);
+    }
 });

@@ -4,7 +4,7 @@
 //! Afterwards the database holds exactly the rows the valid cases made.
 
 use chat_core::record::sample;
-use e2e::{root, wait_for, Workers};
+use e2e::{root, wait_for, Workers, ADMIN_TOKEN};
 use futures::stream;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -105,6 +105,7 @@ async fn the_bad_input_corpus_gets_its_errors_and_writes_nothing() {
     );
 
     let mut stored: Vec<(String, String)> = Vec::new(); // (message id, content expected verbatim)
+    let mut http_passed = 0;
     for case in &http_cases {
         let name = case["name"].as_str().unwrap();
         let method =
@@ -119,7 +120,7 @@ async fn the_bad_input_corpus_gets_its_errors_and_writes_nothing() {
         }
         for (k, v) in headers.as_object().unwrap() {
             if let Some(v) = v.as_str() {
-                req = req.header(k.as_str(), v);
+                req = req.header(k.as_str(), v.replace("{admin_token}", ADMIN_TOKEN));
             }
         }
         let bytes = body(case, &session, &other);
@@ -132,6 +133,10 @@ async fn the_bad_input_corpus_gets_its_errors_and_writes_nothing() {
         };
         let r = req.send().await.unwrap_or_else(|e| panic!("{name}: {e}"));
         let status = r.status().as_u16();
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
         let text = r.text().await.unwrap();
         let answer: Value = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("{name}: the answer is JSON: {text:?}"));
@@ -140,6 +145,13 @@ async fn the_bad_input_corpus_gets_its_errors_and_writes_nothing() {
             case["status"].as_u64().unwrap() as u16,
             "{name}: {answer}"
         );
+        // A 405 names the methods the route takes; every 405 case says which.
+        if status == 405 {
+            let expected = case["allow"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: a 405 case names its 'allow'"));
+            assert_eq!(allow.as_deref(), Some(expected), "{name}: the Allow header");
+        }
         match case["code"].as_str() {
             Some(code) => {
                 assert_eq!(answer["error"]["code"], code, "{name}: {answer}");
@@ -162,7 +174,9 @@ async fn the_bad_input_corpus_gets_its_errors_and_writes_nothing() {
                 .to_owned();
             stored.push((answer["messageId"].as_str().unwrap().to_owned(), content));
         }
+        http_passed += 1;
     }
+    assert_eq!(http_passed, http_cases.len(), "every HTTP case ran");
 
     // Queue records: poison of every kind, and valid ones whose text must survive verbatim.
     let texts: Vec<Value> = record_cases
@@ -193,9 +207,11 @@ async fn the_bad_input_corpus_gets_its_errors_and_writes_nothing() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await; // anything extra would land now
     let db = w.db();
+    let mut records_passed = 0;
     for (case, text) in record_cases.iter().zip(&texts) {
         let name = case["name"].as_str().unwrap();
         let expect = case["expect"].as_str().unwrap();
+        records_passed += 1;
         if expect == "stored" {
             let record: Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
             let content: String = db
@@ -246,11 +262,13 @@ async fn the_bad_input_corpus_gets_its_errors_and_writes_nothing() {
     );
     assert_eq!(after[5], letters_expected, "dead letters");
     assert!(!w.log().contains("panicked"), "no panic in the Workers");
+    assert_eq!(records_passed, record_cases.len(), "every record case ran");
+    // Counted from the data files and from the cases that ran, not a constant.
     println!(
-        "corpus: {} cases ({} HTTP, {} queue records), {} passed, 0 failed",
+        "corpus: {} cases in tests/corpus ({} HTTP, {} queue records); {} passed",
         http_cases.len() + record_cases.len(),
         http_cases.len(),
         record_cases.len(),
-        http_cases.len() + record_cases.len()
+        http_passed + records_passed,
     );
 }
