@@ -41,6 +41,29 @@ pub fn open_in_memory() -> Result<Connection, Box<dyn std::error::Error>> {
     Ok(conn)
 }
 
+/// Starts a Kai session in English for `identity` at `at`, as `POST /api/sessions` does
+/// (the player upserted, the session inserted).
+pub fn start_session(
+    conn: &Connection,
+    identity: &crate::identity::Identity,
+    session: uuid::Uuid,
+    at: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(sql::UPSERT_USERS, [crate::batch::user_json(identity, at)])?;
+    conn.execute(
+        sql::INSERT_SESSION,
+        rusqlite::params![
+            session.to_string(),
+            identity.user_id().to_string(),
+            "kai",
+            "p",
+            "en",
+            at
+        ],
+    )?;
+    Ok(())
+}
+
 /// What one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {

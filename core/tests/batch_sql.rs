@@ -11,27 +11,14 @@ use chat_core::sql;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use std::collections::HashMap;
 use uuid::Uuid;
 
 const T0: i64 = 1_700_000_000_000;
 
 fn start_session(conn: &Connection, identity: &Identity, session: Uuid) {
-    conn.execute(sql::UPSERT_USERS, [user_json(identity, T0)])
-        .unwrap();
-    conn.execute(
-        sql::INSERT_SESSION,
-        params![
-            session.to_string(),
-            identity.user_id().to_string(),
-            "kai",
-            "p",
-            "en",
-            T0
-        ],
-    )
-    .unwrap();
+    chat_core::native::start_session(conn, identity, session, T0).unwrap();
 }
 
 fn scalar(conn: &Connection, q: &str) -> i64 {

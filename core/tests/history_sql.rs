@@ -1,9 +1,8 @@
 //! Paging a session's history on real SQLite, as `GET /api/sessions/{id}/messages` does:
 //! pages of the newest messages before a cursor, walked back to the first message.
 
-use chat_core::batch::user_json;
 use chat_core::identity::{AuthProvider, Identity};
-use chat_core::native::{apply_turns, open_in_memory};
+use chat_core::native::{apply_turns, open_in_memory, start_session};
 use chat_core::record::sample;
 use chat_core::request::MessageCursor;
 use chat_core::sql;
@@ -41,20 +40,7 @@ fn pages_walk_back_through_every_message_once() {
     let mut conn = open_in_memory().unwrap();
     let identity = Identity::new(AuthProvider::X, "pager").unwrap();
     let session = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0777);
-    conn.execute(sql::UPSERT_USERS, [user_json(&identity, T0)])
-        .unwrap();
-    conn.execute(
-        sql::INSERT_SESSION,
-        params![
-            session.to_string(),
-            identity.user_id().to_string(),
-            "kai",
-            "p",
-            "en",
-            T0
-        ],
-    )
-    .unwrap();
+    start_session(&conn, &identity, session, T0).unwrap();
     // 1,203 turns: 2,406 messages, more than two full pages of 1,000. Some share a
     // millisecond, so the id must break ties.
     let records: Vec<_> = (0..1203u64)
