@@ -116,11 +116,18 @@ enum Command {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: u32,
     },
-    /// Recompute user_stats from the ledger and report (and fix) drift.
+    /// Recompute user_stats from the ledger and report (and fix) drift, a page of users at a
+    /// time until every user is checked.
     Reconcile {
         /// Report only.
         #[arg(long)]
         dry_run: bool,
+        /// Users per page (1..=1000); each page is one atomic check and fix.
+        #[arg(long, default_value_t = 500)]
+        page: u32,
+        /// Resume after this cursor (printed as each page ends).
+        #[arg(long)]
+        from: Option<String>,
     },
     /// Pipeline figures: users, turns, dead letters by status and class.
     Stats,
@@ -177,12 +184,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("discarded {} letters", answer["discarded"]);
             }
         }
-        Command::Reconcile { dry_run } => {
-            let answer = client.post("/admin/reconcile", &json!({ "dryRun": dry_run }))?;
+        Command::Reconcile {
+            dry_run,
+            page,
+            from,
+        } => {
+            // Page by page: each call checks `page` users after the cursor, so the run
+            // scales with the number of users and can resume where it stopped.
+            let mut cursor = from;
+            let (mut checked, mut fixed) = (0, 0);
+            let mut drifted = Vec::new();
+            loop {
+                let answer = client.post(
+                    "/admin/reconcile",
+                    &json!({ "dryRun": dry_run, "limit": page, "cursor": cursor }),
+                )?;
+                checked += answer["checked"].as_u64().unwrap_or(0);
+                fixed += answer["fixed"].as_u64().unwrap_or(0);
+                drifted.extend(answer["drifted"].as_array().cloned().unwrap_or_default());
+                cursor = answer["nextCursor"].as_str().map(str::to_owned);
+                match &cursor {
+                    Some(c) if !cli.json => {
+                        eprintln!("checked {checked} users; resume with --from {c}")
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            let total = json!({ "dryRun": dry_run, "checked": checked, "drifted": drifted, "fixed": fixed });
             if cli.json {
-                output::print_json(&answer);
+                output::print_json(&total);
             } else {
-                output::reconcile_report(&answer);
+                output::reconcile_report(&total);
             }
         }
         Command::Stats => {

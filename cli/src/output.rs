@@ -91,8 +91,9 @@ pub fn verdicts_table(letters: &[Value]) {
 
 pub fn reconcile_report(r: &Value) {
     let drifted = r["drifted"].as_array().cloned().unwrap_or_default();
+    let checked = r["checked"].as_u64().unwrap_or(0);
     if drifted.is_empty() {
-        println!("no drift: every user's stats equal the ledger");
+        println!("no drift: every user's stats equal the ledger ({checked} users checked)");
         return;
     }
     let mut t = table(&[

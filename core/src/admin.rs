@@ -322,22 +322,63 @@ impl ActionRequest {
     }
 }
 
-/// `POST /admin/reconcile` body (empty means a real run).
-pub fn parse_reconcile(body: &[u8]) -> Result<bool, AdminError> {
+/// Most users one reconcile call checks.
+pub const MAX_RECONCILE_PAGE: u32 = 1000;
+/// Users one reconcile call checks unless `limit` says otherwise.
+pub const DEFAULT_RECONCILE_PAGE: u32 = 500;
+
+/// `POST /admin/reconcile` body (empty means a real run over the first page): one page of
+/// users, after the cursor a previous call gave out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileRequest {
+    pub dry_run: bool,
+    /// The last user id of the previous page (`nextCursor`), or none for the first page.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+pub fn parse_reconcile(body: &[u8]) -> Result<ReconcileRequest, AdminError> {
+    let mut request = ReconcileRequest {
+        dry_run: false,
+        after: None,
+        limit: DEFAULT_RECONCILE_PAGE,
+    };
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(false);
+        return Ok(request);
     }
     let map = object(body)?;
-    for key in map.keys() {
-        if key != "dryRun" {
-            return Err(bad("invalid_field", format!("unknown field '{key}'")));
+    for (key, value) in &map {
+        match (key.as_str(), value) {
+            (_, Value::Null) => {}
+            ("dryRun", Value::Bool(b)) => request.dry_run = *b,
+            ("dryRun", _) => return Err(bad("invalid_field", "'dryRun' must be true or false")),
+            ("cursor", Value::String(c)) if !c.is_empty() && c.len() <= 64 => {
+                request.after = Some(c.clone())
+            }
+            ("cursor", _) => {
+                return Err(bad(
+                    "invalid_cursor",
+                    "'cursor' must be a nextCursor this API gave out",
+                ))
+            }
+            ("limit", v) => {
+                request.limit = v
+                    .as_u64()
+                    .filter(|n| (1..=u64::from(MAX_RECONCILE_PAGE)).contains(n))
+                    .map(|n| n as u32)
+                    .ok_or_else(|| {
+                        bad(
+                            "invalid_field",
+                            format!(
+                                "'limit' must be a whole number from 1 to {MAX_RECONCILE_PAGE}"
+                            ),
+                        )
+                    })?
+            }
+            _ => return Err(bad("invalid_field", format!("unknown field '{key}'"))),
         }
     }
-    match map.get("dryRun") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(bad("invalid_field", "'dryRun' must be true or false")),
-    }
+    Ok(request)
 }
 
 /// `POST /admin/turns` body: `{ "records": [...] }`. Each record is queued as given: a JSON
@@ -482,10 +523,25 @@ mod tests {
 
     #[test]
     fn reconcile_and_raw_turn_bodies() {
-        assert_eq!(parse_reconcile(b""), Ok(false));
-        assert_eq!(parse_reconcile(br#"{"dryRun":true}"#), Ok(true));
+        let first = parse_reconcile(b"").unwrap();
+        assert_eq!(
+            (first.dry_run, first.after, first.limit),
+            (false, None, DEFAULT_RECONCILE_PAGE)
+        );
+        let page = parse_reconcile(br#"{"dryRun":true,"cursor":"u-9","limit":2}"#).unwrap();
+        assert_eq!(
+            (page.dry_run, page.after.as_deref(), page.limit),
+            (true, Some("u-9"), 2)
+        );
         assert!(parse_reconcile(br#"{"dryRun":1}"#).is_err());
         assert!(parse_reconcile(b"{").is_err());
+        assert_eq!(
+            parse_reconcile(br#"{"cursor":""}"#).unwrap_err().code,
+            "invalid_cursor"
+        );
+        assert!(parse_reconcile(br#"{"limit":0}"#).is_err());
+        assert!(parse_reconcile(br#"{"limit":1001}"#).is_err());
+        assert!(parse_reconcile(br#"{"everything":true}"#).is_err());
         let texts = parse_raw_turns(br#"{"records":["raw text",{"v":9},[1]]}"#).unwrap();
         assert_eq!(texts, vec!["raw text", r#"{"v":9}"#, "[1]"]);
         assert!(parse_raw_turns(br#"{"records":[]}"#).is_err());

@@ -221,7 +221,7 @@ fn reconcile_finds_and_fixes_drift() {
     apply_turns(&mut conn, &turns).unwrap();
     let drift = |conn: &Connection| -> Vec<(String, Option<i64>, i64, i64)> {
         let mut st = conn.prepare(&sql::SELECT_DRIFT).unwrap();
-        st.query_map([], |r| {
+        st.query_map(params![None::<String>, 1000], |r| {
             Ok((
                 r.get("user_id")?,
                 r.get("stored_total")?,
@@ -252,7 +252,8 @@ fn reconcile_finds_and_fixes_drift() {
         found.iter().any(|d| d.1.is_none()),
         "a missing snapshot is drift"
     );
-    conn.execute(&sql::FIX_DRIFT, [T0 + 1000]).unwrap();
+    conn.execute(&sql::FIX_DRIFT, params![None::<String>, 1000, T0 + 1000])
+        .unwrap();
     assert!(drift(&conn).is_empty());
     let mut st = conn
         .prepare("SELECT s.total_points, s.intimacy_level, (SELECT SUM(delta) FROM point_events p WHERE p.user_id = s.user_id) FROM user_stats s")
@@ -270,6 +271,72 @@ fn reconcile_finds_and_fixes_drift() {
         let (total, level, ledger) = row.unwrap();
         assert_eq!((total, level), (ledger, intimacy_level(ledger)));
     }
+}
+
+#[test]
+fn reconcile_pages_through_users_and_resumes() {
+    let mut conn = open_in_memory().unwrap();
+    let turns: Vec<_> = (0..70)
+        .map(|n| {
+            sample(
+                &format!("p{}", n % 7),
+                Uuid::from_u128(10),
+                n,
+                T0 + n as i64,
+            )
+        })
+        .collect();
+    apply_turns(&mut conn, &turns).unwrap();
+    // Drift on three of the seven users.
+    conn.execute(
+        "UPDATE user_stats SET total_points = total_points - 3 WHERE rowid IN (1, 4, 7)",
+        [],
+    )
+    .unwrap();
+    let span = |conn: &Connection, after: &Option<String>| -> (i64, Option<String>) {
+        conn.query_row(&sql::USER_PAGE_SPAN, params![after, 2], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    let mut after: Option<String> = None;
+    let (mut checked, mut drifted, mut fixed, mut pages) = (0, 0, 0, 0);
+    loop {
+        let (n, last) = span(&conn, &after);
+        if n == 0 {
+            break;
+        }
+        pages += 1;
+        checked += n;
+        let mut st = conn.prepare(&sql::SELECT_DRIFT).unwrap();
+        drifted += st
+            .query_map(params![after, 2], |r| r.get::<_, String>(0))
+            .unwrap()
+            .count();
+        fixed += conn
+            .execute(&sql::FIX_DRIFT, params![after, 2, T0 + 5000])
+            .unwrap();
+        after = last;
+        // A page that is not full is the last one.
+        if n < 2 {
+            break;
+        }
+    }
+    assert_eq!((checked, pages), (7, 4), "pages of 2 over 7 users");
+    assert_eq!((drifted, fixed), (3, 3));
+    let left: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM user_stats s WHERE s.total_points != (SELECT SUM(delta) FROM point_events p WHERE p.user_id = s.user_id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "every page was fixed");
+    // Resuming after the last user finds nothing more.
+    let last_user: String = conn
+        .query_row("SELECT MAX(id) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(span(&conn, &Some(last_user)).0, 0);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! native tests. D1 binds no 64-bit integers, so times go in as JavaScript numbers (< 2^53).
 
 use crate::error::ApiError;
-use chat_core::admin::{Cursor, LetterFilter, LetterStatus};
+use chat_core::admin::{Cursor, LetterFilter, LetterStatus, ReconcileRequest};
 use chat_core::batch::{user_json, StoredTurn};
 use chat_core::identity::Identity;
 use chat_core::request::{MessageCursor, NewSession};
@@ -275,31 +275,56 @@ pub struct DriftRow {
     pub expected_last: Option<i64>,
 }
 
-/// The drifted users and, unless `dry_run`, their repair, in one atomic batch.
+/// One page of a reconcile: how many users it checked and the last of them.
+#[derive(Debug, Deserialize)]
+pub struct PageSpan {
+    pub checked: i64,
+    pub last_id: Option<String>,
+}
+
+/// One page of users: its span, its drifted users and, unless `dry_run`, their repair, in one
+/// atomic batch.
 pub async fn reconcile(
     db: &D1Database,
-    dry_run: bool,
+    request: &ReconcileRequest,
     now_ms: i64,
-) -> Result<(Vec<DriftRow>, usize), ApiError> {
-    let mut statements = vec![db.prepare(sql::SELECT_DRIFT.as_str())];
-    if !dry_run {
-        statements.push(
-            db.prepare(sql::FIX_DRIFT.as_str())
-                .bind(&[number(now_ms)])?,
-        );
+) -> Result<(PageSpan, Vec<DriftRow>, usize), ApiError> {
+    let page = || {
+        [
+            opt_text(request.after.as_deref()),
+            number(i64::from(request.limit)),
+        ]
+    };
+    let mut statements = vec![
+        db.prepare(sql::USER_PAGE_SPAN.as_str()).bind(&page())?,
+        db.prepare(sql::SELECT_DRIFT.as_str()).bind(&page())?,
+    ];
+    if !request.dry_run {
+        let [after, limit] = page();
+        statements.push(db.prepare(sql::FIX_DRIFT.as_str()).bind(&[
+            after,
+            limit,
+            number(now_ms),
+        ])?);
     }
     let results = db.batch(statements).await?;
-    let drift: Vec<DriftRow> = results
+    let span: PageSpan = results
         .first()
+        .map(|r| r.results())
+        .transpose()?
+        .and_then(|rows: Vec<PageSpan>| rows.into_iter().next())
+        .ok_or_else(|| ApiError::Internal("the page span returned no row".into()))?;
+    let drift: Vec<DriftRow> = results
+        .get(1)
         .map(|r| r.results())
         .transpose()?
         .unwrap_or_default();
     let fixed = results
-        .get(1)
+        .get(2)
         .and_then(|r| r.meta().ok().flatten())
         .and_then(|m| m.changes)
         .unwrap_or(0);
-    Ok((drift, fixed))
+    Ok((span, drift, fixed))
 }
 
 /// The one-row figures of `GET /admin/stats`.

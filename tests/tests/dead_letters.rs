@@ -388,6 +388,39 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
         .admin("POST", "/admin/reconcile", Some(&json!({ "dryRun": true })))
         .await;
     assert!(clean["drifted"].as_array().unwrap().is_empty());
+    assert!(clean["nextCursor"].is_null(), "one page held every user");
+
+    // Page by page, one user at a time: a drift on the last user is found on the last page,
+    // and the pages check every user once.
+    w.db()
+        .execute(
+            "UPDATE user_stats SET total_points = total_points - 7 WHERE user_id = (SELECT MAX(id) FROM users)",
+            [],
+        )
+        .unwrap();
+    let users = w.count("SELECT COUNT(*) FROM users");
+    let (mut cursor, mut checked, mut fixed_total) = (Value::Null, 0, 0);
+    for _ in 0..=users {
+        let (status, page) = w
+            .admin(
+                "POST",
+                "/admin/reconcile",
+                Some(&json!({ "limit": 1, "cursor": cursor })),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        checked += page["checked"].as_i64().unwrap();
+        fixed_total += page["fixed"].as_i64().unwrap();
+        cursor = page["nextCursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert!(cursor.is_null(), "the pages end");
+    // The last full page is followed by one empty page that ends the walk.
+    assert_eq!(checked, users, "every user checked once");
+    assert_eq!(fixed_total, 1);
+    assert_eq!(ledger_drift(&w), 0);
 
     let (status, stats) = w.admin("GET", "/admin/stats", None).await;
     assert_eq!(status, 200);

@@ -13,8 +13,13 @@ use worker_support::clock::now_ms;
 /// Recomputes `user_stats` from `point_events` and `chat_messages`, reports every user whose
 /// snapshot drifted, and (unless `dryRun`) repairs them in the same atomic batch.
 pub async fn reconcile(mut req: Request, services: &Services) -> Result<Response, ApiError> {
-    let dry_run = parse_reconcile(&body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?)?;
-    let (drift, fixed) = db::reconcile(&services.db, dry_run, now_ms()).await?;
+    let request = parse_reconcile(&body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?)?;
+    let dry_run = request.dry_run;
+    let (span, drift, fixed) = db::reconcile(&services.db, &request, now_ms()).await?;
+    // A full page may have more users after it; a short one is the last.
+    let next_cursor = span
+        .last_id
+        .filter(|_| span.checked >= i64::from(request.limit));
     let drifted: Vec<_> = drift
         .iter()
         .map(|d| {
@@ -29,10 +34,20 @@ pub async fn reconcile(mut req: Request, services: &Services) -> Result<Response
             })
         })
         .collect();
-    tracing::info!(dry_run, drifted = drifted.len(), fixed, "reconcile");
-    Ok(Response::from_json(
-        &json!({ "dryRun": dry_run, "drifted": drifted, "fixed": fixed }),
-    )?)
+    tracing::info!(
+        dry_run,
+        checked = span.checked,
+        drifted = drifted.len(),
+        fixed,
+        "reconcile"
+    );
+    Ok(Response::from_json(&json!({
+        "dryRun": dry_run,
+        "checked": span.checked,
+        "drifted": drifted,
+        "fixed": fixed,
+        "nextCursor": next_cursor,
+    }))?)
 }
 
 /// Queues raw turn records exactly as given, for operators and tests that need a duplicate,
