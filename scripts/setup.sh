@@ -7,6 +7,23 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
 version_is() { command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qF "$2"; }
+# `cargo install --locked` where the registry has every version the tool's lock file names;
+# without it when it does not (the registry mirror can lag behind a lock file).
+install_crate() {
+  cargo install --locked "$@" || { log "retrying without --locked"; cargo install "$@"; }
+}
+
+# A C compiler (ring, zstd and SQLite's bundled build need one) from Debian's packages.
+if ! command -v cc >/dev/null 2>&1; then
+  log "installing a C compiler (gcc) from Debian's packages"
+  apt-get update -qq && apt-get install -y -qq gcc libc6-dev
+fi
+# cargo-fuzz needs a nightly toolchain (for the sanitizers); rustup brings it.
+if ! rustup toolchain list | grep -q '^nightly'; then
+  log "installing the nightly toolchain for fuzzing"
+  rustup toolchain install nightly --profile minimal \
+    || log "could not install the nightly toolchain: scripts/fuzz.sh will fail until one is installed"
+fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "adding the wasm32-unknown-unknown target"
@@ -14,7 +31,7 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 if ! version_is worker-build "$WORKER_BUILD_VERSION"; then
   log "installing worker-build $WORKER_BUILD_VERSION"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION"
+  install_crate worker-build --version "$WORKER_BUILD_VERSION"
 fi
 if ! version_is wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   # No --locked: the registry mirror can lag behind the CLI's own lock file.
@@ -23,7 +40,7 @@ if ! version_is wasm-bindgen "$WASM_BINDGEN_VERSION"; then
 fi
 if ! version_is cargo-fuzz "$CARGO_FUZZ_VERSION"; then
   log "installing cargo-fuzz $CARGO_FUZZ_VERSION (fuzzing runs on the machine's nightly toolchain)"
-  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+  install_crate cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 if ! { version_is wrangler "$WRANGLER_VERSION" && [ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/esbuild ]; }; then
   log "installing wrangler $WRANGLER_VERSION and binaryen from package-lock.json"
