@@ -33,4 +33,5 @@ fi
 log "starting both Workers on http://localhost:$PORT (X-Dev-User auth)"
 exec wrangler dev --local -c wrangler.toml -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --var ALLOW_DEV_AUTH:local-only \
+  --var "TURN_RATE_LIMIT:${TURN_RATE_LIMIT:-off}" \
   --show-interactive-dev-session=false

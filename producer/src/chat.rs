@@ -6,6 +6,7 @@
 use crate::actor;
 use crate::body;
 use crate::error::ApiError;
+use crate::rate_limit;
 use crate::services::Services;
 use chat_core::ids::valid_idempotency_key;
 use chat_core::request::ChatTurn;
@@ -19,6 +20,7 @@ pub async fn post(mut req: Request, env: &Env, services: &Services) -> Result<Re
     let identity = services.auth.resolve(&req).await?;
     let key = idempotency_key(&req)?;
     let turn = ChatTurn::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
+    rate_limit::check(env, &identity).await?;
     actor::turn(
         env,
         &TurnAsk {

@@ -19,6 +19,8 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     /// 422: well-formed, but refused by what the server remembers (an idempotency key).
     Unprocessable { code: &'static str, message: String },
+    /// 429: the player sent more turns than the rate limit allows; retry after `retry_after` s.
+    RateLimited { retry_after: u32 },
     /// 415: the body is not JSON.
     UnsupportedMediaType,
     /// 503: the turn could not be queued; the client may retry with the same key.
@@ -50,6 +52,11 @@ impl ApiError {
             ),
             Self::Conflict { code, message } => (409, code, message.clone()),
             Self::Unprocessable { code, message } => (422, code, message.clone()),
+            Self::RateLimited { retry_after } => (
+                429,
+                "rate_limited",
+                format!("too many turns; retry in {retry_after} s with the same Idempotency-Key"),
+            ),
             Self::UnsupportedMediaType => (
                 415,
                 "unsupported_media_type",
@@ -90,6 +97,9 @@ impl ApiError {
         }
         if status == 503 || code == "turn_in_progress" {
             let _ = headers.set("Retry-After", "1");
+        }
+        if let Self::RateLimited { retry_after } = self {
+            let _ = headers.set("Retry-After", &retry_after.to_string());
         }
         response
     }

@@ -13,6 +13,7 @@
 //! - [`body`]: reading a JSON body within its size limit.
 //! - [`chat`]: `POST /api/chat`, the hot path: authenticate, validate, hand to the actor.
 //! - [`sessions`]: starting a session and listing its messages.
+//! - [`rate_limit`]: the per-player turn rate limit (the `[[ratelimits]]` binding).
 //! - [`stats`]: a player's points and intimacy level.
 //! - [`db`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
 //! - [`error`]: the one error type of this boundary, mapped to a status once.
@@ -25,6 +26,7 @@ mod chat;
 mod db;
 mod engine;
 mod error;
+mod rate_limit;
 mod routes;
 mod services;
 mod sessions;

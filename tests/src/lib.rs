@@ -187,6 +187,14 @@ impl Workers {
                 "ALLOW_DEV_AUTH:local-only",
             ]);
         }
+        // The per-player rate limit is off, as in scripts/dev.sh, unless the test sets it.
+        if !options
+            .chat_vars
+            .iter()
+            .any(|(k, _)| *k == "TURN_RATE_LIMIT")
+        {
+            cmd.args(["--var", "TURN_RATE_LIMIT:off"]);
+        }
         for (k, v) in &options.chat_vars {
             cmd.args(["--var", &format!("{k}:{v}")]);
         }

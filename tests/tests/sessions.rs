@@ -399,3 +399,56 @@ async fn the_workers_ai_engine_falls_back_offline() {
         w.log_tail()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_over_the_turn_rate_limit_gets_429_and_nothing_is_queued() {
+    let w = Workers::start_with(Options {
+        chat_vars: vec![("TURN_RATE_LIMIT", "on".into())],
+        ..Options::default()
+    })
+    .await;
+    let user = "x:farmer";
+    let session = w.session(user, "kai").await;
+    // The deployed limit: 30 turns a minute per player.
+    let mut ok = 0;
+    let mut limited = None;
+    for i in 0..40 {
+        let r = w
+            .http
+            .post(w.url("/api/chat"))
+            .header("X-Dev-User", user)
+            .header("Idempotency-Key", format!("farm-{i}"))
+            .json(&json!({ "sessionId": session, "message": format!("hi {i}") }))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            ok += 1;
+            continue;
+        }
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        limited = Some((
+            r.status().as_u16(),
+            retry_after,
+            r.json::<Value>().await.unwrap(),
+        ));
+        break;
+    }
+    assert_eq!(ok, 30, "30 turns a minute go through");
+    let (status, retry_after, body) = limited.expect("the 31st turn is refused");
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(retry_after.as_deref(), Some("60"));
+    // Another player is not throttled by this one.
+    let other = w.session("x:neighbour", "kai").await;
+    let (status, _, body) = chat_raw(&w, "x:neighbour", &other, "hello", None).await;
+    assert_eq!(status, 200, "{body}");
+    // Exactly the answered turns are stored: the refused one was never queued.
+    assert!(wait_for(Duration::from_secs(30), || stored(&w, &session) == 30).await);
+    drain(&w).await;
+    assert_eq!(stored(&w, &session), 30);
+}
