@@ -327,6 +327,26 @@ impl Workers {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A `POST /api/chat` of `message` in `session` as player `user`, with an
+    /// Idempotency-Key when given; the caller sends it and reads what it needs.
+    pub fn chat_request(
+        &self,
+        user: &str,
+        session: &str,
+        message: &str,
+        key: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .post(self.url("/api/chat"))
+            .header("X-Dev-User", user)
+            .json(&serde_json::json!({ "sessionId": session, "message": message }));
+        match key {
+            Some(key) => req.header("Idempotency-Key", key),
+            None => req,
+        }
+    }
+
     pub async fn get(&self, path: &str, user: &str) -> (u16, Value) {
         let r = self
             .http

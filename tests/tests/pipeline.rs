@@ -3,7 +3,7 @@
 
 use e2e::{wait_for, Workers};
 use futures::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -37,15 +37,11 @@ async fn chat(
     message: &str,
     key: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = w
-        .http
-        .post(w.url("/api/chat"))
-        .header("X-Dev-User", user)
-        .json(&json!({ "sessionId": session, "message": message }));
-    if let Some(key) = key {
-        req = req.header("Idempotency-Key", key);
-    }
-    let r = req.send().await.expect("answered");
+    let r = w
+        .chat_request(user, session, message, key)
+        .send()
+        .await
+        .expect("answered");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }

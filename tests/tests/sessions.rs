@@ -19,15 +19,11 @@ async fn chat_raw(
     message: &str,
     key: Option<&str>,
 ) -> (u16, bool, String) {
-    let mut req = w
-        .http
-        .post(w.url("/api/chat"))
-        .header("X-Dev-User", user)
-        .json(&json!({ "sessionId": session, "message": message }));
-    if let Some(key) = key {
-        req = req.header("Idempotency-Key", key);
-    }
-    let r = req.send().await.expect("answered");
+    let r = w
+        .chat_request(user, session, message, key)
+        .send()
+        .await
+        .expect("answered");
     let status = r.status().as_u16();
     let replayed = r.headers().contains_key("idempotent-replayed");
     (status, replayed, r.text().await.unwrap())
@@ -414,11 +410,12 @@ async fn a_player_over_the_turn_rate_limit_gets_429_and_nothing_is_queued() {
     let mut limited = None;
     for i in 0..40 {
         let r = w
-            .http
-            .post(w.url("/api/chat"))
-            .header("X-Dev-User", user)
-            .header("Idempotency-Key", format!("farm-{i}"))
-            .json(&json!({ "sessionId": session, "message": format!("hi {i}") }))
+            .chat_request(
+                user,
+                &session,
+                &format!("hi {i}"),
+                Some(&format!("farm-{i}")),
+            )
             .send()
             .await
             .unwrap();
