@@ -19,6 +19,7 @@ pub struct Stored {
 /// Applies the turns in `turns_json` (see `chat_core::batch::turns_json`) atomically: every
 /// statement of `sql::apply_turns` in ONE `D1Database::batch`, each binding that one JSON.
 pub async fn apply_turns(db: &D1Database, turns_json: &str) -> worker::Result<Stored> {
+    fits_d1("the batch's turns", turns_json)?;
     let param = [JsValue::from_str(turns_json)];
     let statements = sql::apply_turns()
         .iter()
@@ -42,19 +43,24 @@ pub async fn apply_turns(db: &D1Database, turns_json: &str) -> worker::Result<St
     })
 }
 
-/// Archives dead letters in one statement.
-pub async fn store_letters(
-    db: &D1Database,
-    letters: &[Envelope],
-    now_ms: i64,
-) -> worker::Result<()> {
-    let json =
-        serde_json::to_string(letters).map_err(|e| worker::Error::RustError(e.to_string()))?;
+/// Archives dead letters in one statement; `letters_json` is a JSON array of envelopes, cut
+/// to size by the caller (`d1_limits::json_chunks`).
+pub async fn store_letters(db: &D1Database, letters_json: &str, now_ms: i64) -> worker::Result<()> {
+    fits_d1("the batch's dead letters", letters_json)?;
     db.prepare(sql::STORE_LETTERS)
-        .bind(&[JsValue::from_str(&json), JsValue::from(now_ms as f64)])?
+        .bind(&[
+            JsValue::from_str(letters_json),
+            JsValue::from(now_ms as f64),
+        ])?
         .run()
         .await?;
     Ok(())
+}
+
+/// Refuses what D1 would refuse, here and in every build, so that the local D1 (which has no
+/// such limit) behaves as the deployed one does.
+fn fits_d1(name: &str, value: &str) -> worker::Result<()> {
+    chat_core::d1_limits::check_value(name, value.len()).map_err(worker::Error::RustError)
 }
 
 /// Sends envelopes to the dead-letter queue as JSON text, each within a message's size.

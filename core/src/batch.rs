@@ -105,6 +105,50 @@ pub fn turns_json<'a>(records: impl IntoIterator<Item = &'a TurnRecord>) -> Stri
     serde_json::to_string(&rows).expect("rows always serialize")
 }
 
+/// Some of a batch's deliveries, and the JSON array that stores their turns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnChunk {
+    /// Every delivery (index into the batch) of the turn ids this chunk stores, ascending.
+    pub deliveries: Vec<usize>,
+    /// The rows of the first arrival of each of those turn ids (see [`turns_json`]).
+    pub json: String,
+}
+
+/// Cuts a batch into chunks whose JSON is at most `max_bytes` (see `d1_limits`), each
+/// stored by its own atomic D1 batch. A turn id's first arrival and its duplicates go in
+/// the same chunk, so each chunk judges its own deliveries with [`judge`]; a player's
+/// turns may span chunks, which is safe because each chunk moves `user_stats` only by the
+/// events it inserts.
+pub fn turn_chunks<T>(
+    items: &[T],
+    record: impl Fn(&T) -> &TurnRecord,
+    max_bytes: usize,
+) -> Vec<TurnChunk> {
+    let firsts = first_arrivals(items, &record);
+    let rows: Vec<TurnRow<'_>> = firsts
+        .iter()
+        .map(|&i| TurnRow::new(record(&items[i])))
+        .collect();
+    let chunks = crate::d1_limits::json_chunks(&rows, max_bytes);
+    let mut chunk_of: HashMap<Uuid, usize> = HashMap::new();
+    for (c, chunk) in chunks.iter().enumerate() {
+        for &row in &chunk.items {
+            chunk_of.insert(record(&items[firsts[row]]).turn_id, c);
+        }
+    }
+    let mut out: Vec<TurnChunk> = chunks
+        .into_iter()
+        .map(|c| TurnChunk {
+            deliveries: Vec::new(),
+            json: c.json,
+        })
+        .collect();
+    for (i, item) in items.iter().enumerate() {
+        out[chunk_of[&record(item).turn_id]].deliveries.push(i);
+    }
+    out
+}
+
 /// The JSON array bound to `sql::UPSERT_USERS` for one identity.
 pub fn user_json(identity: &Identity, seen_at: i64) -> String {
     serde_json::to_string(&[UserRow::from_identity(identity, seen_at)])
@@ -204,6 +248,75 @@ mod tests {
         let meta: serde_json::Value =
             serde_json::from_str(row["metadata_json"].as_str().unwrap()).unwrap();
         assert_eq!(meta["engine"], "sample");
+    }
+
+    #[test]
+    fn a_full_batch_of_the_largest_turns_is_cut_to_fit_d1() {
+        use crate::d1_limits::{MAX_BOUND_JSON_BYTES, MAX_VALUE_BYTES};
+        use crate::record::largest_sample;
+        // The largest turns the chat builds come to about 1.97 MB for 100, at D1's limit;
+        // records up to `MAX_RECORD_BYTES` (here padded through `xUsername`) pass it.
+        let mut batch: Vec<TurnRecord> = (0..100)
+            .map(|n| {
+                let mut r = largest_sample(&format!("p{}", n % 7), SESSION, n, 1_700_000_000_000);
+                if n % 2 == 0 {
+                    r.user.x_username = Some("x".repeat(30_000));
+                }
+                assert_eq!(r.validate(), Ok(()));
+                r
+            })
+            .collect();
+        // Redeliveries of turns 3 and 97 arrive late in the batch.
+        batch[98] = batch[3].clone();
+        batch[99] = batch[97].clone();
+        let whole = turns_json(first_arrivals(&batch, |r| r).iter().map(|&i| &batch[i]));
+        assert!(
+            whole.len() > MAX_VALUE_BYTES,
+            "one value would be refused: {}",
+            whole.len()
+        );
+
+        let chunks = turn_chunks(&batch, |r| r, MAX_BOUND_JSON_BYTES);
+        assert!(
+            chunks.len() >= whole.len() / MAX_BOUND_JSON_BYTES,
+            "{}",
+            chunks.len()
+        );
+        let mut seen: Vec<usize> = chunks.iter().flat_map(|c| c.deliveries.clone()).collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..100).collect::<Vec<_>>(),
+            "every delivery in one chunk"
+        );
+        let mut rows = 0;
+        for c in &chunks {
+            assert!(c.json.len() <= MAX_BOUND_JSON_BYTES, "{}", c.json.len());
+            let ids: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&c.json)
+                .unwrap()
+                .iter()
+                .map(|row| row["turn_id"].as_str().unwrap().to_owned())
+                .collect();
+            rows += ids.len();
+            // A chunk stores exactly the turn ids of its deliveries, each once.
+            let mut wanted: Vec<String> = c
+                .deliveries
+                .iter()
+                .map(|&i| batch[i].turn_id.to_string())
+                .collect();
+            wanted.dedup();
+            wanted.sort();
+            wanted.dedup();
+            let mut got = ids.clone();
+            got.sort();
+            assert_eq!(got, wanted);
+        }
+        assert_eq!(rows, 98, "each turn id stored once");
+        assert_eq!(
+            turn_chunks(&batch[..5], |r| r, MAX_BOUND_JSON_BYTES).len(),
+            1,
+            "a small batch stays one atomic write"
+        );
     }
 
     #[test]

@@ -64,25 +64,40 @@ impl Envelope {
         serde_json::to_string(self).expect("an envelope serializes")
     }
 
-    /// The envelope as JSON text of at most `max_bytes`: an oversize payload is cut (on a
-    /// character boundary) and the error says so, rather than the letter being unsendable.
+    /// The envelope as JSON text of at most `max_bytes`, measured after JSON escaping (a
+    /// control byte escapes to six): an oversize payload keeps its longest prefix that fits,
+    /// cut on a character boundary, and the error says so, rather than the letter being
+    /// unsendable. `max_bytes` must leave room for the rest of the envelope (an error is at
+    /// most `MAX_ERROR_CHARS` characters); [`Self::MAX_BYTES`] leaves plenty.
     pub fn encode_within(&self, max_bytes: usize) -> String {
         let text = self.encode();
         if text.len() <= max_bytes {
             return text;
         }
-        let mut cut = self.clone();
-        let mut keep = max_bytes / 2;
-        while !cut.payload.is_char_boundary(keep.min(cut.payload.len())) {
-            keep -= 1;
-        }
         let original = self.payload.len();
-        cut.payload.truncate(keep);
-        cut.error = format!(
-            "{} (payload of {original} bytes truncated to {keep})",
-            cut.error
-        );
-        cut.encode()
+        let cut_to = |keep: usize| {
+            let mut cut = self.clone();
+            cut.payload.truncate(keep);
+            cut.error = format!(
+                "{} (payload of {original} bytes truncated to {keep})",
+                cut.error
+            );
+            cut.encode()
+        };
+        // Binary search over the payload's character boundaries for the longest prefix
+        // whose envelope fits: escaping makes the encoded size grow with the prefix, but not
+        // in step with it.
+        let bounds: Vec<usize> = self.payload.char_indices().map(|(i, _)| i).collect();
+        let (mut fits, mut over) = (0, bounds.len());
+        while over - fits > 1 {
+            let mid = (fits + over) / 2;
+            if cut_to(bounds[mid]).len() <= max_bytes {
+                fits = mid;
+            } else {
+                over = mid;
+            }
+        }
+        cut_to(bounds.get(fits).copied().unwrap_or(0))
     }
 
     /// Reads a dead-letter queue body: our envelope, or a bare message the queue moved there
@@ -215,6 +230,31 @@ mod tests {
         let back: Envelope = serde_json::from_str(&text).unwrap();
         assert!(back.error.contains("truncated"));
         assert_eq!(e.encode_within(usize::MAX), e.encode());
+    }
+
+    #[test]
+    fn an_envelope_of_control_bytes_fits_after_escaping() {
+        let payload = "\u{1}".repeat(25_000);
+        let e = Envelope::new("m", &payload, FailureClass::Undecodable, "bad", 1, 0, 1);
+        assert!(
+            e.encode().len() > 128 * 1024,
+            "escaped it would not fit a queue message"
+        );
+        let text = e.encode_within(Envelope::MAX_BYTES);
+        assert!(text.len() <= Envelope::MAX_BYTES, "{}", text.len());
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        assert!(payload.starts_with(&back.payload));
+        // The longest prefix that fits: six bytes more would not.
+        assert!(
+            back.payload.len() * 6 > Envelope::MAX_BYTES - 2_000,
+            "{}",
+            back.payload.len()
+        );
+        assert!(
+            back.error.contains("payload of 25000 bytes truncated to"),
+            "{}",
+            back.error
+        );
     }
 
     #[test]

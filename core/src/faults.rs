@@ -1,13 +1,15 @@
-//! The consumer's fault switch, for tests: it makes a D1 batch fail on purpose, before the
-//! write (nothing stored) or after it (stored, but the handler fails, so the batch is
-//! delivered again). It is read from the `FAULTS` variable, which no deployable config sets;
+//! The consumer's fault switch, for tests: it makes chosen turns fail on purpose (held back
+//! from the write, as if their D1 batch had failed, without taking their batchmates down),
+//! and D1 batches fail before the write (nothing stored) or after it (stored, but the
+//! handler fails, so the batch is delivered again). It is read from the `FAULTS` variable, which no deployable config sets;
 //! only `wrangler dev --var FAULTS:…` (the tests) turns it on.
 //!
 //! The spec is a comma-separated list:
 //! - `markers`: a turn whose player message contains `[fault:before]` fails every attempt;
-//!   `[fault:before-once]` fails its first attempt; `[fault:after-once]` fails after the
-//!   write on its first attempt; `[fault:before-until=MS]` fails every attempt until the
-//!   clock passes MS (epoch ms): it exhausts its retries, yet a later replay succeeds.
+//!   `[fault:before-once]` fails its first attempt; `[fault:before-until=MS]` fails every
+//!   attempt until the clock passes MS (epoch ms): it exhausts its retries and becomes a
+//!   transient dead letter, yet a later replay succeeds. These fail the turn alone.
+//!   `[fault:after-once]` fails its whole write after it, on its first attempt.
 //! - `before=R`, `after=R`: fail that share (0..=1) of batches at random.
 //! - `letters-until=MS`: storing dead letters fails until the clock passes MS (epoch ms): a D1
 //!   outage of the archive that outlasts every retry of the dead-letter queue, then clears.
@@ -69,27 +71,30 @@ impl Faults {
         self.letters_until.is_some_and(|until| now_ms < until)
     }
 
-    /// The fault for a batch of `(record, attempts)` at `now_ms`; `unit` is random in [0, 1).
+    /// Whether a marker holds back this delivery of a turn: it is not written, and fails
+    /// as if D1 had.
+    pub fn fails_turn(&self, record: &TurnRecord, attempts: u32, now_ms: i64) -> bool {
+        if !self.markers {
+            return false;
+        }
+        let text = &record.user_message.content;
+        until_marker(text).is_some_and(|until| now_ms < until)
+            || text.contains("[fault:before]")
+            || (attempts == 1 && text.contains("[fault:before-once]"))
+    }
+
+    /// The fault for one D1 write of `(record, attempts)`; `unit` is random in [0, 1).
     pub fn decide<'a>(
         &self,
-        batch: impl IntoIterator<Item = (&'a TurnRecord, u32)>,
-        now_ms: i64,
+        write: impl IntoIterator<Item = (&'a TurnRecord, u32)>,
         unit: f64,
     ) -> Fault {
-        if self.markers {
-            for (record, attempts) in batch {
-                let text = &record.user_message.content;
-                let until = until_marker(text).is_some_and(|until| now_ms < until);
-                if until
-                    || text.contains("[fault:before]")
-                    || (attempts == 1 && text.contains("[fault:before-once]"))
-                {
-                    return Fault::BeforeWrite;
-                }
-                if attempts == 1 && text.contains("[fault:after-once]") {
-                    return Fault::AfterWrite;
-                }
-            }
+        if self.markers
+            && write.into_iter().any(|(record, attempts)| {
+                attempts == 1 && record.user_message.content.contains("[fault:after-once]")
+            })
+        {
+            return Fault::AfterWrite;
         }
         if unit < self.before_rate {
             Fault::BeforeWrite
@@ -139,22 +144,34 @@ mod tests {
     fn markers_and_rates_decide() {
         let mut r = sample("1", Uuid::nil(), 1, 1_700_000_000_000);
         let markers = Faults::parse("markers").unwrap();
-        assert_eq!(markers.decide([(&r, 1)], 0, 0.0), Fault::None);
+        assert!(!markers.fails_turn(&r, 1, 0));
+        assert_eq!(markers.decide([(&r, 1)], 0.0), Fault::None);
         r.user_message.content = "hi [fault:before-once]".into();
-        assert_eq!(markers.decide([(&r, 1)], 0, 0.9), Fault::BeforeWrite);
-        assert_eq!(markers.decide([(&r, 2)], 0, 0.9), Fault::None);
+        assert!(markers.fails_turn(&r, 1, 0) && !markers.fails_turn(&r, 2, 0));
         r.user_message.content = "hi [fault:before]".into();
-        assert_eq!(markers.decide([(&r, 7)], 0, 0.9), Fault::BeforeWrite);
-        r.user_message.content = "hi [fault:after-once]".into();
-        assert_eq!(markers.decide([(&r, 1)], 0, 0.9), Fault::AfterWrite);
+        assert!(markers.fails_turn(&r, 7, 0));
         assert_eq!(
-            Faults::default().decide([(&r, 1)], 0, 0.0),
+            markers.decide([(&r, 1)], 0.9),
+            Fault::None,
+            "held back, not the write"
+        );
+        r.user_message.content = "hi [fault:before-until=1000]".into();
+        assert!(markers.fails_turn(&r, 9, 999) && !markers.fails_turn(&r, 9, 1000));
+        r.user_message.content = "hi [fault:after-once]".into();
+        assert!(!markers.fails_turn(&r, 1, 0));
+        assert_eq!(markers.decide([(&r, 1)], 0.9), Fault::AfterWrite);
+        assert_eq!(markers.decide([(&r, 2)], 0.9), Fault::None);
+        let off = Faults::default();
+        assert_eq!(
+            off.decide([(&r, 1)], 0.0),
             Fault::None,
             "off ignores markers"
         );
+        r.user_message.content = "hi [fault:before]".into();
+        assert!(!off.fails_turn(&r, 1, 0));
         let rates = Faults::parse("before=0.2,after=0.2").unwrap();
-        assert_eq!(rates.decide([], 0, 0.1), Fault::BeforeWrite);
-        assert_eq!(rates.decide([], 0, 0.3), Fault::AfterWrite);
-        assert_eq!(rates.decide([], 0, 0.5), Fault::None);
+        assert_eq!(rates.decide([], 0.1), Fault::BeforeWrite);
+        assert_eq!(rates.decide([], 0.3), Fault::AfterWrite);
+        assert_eq!(rates.decide([], 0.5), Fault::None);
     }
 }

@@ -21,7 +21,9 @@
 //! - [`backoff`]: retry delays: exponential, capped, jittered.
 //! - [`dead_letter`]: the envelope a failed message travels in, and the replay verdicts.
 //! - [`faults`]: the local-only fault switch the tests use to make D1 fail on purpose.
-//! - [`batch`]: turning a queue batch of records into the one JSON parameter the SQL reads.
+//! - [`batch`]: turning a queue batch of records into the one JSON parameter the SQL reads,
+//!   cut into chunks under D1's value limit.
+//! - [`d1_limits`]: D1's size limits, and JSON arrays cut by encoded size to stay under them.
 //! - [`sql`]: every SQL statement either Worker runs, in one place (D1's and the session
 //!   actor's own SQLite).
 //! - `native` (feature `sqlite`): the migrations and the consumer's batch on native SQLite.
@@ -32,6 +34,7 @@ pub mod admin;
 pub mod backoff;
 pub mod batch;
 pub mod character;
+pub mod d1_limits;
 pub mod dead_letter;
 pub mod engine;
 pub mod failure;

@@ -2,7 +2,7 @@
 //! benchmarks: the same files and statements as D1 runs, one transaction per batch as D1's
 //! `batch` is.
 
-use crate::batch::{first_arrivals, judge, turns_json, Outcome, StoredTurn};
+use crate::batch::{judge, turn_chunks, Outcome, StoredTurn};
 use crate::record::TurnRecord;
 use crate::sql;
 use rusqlite::Connection;
@@ -75,12 +75,36 @@ pub struct Applied {
     pub conflicts: usize,
 }
 
-/// Applies a batch of turns as the consumer does: the first delivery of each turn id through
-/// every statement of
-/// `sql::apply_turns`, in one transaction, then every delivery judged.
+/// Applies a batch of turns as the consumer does, in chunks of at most
+/// `d1_limits::MAX_BOUND_JSON_BYTES`.
 pub fn apply_turns(conn: &mut Connection, records: &[TurnRecord]) -> rusqlite::Result<Applied> {
-    let firsts = first_arrivals(records, |r| r);
-    let json = turns_json(firsts.iter().map(|&i| &records[i]));
+    apply_turns_within(conn, records, crate::d1_limits::MAX_BOUND_JSON_BYTES)
+}
+
+/// Applies a batch of turns as the consumer does: cut into chunks of at most `max_bytes` of
+/// JSON, each chunk's first deliveries through every statement of `sql::apply_turns` in one
+/// transaction, then its deliveries judged.
+pub fn apply_turns_within(
+    conn: &mut Connection,
+    records: &[TurnRecord],
+    max_bytes: usize,
+) -> rusqlite::Result<Applied> {
+    let mut total = Applied::default();
+    for chunk in turn_chunks(records, |r| r, max_bytes) {
+        let deliveries: Vec<&TurnRecord> = chunk.deliveries.iter().map(|&i| &records[i]).collect();
+        let a = apply_chunk(conn, &deliveries, &chunk.json)?;
+        total.applied += a.applied;
+        total.duplicates += a.duplicates;
+        total.conflicts += a.conflicts;
+    }
+    Ok(total)
+}
+
+fn apply_chunk(
+    conn: &mut Connection,
+    records: &[&TurnRecord],
+    json: &str,
+) -> rusqlite::Result<Applied> {
     let tx = conn.transaction()?;
     let mut stored = Vec::new();
     let mut inserted = 0;
@@ -88,7 +112,7 @@ pub fn apply_turns(conn: &mut Connection, records: &[TurnRecord]) -> rusqlite::R
         let mut st = tx.prepare_cached(statement)?;
         if i == sql::STORED_STATEMENT {
             stored = st
-                .query_map([&json], |r| {
+                .query_map([json], |r| {
                     Ok(StoredTurn {
                         id: r.get(0)?,
                         user_id: r.get(1)?,
@@ -98,7 +122,7 @@ pub fn apply_turns(conn: &mut Connection, records: &[TurnRecord]) -> rusqlite::R
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
         } else {
-            let changes = st.execute([&json])?;
+            let changes = st.execute([json])?;
             if i == sql::APPLIED_STATEMENT {
                 inserted = changes;
             }

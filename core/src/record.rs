@@ -24,6 +24,12 @@ pub const MAX_REPLY_CHARS: usize = 4000;
 pub const MAX_REPLY_BYTES: usize = 8 * 1024;
 /// Largest point-event metadata, as JSON text.
 pub const MAX_METADATA_BYTES: usize = 2048;
+/// Largest encoded record, after JSON escaping. The biggest record the chat Worker can build
+/// (a 2,000-character message of 4-byte characters, a reply at both of its caps, half of it
+/// quotes) is about 20 KB, so this bound is never met by the chat; it keeps a hand-made
+/// record, and so a queue message and a row of the consumer's JSON, far under the queue's
+/// 128 KB and D1's 2 MB (see `d1_limits`).
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// Version 1 of the turn record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +243,11 @@ impl TurnRecord {
             &self.agent_message.content,
             MAX_REPLY_CHARS,
         )?;
+        if self.agent_message.content.len() > MAX_REPLY_BYTES {
+            return invalid(format!(
+                "agentMessage.content is larger than {MAX_REPLY_BYTES} bytes"
+            ));
+        }
         for (name, at) in [
             ("userMessage.createdAt", self.user_message.created_at),
             ("agentMessage.createdAt", self.agent_message.created_at),
@@ -275,6 +286,12 @@ impl TurnRecord {
             if !ids::valid_idempotency_key(key) {
                 return invalid("idempotencyKey must be 1 to 128 visible ASCII characters".into());
             }
+        }
+        let bytes = self.encode().len();
+        if bytes > MAX_RECORD_BYTES {
+            return invalid(format!(
+                "the record is {bytes} bytes encoded, over {MAX_RECORD_BYTES}"
+            ));
         }
         Ok(())
     }
@@ -375,6 +392,22 @@ pub fn sample(provider_user_id: &str, session_id: Uuid, n: u64, at: i64) -> Turn
     })
 }
 
+/// The largest record the chat Worker can build: every text at its cap, in the characters
+/// that encode longest (4-byte emoji, and quotes, which JSON escapes to two bytes).
+pub fn largest_sample(provider_user_id: &str, session_id: Uuid, n: u64, at: i64) -> TurnRecord {
+    let mut r = sample(provider_user_id, session_id, n, at);
+    let emoji = "\u{1F600}";
+    let prefix = format!("{n} ");
+    r.user_message.content = format!(
+        "{prefix}{}",
+        emoji.repeat(MAX_MESSAGE_CHARS - prefix.chars().count())
+    );
+    // 1,397 emoji and 2,603 quotes: 4,000 characters in 8,191 bytes, 10,791 once escaped.
+    r.agent_message.content = format!("{}{}", emoji.repeat(1397), "\"".repeat(2603));
+    r.user.display_name = Some(emoji.repeat(identity::MAX_DISPLAY_NAME_CHARS));
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +419,24 @@ mod tests {
     fn a_built_record_round_trips() {
         let r = sample("42", SESSION, 3, AT);
         assert_eq!(TurnRecord::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn the_largest_record_fits_and_bigger_ones_are_invalid() {
+        let r = largest_sample("big", SESSION, 12345, AT);
+        assert_eq!(r.validate(), Ok(()));
+        let bytes = r.encode().len();
+        assert!((19_000..=MAX_RECORD_BYTES).contains(&bytes), "{bytes}");
+        assert_eq!(TurnRecord::decode(&r.encode()), Ok(r.clone()));
+        let mut over = r.clone();
+        over.user.x_username = Some("a".repeat(MAX_RECORD_BYTES));
+        assert!(
+            matches!(over.validate(), Err(RecordError::Invalid(m)) if m.contains("encoded")),
+            "an oversize record is refused"
+        );
+        let mut long_reply = r;
+        long_reply.agent_message.content = "\u{1F600}".repeat(MAX_REPLY_BYTES / 4 + 1);
+        assert!(long_reply.validate().is_err(), "a reply over its byte cap");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The consumer's batch SQL on real SQLite: a randomized run of duplicated, shuffled turns cut
-//! into random batches and applied twice must store each turn once and keep every user's
-//! snapshot equal to the ledger.
+//! into random batches (each cut into random chunks, as the consumer cuts a batch under D1's
+//! value limit) and applied twice must store each turn once and keep every user's snapshot
+//! equal to the ledger.
 
 use chat_core::batch::user_json;
 use chat_core::identity::{AuthProvider, Identity};
-use chat_core::native::{apply_turns, open_in_memory, Applied};
+use chat_core::native::{apply_turns, apply_turns_within, open_in_memory, Applied};
 use chat_core::record::{sample, TurnRecord};
 use chat_core::scoring::intimacy_level;
 use chat_core::sql;
@@ -36,7 +37,8 @@ fn apply_in_random_batches(
     while !rest.is_empty() {
         let n = rng.gen_range(1..=rest.len().min(60));
         let (batch, tail) = rest.split_at(n);
-        let a = apply_turns(conn, batch).unwrap();
+        // Chunks from one turn each to the whole batch, as D1's value limit may cut them.
+        let a = apply_turns_within(conn, batch, rng.gen_range(500..=64_000)).unwrap();
         total.applied += a.applied;
         total.duplicates += a.duplicates;
         total.conflicts += a.conflicts;
@@ -294,4 +296,36 @@ fn an_older_profile_never_overwrites_a_newer_one() {
         .query_row("SELECT id FROM users", [], |r| r.get(0))
         .unwrap();
     assert_eq!(id, newer.user_id().to_string());
+}
+
+#[test]
+fn a_full_batch_of_the_largest_turns_is_stored_in_chunks() {
+    use chat_core::d1_limits::MAX_VALUE_BYTES;
+    use chat_core::record::largest_sample;
+    let mut conn = open_in_memory().unwrap();
+    let session = Uuid::now_v7();
+    let turns: Vec<TurnRecord> = (0..100)
+        .map(|n| {
+            let mut r = largest_sample("big", session, n, T0 + n as i64);
+            r.user.x_username = Some("x".repeat(30_000));
+            r
+        })
+        .collect();
+    let identity = Identity::new(AuthProvider::X, "big").unwrap();
+    start_session(&conn, &identity, session);
+    let whole: usize = turns.iter().map(|t| t.encode().len()).sum();
+    assert!(whole > MAX_VALUE_BYTES, "{whole}");
+    let first = apply_turns(&mut conn, &turns).unwrap();
+    assert_eq!((first.applied, first.duplicates), (100, 0));
+    assert_eq!(apply_turns(&mut conn, &turns).unwrap().duplicates, 100);
+    assert_eq!(scalar(&conn, "SELECT COUNT(*) FROM point_events"), 100);
+    assert_eq!(
+        scalar(&conn, "SELECT total_points FROM user_stats"),
+        scalar(&conn, "SELECT SUM(delta) FROM point_events"),
+    );
+    let longest = scalar(
+        &conn,
+        "SELECT MAX(LENGTH(CAST(content AS BLOB))) FROM chat_messages",
+    );
+    assert!(longest >= 8000, "the texts are stored whole: {longest}");
 }

@@ -352,6 +352,11 @@ impl SessionActor {
             reply_at: now_ms(),
             idempotency_key: key,
         });
+        // Never queue what the consumer would dead-letter as invalid: the answer would be a
+        // promise the pipeline cannot keep.
+        record
+            .validate()
+            .map_err(|e| ApiError::Internal(format!("the turn's record is invalid: {e}")))?;
         let message = MessageBuilder::new(record.encode())
             .content_type(QueueContentType::Text)
             .build();
