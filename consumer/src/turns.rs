@@ -83,7 +83,7 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
         let held: Vec<&Valid<'_>> = held.iter().collect();
         failed(
             &held,
-            "injected fault: this turn's write fails",
+            "injected fault before the write (this turn only)",
             config,
             &mut tally,
             &mut letters,

@@ -203,6 +203,9 @@ pub struct ActionRequest {
     pub selection: Selection,
     pub dry_run: bool,
     pub limit: u32,
+    /// With a filter: go on after the letters an earlier call selected (its `nextCursor`),
+    /// so that letters left pending (conflicts, invalid payloads) are not selected again.
+    pub cursor: Option<Cursor>,
     /// Groups the calls of one operator run into one `replay_runs` row.
     pub run_id: Option<String>,
 }
@@ -224,7 +227,7 @@ impl ActionRequest {
     pub fn parse(body: &[u8], default_status: Option<LetterStatus>) -> Result<Self, AdminError> {
         let map = object(body)?;
         for key in map.keys() {
-            if !["ids", "filter", "dryRun", "limit", "runId"].contains(&key.as_str()) {
+            if !["ids", "filter", "dryRun", "limit", "cursor", "runId"].contains(&key.as_str()) {
                 return Err(bad("invalid_field", format!("unknown field '{key}'")));
             }
         }
@@ -313,10 +316,27 @@ impl ActionRequest {
                 ))
             }
         };
+        let cursor = match (map.get("cursor"), &selection) {
+            (None | Some(Value::Null), _) => None,
+            (Some(_), Selection::Ids(_)) => {
+                return Err(bad(
+                    "invalid_field",
+                    "'cursor' pages a filter; it cannot go with 'ids'",
+                ))
+            }
+            (Some(Value::String(c)), Selection::Filter(_)) => Some(Cursor::parse(c)?),
+            (Some(_), Selection::Filter(_)) => {
+                return Err(bad(
+                    "invalid_cursor",
+                    "'cursor' must be a nextCursor this API gave out",
+                ))
+            }
+        };
         Ok(Self {
             selection,
             dry_run,
             limit,
+            cursor,
             run_id,
         })
     }
@@ -490,7 +510,20 @@ mod tests {
             (f.class, f.status),
             (Some(FailureClass::Invalid), Some(LetterStatus::Pending))
         );
+        let r = ActionRequest::parse(
+            br#"{"filter":{"class":"invalid"},"cursor":"5.abc","limit":2}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            r.cursor,
+            Some(Cursor {
+                after_failed_at: 5,
+                after_id: "abc".into()
+            })
+        );
         let r = ActionRequest::parse(b"{}", Some(LetterStatus::Pending)).unwrap();
+        assert_eq!(r.cursor, None);
         assert_eq!(
             r.selection,
             Selection::Filter(LetterFilter {
@@ -512,6 +545,9 @@ mod tests {
             br#"{"limit":-1}"#,
             br#"{"runId":""}"#,
             br#"{"surprise":1}"#,
+            br#"{"ids":["a"],"cursor":"5.abc"}"#,
+            br#"{"cursor":"nope"}"#,
+            br#"{"cursor":5}"#,
         ] {
             assert!(
                 ActionRequest::parse(body, None).is_err(),

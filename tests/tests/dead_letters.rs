@@ -293,6 +293,51 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
         w.log_tail()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A filter replay with a limit pages on: the 4 letters left pending cannot be replayed
+    // (they stay pending), and each call goes on from the last one's cursor.
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for call in 0.. {
+        assert!(call < 5, "the replay pages never end: {seen:?}");
+        let (status, page) = w
+            .admin(
+                "POST",
+                "/admin/dead-letters/replay",
+                Some(&json!({ "limit": 3, "cursor": cursor, "runId": "run-paged" })),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["counts"]["requeued"], 0, "{page}");
+        for l in page["letters"].as_array().unwrap() {
+            seen.push(l["id"].as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut distinct = seen.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        (seen.len(), distinct.len()),
+        (4, 4),
+        "each pending letter once: {seen:?}"
+    );
+    let (status, wrong) = w
+        .admin(
+            "POST",
+            "/admin/dead-letters/replay",
+            Some(&json!({ "ids": ["a"], "cursor": cursor })),
+        )
+        .await;
+    assert_eq!(
+        (status, wrong["error"]["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{wrong}"
+    );
+
     let totals = w.count("SELECT SUM(total_points) FROM user_stats");
     let turns = w.count("SELECT COUNT(*) FROM point_events");
     let all_ids: Vec<Value> = {
@@ -327,7 +372,7 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
     );
     assert_eq!(
         w.count("SELECT COUNT(*) FROM replay_runs WHERE dry_run = 0"),
-        2
+        3
     );
     assert_eq!(
         w.count("SELECT replay_count FROM dead_letters WHERE error_class = 'transient'"),

@@ -54,15 +54,7 @@ pub async fn list(req: Request, services: &Services) -> Result<Response, ApiErro
     )
     .await?;
     let next = (rows.len() == query.limit as usize)
-        .then(|| {
-            rows.last().map(|l| {
-                Cursor {
-                    after_failed_at: l.last_failed_at,
-                    after_id: l.id.clone(),
-                }
-                .encode()
-            })
-        })
+        .then(|| rows.last().map(next_cursor))
         .flatten();
     let letters: Vec<Value> = rows.iter().map(letter_json).collect();
     Ok(Response::from_json(
@@ -79,16 +71,42 @@ pub async fn show(services: &Services, id: &str) -> Result<Response, ApiError> {
     Ok(Response::from_json(&letter_json(letter))?)
 }
 
-/// The letters a replay or discard names, at most `limit`.
-async fn select(services: &Services, request: &ActionRequest) -> Result<Vec<LetterRow>, ApiError> {
+/// The letters a replay or discard names, at most `limit`, and where a filter's next call
+/// goes on (when this one filled its limit).
+async fn select(
+    services: &Services,
+    request: &ActionRequest,
+) -> Result<(Vec<LetterRow>, Option<String>), ApiError> {
     let mut rows = match &request.selection {
         Selection::Ids(ids) => db::letters_by_ids(&services.db, ids).await?,
         Selection::Filter(f) => {
-            db::list_letters(&services.db, f, request.limit, None, true).await?
+            db::list_letters(
+                &services.db,
+                f,
+                request.limit,
+                request.cursor.as_ref(),
+                true,
+            )
+            .await?
         }
     };
     rows.truncate(request.limit as usize);
-    Ok(rows)
+    let next = match &request.selection {
+        Selection::Filter(_) if rows.len() == request.limit as usize => {
+            rows.last().map(next_cursor)
+        }
+        _ => None,
+    };
+    Ok((rows, next))
+}
+
+/// The cursor that goes on after `last` (letters are ordered by last failure, then id).
+fn next_cursor(last: &LetterRow) -> String {
+    Cursor {
+        after_failed_at: last.last_failed_at,
+        after_id: last.id.clone(),
+    }
+    .encode()
 }
 
 fn selection_json(s: &Selection) -> String {
@@ -104,7 +122,7 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
         &body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?,
         Some(LetterStatus::Pending),
     )?;
-    let letters = select(services, &request).await?;
+    let (letters, next) = select(services, &request).await?;
 
     // Judge every letter against what D1 holds now.
     let turn_ids: Vec<&str> = letters
@@ -193,7 +211,7 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
         })
         .collect();
     Ok(Response::from_json(
-        &json!({ "runId": run_id, "dryRun": request.dry_run, "counts": counts, "letters": results }),
+        &json!({ "runId": run_id, "dryRun": request.dry_run, "counts": counts, "letters": results, "nextCursor": next }),
     )?)
 }
 
@@ -202,7 +220,7 @@ pub async fn discard(mut req: Request, services: &Services) -> Result<Response, 
         &body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?,
         None,
     )?;
-    let letters = select(services, &request).await?;
+    let (letters, next) = select(services, &request).await?;
     let ids: Vec<String> = letters
         .iter()
         .filter(|l| l.status != "discarded")
@@ -220,6 +238,6 @@ pub async fn discard(mut req: Request, services: &Services) -> Result<Response, 
         "discard"
     );
     Ok(Response::from_json(
-        &json!({ "dryRun": request.dry_run, "matched": ids, "discarded": discarded }),
+        &json!({ "dryRun": request.dry_run, "matched": ids, "discarded": discarded, "nextCursor": next }),
     )?)
 }
