@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds both Workers for release (wasm32, wasm-bindgen, wasm-opt, esbuild) into
-# producer/build and consumer/build, where the wrangler.toml files point.
+# Builds both Workers for release (wasm32, wasm-bindgen, wasm-opt, esbuild), twice:
+# - build/: the deployable build, where the wrangler.toml files point (`wrangler deploy`,
+#   `wrangler deploy --dry-run`). It has no test switches.
+# - build-local/: the local build, with cargo feature `local` (development auth and the
+#   consumer's fault switch), which scripts/dev.sh and the tests run.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 "$ROOT/scripts/setup.sh"
 export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
 for crate in producer consumer; do
-  log "building the $crate Worker"
-  (cd "$ROOT/$crate" && worker-build --release)
+  log "building the $crate Worker: deployable (build/), then local (build-local/)"
+  (cd "$ROOT/$crate" && worker-build --release && worker-build --release --out-dir build-local --features local)
 done

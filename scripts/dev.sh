@@ -19,19 +19,29 @@ fi
 log "admin token: export CHAT_ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)"
 log "applying migrations to the local D1 in $STATE"
 CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE" -c wrangler.toml
-CONSUMER_CONFIG=consumer/wrangler.toml
-if [ -n "${FAULTS:-}${RETRY_BASE_SECONDS:-}" ]; then
-  # `wrangler dev --var` reaches only the first Worker: give the consumer a config copy.
-  CONSUMER_CONFIG="$STATE/consumer.wrangler.toml"
-  mkdir -p "$STATE"
-  sed -e "s|^main = \"build/index.js\"|main = \"$ROOT/consumer/build/index.js\"|" \
-      -e "s|^migrations_dir = \"../migrations\"|migrations_dir = \"$ROOT/migrations\"|" \
-      -e "s|^RETRY_BASE_SECONDS = .*|RETRY_BASE_SECONDS = \"${RETRY_BASE_SECONDS:-2}\"|" \
-      -e "s|^\[vars\]|[vars]\nFAULTS = \"${FAULTS:-}\"|" consumer/wrangler.toml > "$CONSUMER_CONFIG"
-  log "consumer faults: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local only)"
+# Local runs use the local build (build-local/: development auth and the fault switch, cargo
+# feature `local`), through copies of both configs that point at it; the wrangler.toml files
+# themselves point at the deployable build. `wrangler dev --var` reaches only the first
+# Worker, so the consumer's local settings go into its copy.
+mkdir -p "$STATE"
+CHAT_CONFIG="$STATE/chat.wrangler.toml"
+CONSUMER_CONFIG="$STATE/consumer.wrangler.toml"
+sed -e "s|^main = \"producer/build/index.js\"|main = \"$ROOT/producer/build-local/index.js\"|" \
+    -e "s|^migrations_dir = \"migrations\"|migrations_dir = \"$ROOT/migrations\"|" wrangler.toml > "$CHAT_CONFIG"
+sed -e "s|^main = \"build/index.js\"|main = \"$ROOT/consumer/build-local/index.js\"|" \
+    -e "s|^migrations_dir = \"../migrations\"|migrations_dir = \"$ROOT/migrations\"|" \
+    -e "s|^RETRY_BASE_SECONDS = .*|RETRY_BASE_SECONDS = \"${RETRY_BASE_SECONDS:-2}\"|" \
+    -e "s|^\[vars\]|[vars]\nFAULTS = \"${FAULTS:-}\"|" consumer/wrangler.toml > "$CONSUMER_CONFIG"
+for config in "$CHAT_CONFIG" "$CONSUMER_CONFIG"; do
+  grep -q "^main = \"$ROOT/.*/build-local/index.js\"" "$config" \
+    || { echo "$config does not point at the local build: has a wrangler.toml's main changed?" >&2; exit 1; }
+done
+if [ -n "${FAULTS:-}" ]; then
+  log "consumer faults: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local build only)"
 fi
 log "starting both Workers on http://localhost:$PORT (X-Dev-User auth)"
-exec wrangler dev --local -c wrangler.toml -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
+exec wrangler dev --local -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --var ALLOW_DEV_AUTH:local-only \
+  --var "ADMIN_TOKEN:$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)" \
   --var "TURN_RATE_LIMIT:${TURN_RATE_LIMIT:-off}" \
   --show-interactive-dev-session=false

@@ -9,9 +9,10 @@ cd "$ROOT"
 "$ROOT/scripts/build.sh"
 log "cargo fmt --check"
 cargo fmt --all --check
-log "cargo clippy (native crates, then the Workers on wasm32)"
+log "cargo clippy (native crates, then the Workers on wasm32, deployable and local)"
 cargo clippy -p chat-core -p e2e -p chat-admin -p bench --all-targets -- -D warnings
 cargo clippy -p worker-support -p chat-worker -p consumer-worker --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p chat-worker -p consumer-worker --target wasm32-unknown-unknown --features local -- -D warnings
 log "fuzzing each decoder for 10 s (bash scripts/fuzz.sh 300 for a long run)"
 "$ROOT/scripts/fuzz.sh" 10
 log "tests"

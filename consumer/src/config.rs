@@ -1,9 +1,8 @@
 //! The consumer's bindings, queue names and settings, read from `Env` in one place.
 
+use crate::faults::FaultSwitch;
 use chat_core::backoff::Backoff;
-use chat_core::faults::Faults;
 use worker::Env;
-use worker_support::env::var;
 
 /// The D1 database binding (shared with the chat Worker).
 pub const DB: &str = "DB";
@@ -19,8 +18,8 @@ pub struct Config {
     /// The dead-letter queue's `max_retries` (`LETTER_MAX_RETRIES`, kept equal too).
     pub letter_max_retries: u32,
     pub backoff: Backoff,
-    /// Test-only fault injection (`FAULTS`); off unless `wrangler dev --var` sets it.
-    pub faults: Faults,
+    /// Test-only fault injection (`FAULTS`): only the local build has it.
+    pub faults: FaultSwitch,
 }
 
 fn number(env: &Env, name: &str, default: u32) -> u32 {
@@ -33,14 +32,7 @@ fn number(env: &Env, name: &str, default: u32) -> u32 {
 impl Config {
     pub fn from_env(env: &Env) -> Self {
         let defaults = Backoff::default();
-        let spec = var(env, "FAULTS").unwrap_or_default();
-        let faults = Faults::parse(&spec).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "FAULTS is malformed; fault injection stays off");
-            Faults::default()
-        });
-        if !faults.is_off() {
-            tracing::warn!(spec = %spec, "fault injection is ON (local testing only)");
-        }
+        let faults = FaultSwitch::from_env(env);
         Self {
             max_retries: number(env, "TURN_MAX_RETRIES", 5),
             letter_max_retries: number(env, "LETTER_MAX_RETRIES", 100),

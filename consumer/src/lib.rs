@@ -1,6 +1,7 @@
 //! The queue consumer Worker: stores turns in D1 exactly once, and archives dead letters.
 //!
 //! - [`config`]: bindings, queue names and settings, read from `Env` in one place.
+//! - [`faults`]: the local build's fault hooks; constants in the deployable build.
 //! - [`incoming`]: a queue message as JavaScript gives it (with its `attempts`).
 //! - [`turns`]: a batch of the turn queue → one atomic D1 batch, then ack, retry with
 //!   backoff, or dead-letter each message.
@@ -8,6 +9,7 @@
 //! - [`store`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
 
 mod config;
+mod faults;
 mod incoming;
 mod letters;
 mod store;

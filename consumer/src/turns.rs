@@ -78,7 +78,7 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     let now = now_ms();
     let (held, valid): (Vec<_>, Vec<_>) = valid
         .into_iter()
-        .partition(|(m, r)| config.faults.fails_turn(r, m.attempts, now));
+        .partition(|(m, r)| config.faults.holds_back(r, m.attempts, now));
     if !held.is_empty() {
         let held: Vec<&Valid<'_>> = held.iter().collect();
         failed(
@@ -93,7 +93,7 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     for chunk in turn_chunks(&valid, |(_, r)| r, MAX_BOUND_JSON_BYTES) {
         tally.chunks += 1;
         let deliveries: Vec<&Valid<'_>> = chunk.deliveries.iter().map(|&i| &valid[i]).collect();
-        let fault = config.faults.decide(
+        let fault = config.faults.write(
             deliveries.iter().map(|(m, r)| (r, m.attempts)),
             unit_random(),
         );

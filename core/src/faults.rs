@@ -1,8 +1,9 @@
 //! The consumer's fault switch, for tests: it makes chosen turns fail on purpose (held back
 //! from the write, as if their D1 batch had failed, without taking their batchmates down),
 //! and D1 batches fail before the write (nothing stored) or after it (stored, but the
-//! handler fails, so the batch is delivered again). It is read from the `FAULTS` variable, which no deployable config sets;
-//! only `wrangler dev --var FAULTS:…` (the tests) turns it on.
+//! handler fails, so the batch is delivered again). Only the consumer's local build (cargo
+//! feature `local`, run by `scripts/dev.sh` and the tests) reads it, from the `FAULTS`
+//! variable; the deployable build has no switch at all.
 //!
 //! The spec is a comma-separated list:
 //! - `markers`: a turn whose player message contains `[fault:before]` fails every attempt;

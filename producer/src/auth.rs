@@ -5,9 +5,11 @@
 //!   fills the profile. No network and no D1 on the way.
 //! - `x`: `Authorization: Bearer <X OAuth 2.0 user token>`, asked of X's `users/me` at
 //!   `X_API_BASE` and cached for `X_CACHE_SECONDS` in the isolate.
-//! - `dev`: the header `X-Dev-User: <provider>:<id>`, for local use only. It starts only when
-//!   `ALLOW_DEV_AUTH=local-only` is set too (the local scripts set both with `--var`; no
-//!   deployable config does); otherwise every request is refused and the log says why.
+//! - `dev`: the header `X-Dev-User: <provider>:<id>`, for local use only. It is compiled only
+//!   into the local build (cargo feature `local`, which `scripts/build.sh` gives the build
+//!   that `scripts/dev.sh` and the tests run), and starts only when `ALLOW_DEV_AUTH=local-only`
+//!   is set too. In the deployable build no variable, secret or dashboard setting can turn it
+//!   on: `AUTH_MODE=dev` refuses every request, and the log says why.
 //!
 //! Every failure is a 401 with a code saying what is wrong; no message echoes a token.
 
@@ -26,6 +28,7 @@ use worker_support::deadline;
 use worker_support::env::var;
 use worker_support::ttl_cache::TtlCache;
 
+#[cfg(feature = "local")]
 pub const DEV_USER_HEADER: &str = "X-Dev-User";
 pub const PRIVY_ID_TOKEN_HEADER: &str = "privy-id-token";
 /// Most X answers one isolate keeps.
@@ -38,6 +41,7 @@ pub enum Auth {
         ttl_ms: i64,
         timeout: Duration,
     },
+    #[cfg(feature = "local")]
     Dev,
     /// Misconfigured: every request is refused (the reason is logged, not sent).
     Refused(String),
@@ -63,7 +67,13 @@ impl Auth {
                 ttl_ms: var(env, "X_CACHE_SECONDS").and_then(|s| s.parse::<i64>().ok()).unwrap_or(60).max(0) * 1000,
                 timeout: Duration::from_millis(var(env, "X_TIMEOUT_MS").and_then(|s| s.parse().ok()).unwrap_or(5000)),
             },
+            #[cfg(feature = "local")]
             "dev" if var(env, "ALLOW_DEV_AUTH").as_deref() == Some("local-only") => Self::Dev,
+            #[cfg(not(feature = "local"))]
+            "dev" => Self::Refused(
+                "AUTH_MODE=dev is refused: development auth is not compiled into this build (it exists only in the local build, cargo feature `local`)".into(),
+            ),
+            #[cfg(feature = "local")]
             "dev" => Self::Refused(
                 "AUTH_MODE=dev is refused: development auth needs ALLOW_DEV_AUTH=local-only, which only local runs set".into(),
             ),
@@ -92,6 +102,7 @@ impl Auth {
                 ttl_ms,
                 timeout,
             } => x_identity(base, *ttl_ms, *timeout, &bearer(req)?).await,
+            #[cfg(feature = "local")]
             Self::Dev => {
                 let header = req
                     .headers()

@@ -46,6 +46,9 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// How to start the Workers.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Run the deployable build (`build/`, no test switches) instead of the local one
+    /// (`build-local/`, cargo feature `local`) that `scripts/dev.sh` runs.
+    pub deployable: bool,
     /// Turn on development auth (`AUTH_MODE=dev` with `ALLOW_DEV_AUTH=local-only`), as the
     /// local scripts do; the deployable config does not.
     pub dev_auth: bool,
@@ -63,6 +66,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
+            deployable: false,
             dev_auth: true,
             chat_vars: Vec::new(),
             consumer_queue: Vec::new(),
@@ -72,29 +76,55 @@ impl Default for Options {
     }
 }
 
-/// A copy of `consumer/wrangler.toml` with absolute paths and `vars` set, written to `dir`.
+/// The folder of the build a run uses, in each Worker's crate.
+fn build_dir(deployable: bool) -> &'static str {
+    if deployable {
+        "build"
+    } else {
+        "build-local"
+    }
+}
+
+/// `path`, relative to the folder `rel` of the repository, made absolute.
+fn abs(rel: &str, path: &str) -> String {
+    root().join(rel).join(path).to_string_lossy().into_owned()
+}
+
+/// A copy of `wrangler.toml` running the chosen build, with absolute paths, written to `dir`.
+fn chat_config(dir: &Path, build: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+    let mut doc: toml_edit::DocumentMut = text.parse().expect("wrangler.toml parses");
+    doc["main"] = toml_edit::value(abs("producer", &format!("{build}/index.js")));
+    for db in doc["d1_databases"]
+        .as_array_of_tables_mut()
+        .unwrap()
+        .iter_mut()
+    {
+        db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
+    }
+    let path = dir.join("chat.wrangler.toml");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path
+}
+
+/// A copy of `consumer/wrangler.toml` running the chosen build, with absolute paths and
+/// `vars` set, written to `dir`.
 fn consumer_config(
     dir: &Path,
+    build: &str,
     vars: &[(&str, String)],
     queue: &[(&str, i64)],
     letter_queue: &[(&str, i64)],
 ) -> PathBuf {
     let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
-    let abs = |rel: &str| {
-        root()
-            .join("consumer")
-            .join(rel)
-            .to_string_lossy()
-            .into_owned()
-    };
-    doc["main"] = toml_edit::value(abs("build/index.js"));
+    doc["main"] = toml_edit::value(abs("consumer", &format!("{build}/index.js")));
     for db in doc["d1_databases"]
         .as_array_of_tables_mut()
         .unwrap()
         .iter_mut()
     {
-        db["migrations_dir"] = toml_edit::value(abs("../migrations"));
+        db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
     }
     for (k, v) in vars {
         doc["vars"][k] = toml_edit::value(v.as_str());
@@ -133,9 +163,11 @@ impl Workers {
     }
 
     pub async fn start_with(options: Options) -> Self {
-        for built in ["producer/build/index.js", "consumer/build/index.js"] {
+        let build = build_dir(options.deployable);
+        for worker in ["producer", "consumer"] {
+            let built = format!("{worker}/{build}/index.js");
             assert!(
-                root().join(built).exists(),
+                root().join(&built).exists(),
                 "{built} is missing: run scripts/build.sh first"
             );
         }
@@ -164,15 +196,19 @@ impl Workers {
         assert!(status.success(), "applying migrations failed");
 
         let port = free_port();
+        let chat = chat_config(state.path(), build);
         let consumer = consumer_config(
             state.path(),
+            build,
             &options.consumer_vars,
             &options.consumer_queue,
             &options.letter_queue,
         );
         let mut cmd = wrangler();
         // `--local`: the [ai] binding would otherwise make wrangler ask for a Cloudflare login.
-        cmd.args(["dev", "--local", "-c", "wrangler.toml", "-c"])
+        cmd.args(["dev", "--local", "-c"])
+            .arg(&chat)
+            .arg("-c")
             .arg(&consumer)
             .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])

@@ -72,8 +72,9 @@ fn deployable_configs_never_enable_local_only_switches() {
     );
 }
 
-/// `wrangler deploy --dry-run` bundles a Worker as a deploy would, without an account.
-fn deploy_dry_run(config: &str) {
+/// `wrangler deploy --dry-run` bundles a Worker as a deploy would, without an account;
+/// returns every file of the bundle, concatenated.
+fn deploy_dry_run(config: &str) -> Vec<u8> {
     let out = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(root().join("node_modules/.bin/wrangler"))
         .current_dir(root())
@@ -93,12 +94,42 @@ fn deploy_dry_run(config: &str) {
         "wrangler deploy --dry-run -c {config} failed:\n{text}"
     );
     assert!(text.contains("--dry-run: exiting now."), "{text}");
+    let mut bundle = Vec::new();
+    for file in std::fs::read_dir(out.path()).unwrap() {
+        bundle.extend(std::fs::read(file.unwrap().path()).unwrap());
+    }
+    assert!(bundle.len() > 100_000, "the bundle holds the wasm");
+    bundle
 }
 
+fn holds(bytes: &[u8], needle: &str) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Strings only the test switches use: the development auth header and its refusal hint,
+/// and the consumer's fault markers and banner.
+const CHAT_SWITCHES: [&str; 2] = ["X-Dev-User", "ALLOW_DEV_AUTH"];
+const CONSUMER_SWITCHES: [&str; 3] = ["[fault:", "fault injection is ON", "letters-until"];
+
 #[test]
-fn both_workers_pass_a_deploy_dry_run() {
-    deploy_dry_run("wrangler.toml");
-    deploy_dry_run("consumer/wrangler.toml");
+fn both_workers_pass_a_deploy_dry_run_with_the_deployable_build() {
+    let chat = deploy_dry_run("wrangler.toml");
+    let consumer = deploy_dry_run("consumer/wrangler.toml");
+    for (worker, bundle, switches) in [
+        ("producer", &chat, &CHAT_SWITCHES[..]),
+        ("consumer", &consumer, &CONSUMER_SWITCHES[..]),
+    ] {
+        // The local build has them, so this search can find them.
+        let local = std::fs::read(root().join(worker).join("build-local/index_bg.wasm"))
+            .expect("scripts/build.sh builds build-local/");
+        for s in switches {
+            assert!(holds(&local, s), "the local {worker} build has {s:?}");
+            assert!(
+                !holds(bundle, s),
+                "the deployable {worker} bundle has {s:?}"
+            );
+        }
+    }
 }
 
 #[test]
