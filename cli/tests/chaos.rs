@@ -1,17 +1,20 @@
 //! Reliability under faults, floods and duplicates, with the figures operators ask for.
 //!
 //! - `chaos`: many players' turns at high concurrency, a share sent twice with the same
-//!   Idempotency-Key, the consumer's fault switch failing batches before and after the write,
-//!   poison records of every permanent class, then every dead letter replayed twice with
-//!   `chat-admin` and a reconcile dry run. Nothing may be lost or counted twice.
+//!   Idempotency-Key, the consumer's fault switch failing batches before and after the write
+//!   and failing chosen turns on every attempt (so that they become transient dead letters),
+//!   poison records of every permanent class, then every dead letter replayed with
+//!   `chat-admin` and a reconcile dry run. Nothing may be lost or counted twice: each
+//!   player's total must equal the sum of the points that player's clients were told.
 //! - `soak`: the chat route under 64 connections for a while, workerd's memory sampled at the
 //!   start and the end.
 //!
 //! The suite runs short versions; `bash scripts/chaos.sh` runs the long ones (sizes from the
 //! CHAOS_* variables below).
 
-use chat_core::ids::TurnIds;
+use chat_core::ids::{user_id, TurnIds};
 use chat_core::record::sample;
+use chat_core::scoring::point_delta;
 use e2e::{wait_for, Options, Workers, ADMIN_TOKEN};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
@@ -27,6 +30,37 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Saves a long run's figures as `<RELIABILITY_RESULTS>/<name>.json` (scripts/chaos.sh sets
+/// it to `bench/results`; the suite's short runs save nothing). The README's reliability
+/// figures come from these files, and `tests/tests/readme.rs` checks that they agree.
+fn save_figures(name: &str, params: Value, figures: Value) {
+    let Ok(dir) = std::env::var("RELIABILITY_RESULTS") else {
+        return;
+    };
+    let record = json!({
+        "run": name,
+        "date": chat_core::time::to_rfc3339(now_ms()),
+        "machine": {
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+        },
+        "parameters": params,
+        "figures": figures,
+    });
+    let path = std::path::Path::new(&dir).join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap() + "\n")
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    println!("{name}: figures saved to {}", path.display());
 }
 
 fn cli(url: &str, args: &[&str]) -> (i32, String) {
@@ -45,6 +79,21 @@ fn cli(url: &str, args: &[&str]) -> (i32, String) {
 struct Answer {
     status: u16,
     id: Option<String>,
+    /// The points the answer told the client: its score, and the game-over penalty if it
+    /// said the game ended (the rule the README documents).
+    points: Option<i32>,
+}
+
+/// The turn ids a `chat-admin replay --json` report says it re-queued.
+fn requeued(report: &str) -> HashSet<String> {
+    let report: Value = serde_json::from_str(report).expect("replay --json prints JSON");
+    report["letters"]
+        .as_array()
+        .expect("a letters array")
+        .iter()
+        .filter(|l| l["requeued"] == true)
+        .map(|l| l["turnId"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Turns answered 200 that are neither stored nor waiting as a pending dead letter.
@@ -94,10 +143,14 @@ async fn chaos() {
     let players = env("CHAOS_PLAYERS", 20);
     let concurrency = env("CHAOS_CONCURRENCY", 16);
     let fault = std::env::var("CHAOS_FAULTS").unwrap_or_else(|_| "before=0.2,after=0.2".into());
+    // Every 50th turn fails on every attempt until `held_until`, long enough for all its
+    // deliveries to fail under this load: it becomes a transient dead letter, and a replay
+    // after that time stores it.
+    let hold_seconds = env("CHAOS_HOLD_SECONDS", 20 + turns / 25) as i64;
     let started = Instant::now();
     let w = Workers::start_with(Options {
         consumer_vars: vec![
-            ("FAULTS", fault.clone()),
+            ("FAULTS", format!("markers,{fault}")),
             ("RETRY_BASE_SECONDS", "0".into()),
         ],
         ..Options::default()
@@ -117,38 +170,55 @@ async fn chaos() {
     let duplicated = turns / 10;
     let mut plan: Vec<usize> = (0..turns).chain(0..duplicated).collect();
     plan.sort_by_key(|i| (i * 7919) % (turns + 1)); // spread the copies through the run
+    let held_until = now_ms() + hold_seconds * 1000;
+    let held = |i: usize| i % 50 == 7;
     let http = w.http.clone();
     let url = w.url("/api/chat");
     let answers: Vec<(usize, Answer)> = stream::iter(plan.clone())
         .map(|i| {
             let (http, url, sessions) = (http.clone(), url.clone(), sessions.clone());
+            // The same words on every send of a key.
+            let message = if held(i) {
+                format!("hello, turn {i} [fault:before-until={held_until}]")
+            } else {
+                format!("hello, turn {i}")
+            };
             async move {
                 let (user, session) = &sessions[i % sessions.len()];
                 // A 503 or a dropped connection is retried with the same key, as the README
                 // tells clients to (see `soak_request` for why the dev proxy answers 503).
-                let answer = retried(&CHAOS_RETRIES, |a: &Answer| a.status, || async {
-                    let r = http
-                        .post(&url)
-                        .header("X-Dev-User", user)
-                        .header("Idempotency-Key", format!("chaos-{i}"))
-                        .json(&json!({ "sessionId": session, "message": format!("hello, turn {i}") }))
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) => {
-                            let status = r.status().as_u16();
-                            let body: Value = r.json().await.unwrap_or(Value::Null);
-                            Answer {
-                                status,
-                                id: body["messageId"].as_str().map(str::to_owned),
+                let answer = retried(
+                    &CHAOS_RETRIES,
+                    |a: &Answer| a.status,
+                    || async {
+                        let r = http
+                            .post(&url)
+                            .header("X-Dev-User", user)
+                            .header("Idempotency-Key", format!("chaos-{i}"))
+                            .json(&json!({ "sessionId": session, "message": message }))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) => {
+                                let status = r.status().as_u16();
+                                let body: Value = r.json().await.unwrap_or(Value::Null);
+                                let points = body["score"].as_i64().map(|score| {
+                                    point_delta(score as i32, body["isGameOver"] == true)
+                                });
+                                Answer {
+                                    status,
+                                    id: body["messageId"].as_str().map(str::to_owned),
+                                    points,
+                                }
                             }
+                            Err(_) => Answer {
+                                status: 0,
+                                id: None,
+                                points: None,
+                            },
                         }
-                        Err(_) => Answer {
-                            status: 0,
-                            id: None,
-                        },
-                    }
-                })
+                    },
+                )
                 .await;
                 (i, answer)
             }
@@ -234,25 +304,104 @@ async fn chaos() {
     );
     settle(&w, &ids, Duration::from_secs(600)).await;
 
-    // Replay every dead letter twice with the CLI, then reconcile in dry run.
-    let (code1, _) = cli(&w.base, &["replay", "--rate", "500", "--json"]);
+    // The held turns, and only they, are transient dead letters.
+    let held_ids: HashSet<String> = ok
+        .iter()
+        .filter(|(i, _)| held(*i))
+        .filter_map(|(_, a)| a.id.clone())
+        .collect();
+    let transient: HashSet<String> = {
+        let db = w.db();
+        let mut st = db
+            .prepare("SELECT turn_id FROM dead_letters WHERE error_class = 'transient' AND status = 'pending'")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(!held_ids.is_empty());
+    assert_eq!(
+        transient, held_ids,
+        "exactly the held turns are transient dead letters"
+    );
+    while now_ms() < held_until + 1000 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Replay with the CLI: the first run re-queues exactly the held turns, and all of them
+    // are stored; the second moves nothing (only poison is pending, and it stays pending).
+    let (code1, report1) = cli(&w.base, &["replay", "--rate", "500", "--json"]);
+    assert_eq!(code1, 0, "{report1}");
+    let first_requeued = requeued(&report1);
+    assert_eq!(
+        first_requeued, held_ids,
+        "the first replay re-queues exactly the held turns"
+    );
     settle(&w, &ids, Duration::from_secs(300)).await;
-    let (code2, _) = cli(&w.base, &["replay", "--rate", "500", "--json"]);
-    settle(&w, &ids, Duration::from_secs(300)).await;
-    // The letters the first run re-queued, a second time: already applied, nothing moves.
-    let _ = cli(
+    let stored_held = held_ids
+        .iter()
+        .filter(|id| {
+            w.count(&format!(
+                "SELECT COUNT(*) FROM point_events WHERE message_id = '{id}'"
+            )) == 1
+        })
+        .count();
+    assert_eq!(stored_held, held_ids.len(), "every replayed turn is stored");
+    let moved = || {
+        (
+            w.count("SELECT COUNT(*) FROM point_events"),
+            w.count("SELECT COALESCE(SUM(total_points), 0) FROM user_stats"),
+        )
+    };
+    let before_second = moved();
+    let (code2, report2) = cli(&w.base, &["replay", "--rate", "500", "--json"]);
+    assert_eq!(code2, 0, "{report2}");
+    let second_requeued = requeued(&report2);
+    assert!(
+        second_requeued.is_empty(),
+        "the second replay re-queues nothing: {report2}"
+    );
+    // The letters the first run re-queued, once more: already applied, nothing moves.
+    let (code3, report3) = cli(
         &w.base,
         &["replay", "--status", "replayed", "--rate", "500", "--json"],
     );
+    assert_eq!(code3, 0, "{report3}");
+    assert_eq!(requeued(&report3), held_ids);
     settle(&w, &ids, Duration::from_secs(300)).await;
-    // Anything a replay dead-lettered again (a turn whose retries all failed once more).
-    let _ = cli(
-        &w.base,
-        &["replay", "--class", "transient", "--rate", "500", "--json"],
+    assert_eq!(
+        moved(),
+        before_second,
+        "replays after the first move nothing"
     );
-    settle(&w, &ids, Duration::from_secs(300)).await;
-    let (_, reconcile) = cli(&w.base, &["reconcile", "--dry-run", "--json"]);
+    // No transient letter is left to replay.
+    let (code4, _) = cli(&w.base, &["replay", "--class", "transient", "--json"]);
+    assert_eq!(code4, 1, "nothing matched: no transient letter is pending");
+    let (code5, reconcile) = cli(&w.base, &["reconcile", "--dry-run", "--json"]);
+    assert_eq!(code5, 0, "{reconcile}");
     let reconcile: Value = serde_json::from_str(&reconcile).unwrap();
+
+    // Each player's total equals the points that player's clients were told, once per turn.
+    let mut told: HashMap<String, HashMap<String, i32>> = HashMap::new();
+    for (i, a) in &ok {
+        let (user, _) = &sessions[i % sessions.len()];
+        if let (Some(id), Some(p)) = (&a.id, a.points) {
+            told.entry(user.clone()).or_default().insert(id.clone(), p);
+        }
+    }
+    let mut mismatched = Vec::new();
+    for (user, points) in &told {
+        let (provider, id) = user.split_once(':').unwrap();
+        let total = w.count(&format!(
+            "SELECT COALESCE((SELECT total_points FROM user_stats WHERE user_id = '{}'), 0)",
+            user_id(provider, id)
+        ));
+        let expected: i64 = points.values().map(|&p| i64::from(p)).sum();
+        if total != expected {
+            mismatched.push((user.clone(), total, expected));
+        }
+    }
 
     ids.extend(seed_ids);
     let stored_total = w.count("SELECT COUNT(*) FROM chat_messages WHERE role = 'user'") as usize;
@@ -276,7 +425,8 @@ async fn chaos() {
         "chaos: {} requests ({} turns, {} duplicate sends) from {players} players at {concurrency} connections; faults '{fault}'; {:.0} s\n\
          chaos: answered 200: {} ({} distinct turns); stored: {stored_total}; duplicates stored: {duplicates_stored}; lost: {lost}\n\
          chaos: D1 batches failed on purpose: {faulted_batches}; users with total != SUM(delta): {drift}; reconcile drift: {reconcile_drift}; 5xx after retries: {server_errors}; retried: {}\n\
-         chaos: dead letters left: {left:?} (poison injected: {per_class} of each class); replay exits {code1}/{code2}",
+         chaos: held turns (transient dead letters, replayed once, stored): {}; players whose total != the points they were told: {}\n\
+         chaos: dead letters left: {left:?} (poison injected: {per_class} of each class); chat-admin exits {code1}/{code2}/{code3}/{code4}/{code5}",
         plan.len(),
         turns,
         duplicated,
@@ -284,6 +434,12 @@ async fn chaos() {
         ok.len(),
         ids.len() - seeds.len(),
         CHAOS_RETRIES.load(Ordering::Relaxed),
+        held_ids.len(),
+        mismatched.len(),
+    );
+    assert!(
+        mismatched.is_empty(),
+        "(player, total, told): {mismatched:?}"
     );
     assert_eq!(server_errors, 0, "no 5xx and no dropped connection");
     assert_eq!(ok.len(), plan.len(), "every request answered 200");
@@ -300,6 +456,40 @@ async fn chaos() {
         .collect();
     assert_eq!(left, expected, "only the poison is left");
     assert!(faulted_batches > 0, "the fault switch did fail batches");
+    save_figures(
+        "chaos",
+        json!({
+            "turns": turns,
+            "players": players,
+            "connections": concurrency,
+            "duplicateSends": duplicated,
+            "faults": fault,
+            "heldTurnEvery": 50,
+            "holdSeconds": hold_seconds,
+            "poisonPerClass": per_class,
+        }),
+        json!({
+            "requests": plan.len(),
+            "answered200": ok.len(),
+            "distinctTurns": ids.len() - seeds.len(),
+            "stored": stored_total,
+            "conflictSeeds": seeds.len(),
+            "duplicatesStored": duplicates_stored,
+            "lost": lost,
+            "batchesFailedOnPurpose": faulted_batches,
+            "heldTurns": held_ids.len(),
+            "heldTurnsRequeuedByFirstReplay": first_requeued.len(),
+            "secondReplayRequeued": second_requeued.len(),
+            "playersTotalNotTold": mismatched.len(),
+            "usersDrifted": drift,
+            "reconcileDrift": reconcile_drift,
+            "serverErrorsAfterRetries": server_errors,
+            "retries": CHAOS_RETRIES.load(Ordering::Relaxed),
+            "lettersLeft": left.iter().map(|(c, n)| (c.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "chatAdminExits": [code1, code2, code3, code4, code5],
+            "seconds": started.elapsed().as_secs(),
+        }),
+    );
 }
 
 /// Retries the chaos run made after a 503 or a dropped connection.
@@ -518,6 +708,32 @@ async fn soak() {
     assert!(
         chat_b <= rss_bound,
         "the chat route grew workerd {chat_b:.0} B per request, over the bound {rss_bound:.0}"
+    );
+    let mib = |kib: u64| (kib as f64 / 1024.0).round() as u64;
+    save_figures(
+        "soak",
+        json!({ "secondsPerPhase": seconds, "connections": 64, "sessions": sessions.len() }),
+        json!({
+            "floor": {
+                "requests": floor.len(),
+                "requestsPerSecond": (floor.len() as f64 / seconds as f64).round(),
+                "rssMiB": [mib(rss0), mib(rss_floor)],
+                "rssBytesPerRequest": floor_b.round(),
+            },
+            "chat": {
+                "requests": chat.len(),
+                "requestsPerSecond": (chat.len() as f64 / seconds as f64).round(),
+                "wasmKiB": [wasm1 / 1024, wasm2 / 1024],
+                "wasmBytesPerRequest": wasm_b.round(),
+                "wasmBoundBytesPerRequest": wasm_bound.round(),
+                "rssMiB": [mib(rss1), mib(rss2)],
+                "rssBytesPerRequest": chat_b.round(),
+                "rssBoundBytesPerRequest": rss_bound.round(),
+            },
+            "serverErrorsAfterRetries": server_errors.len(),
+            "retries": SOAK_RETRIES.load(Ordering::Relaxed),
+            "lost": lost,
+        }),
     );
 }
 
