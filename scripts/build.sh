@@ -3,12 +3,14 @@
 # - build/: the deployable build, where the wrangler.toml files point (`wrangler deploy`,
 #   `wrangler deploy --dry-run`). It has no test switches.
 # - build-local/: the local build, with cargo feature `local` (development auth and the
-#   consumer's fault switch), which scripts/dev.sh and the tests run.
+#   consumer's fault switch), which scripts/dev.sh and the tests run. It uses cargo profile
+#   `local` (the release settings) so that each variant keeps its own build and neither is
+#   rebuilt for the other.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 "$ROOT/scripts/setup.sh"
 export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
 for crate in producer consumer; do
   log "building the $crate Worker: deployable (build/), then local (build-local/)"
-  (cd "$ROOT/$crate" && worker-build --release && worker-build --release --out-dir build-local --features local)
+  (cd "$ROOT/$crate" && worker-build --release && worker-build --profile local --out-dir build-local --features local)
 done
