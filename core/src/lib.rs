@@ -14,6 +14,7 @@
 //! - [`identity`]: who a player is: the external account and its profile fields.
 //! - [`llm`]: the optional LLM engine's conversation, request and strict answer parsing.
 //! - [`workers_ai`]: the Workers AI engine's input (same conversation, JSON mode) and output.
+//! - [`shards`]: players' buckets, the bucket map over D1 databases, and moving buckets.
 //! - [`session`]: a session's live state and the rules its Durable Object applies to a turn.
 //! - [`request`]: parsing and validating the chat API's request bodies and headers.
 //! - [`record`]: the versioned turn record that travels on the queue, and its decoder.
@@ -50,6 +51,7 @@ pub mod record;
 pub mod request;
 pub mod scoring;
 pub mod session;
+pub mod shards;
 pub mod sql;
 pub mod text;
 pub mod time;

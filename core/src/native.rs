@@ -142,3 +142,76 @@ fn apply_chunk(
         conflicts: count(Outcome::Conflict),
     })
 }
+
+/// One page of a bucket's copy from `from` to `to`, as the admin API runs it on D1: the
+/// rows of `sql::shards::TABLES[cursor.table]` after the cursor, at most `limit`. Returns
+/// the rows copied and where to go on (`None` when the bucket is copied).
+pub fn copy_page(
+    from: &Connection,
+    to: &Connection,
+    bucket: u8,
+    cursor: crate::shards::CopyCursor,
+    limit: usize,
+) -> rusqlite::Result<(usize, Option<crate::shards::CopyCursor>)> {
+    let table = &sql::shards::TABLES[cursor.table];
+    let (_, hi) = sql::shards::bucket_range(bucket);
+    let (rows, n, last_user, last_key): (String, usize, Option<String>, Option<String>) = from
+        .query_row(
+            &table.export_page(),
+            rusqlite::params![cursor.user, cursor.key, hi, limit as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+    to.execute(&table.import_page(), [rows])?;
+    let last = last_user.zip(last_key);
+    Ok((n, cursor.after(bucket, n, limit, last)))
+}
+
+/// What `conn` holds of `bucket`.
+pub fn bucket_summary(
+    conn: &Connection,
+    bucket: u8,
+) -> rusqlite::Result<crate::shards::BucketSummary> {
+    let (lo, hi) = sql::shards::bucket_range(bucket);
+    conn.query_row(&sql::shards::BUCKET_SUMMARY, [lo, hi], |r| {
+        Ok(crate::shards::BucketSummary {
+            users: r.get("users")?,
+            chat_sessions: r.get("chat_sessions")?,
+            chat_messages: r.get("chat_messages")?,
+            point_events: r.get("point_events")?,
+            user_stats: r.get("user_stats")?,
+            points: r.get("points")?,
+            total_points: r.get("total_points")?,
+        })
+    })
+}
+
+/// Deletes a page of at most `limit` rows of `bucket` from `conn`, tables in reverse
+/// foreign-key order; returns how many went (0 once the bucket is gone).
+pub fn purge_page(conn: &Connection, bucket: u8, limit: usize) -> rusqlite::Result<usize> {
+    let (lo, hi) = sql::shards::bucket_range(bucket);
+    for table in sql::shards::TABLES.iter().rev() {
+        let n = conn.execute(&table.purge_page(), rusqlite::params![lo, hi, limit as i64])?;
+        if n > 0 {
+            return Ok(n);
+        }
+    }
+    Ok(0)
+}
+
+/// The top `limit` players of one database.
+pub fn leaderboard(
+    conn: &Connection,
+    limit: usize,
+) -> rusqlite::Result<Vec<crate::shards::Leader>> {
+    let mut st = conn.prepare(sql::shards::LEADERBOARD)?;
+    let rows = st.query_map([limit as i64], |r| {
+        Ok(crate::shards::Leader {
+            user_id: r.get(0)?,
+            display_name: r.get(1)?,
+            x_username: r.get(2)?,
+            total_points: r.get(3)?,
+            intimacy_level: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}

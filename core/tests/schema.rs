@@ -104,6 +104,13 @@ fn unique_keys_and_indexes_exist() {
         false,
         &["user_id", "created_at"]
     ));
+    // The leaderboard's ranking of each database.
+    assert!(has_index(
+        &conn,
+        "user_stats",
+        false,
+        &["total_points", "user_id"]
+    ));
     for table in [
         "chat_messages",
         "point_events",

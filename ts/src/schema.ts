@@ -70,13 +70,17 @@ export const pointEvents = sqliteTable(
   (t) => [index("point_events_user_created").on(t.userId, t.createdAt)],
 );
 
-export const userStats = sqliteTable("user_stats", {
-  userId: text("user_id").primaryKey().notNull().references(() => users.id),
-  totalPoints: integer("total_points").notNull().default(0),
-  intimacyLevel: integer("intimacy_level").notNull().default(0),
-  lastMessageAt: integer("last_message_at"),
-  updatedAt: integer("updated_at").notNull(),
-});
+export const userStats = sqliteTable(
+  "user_stats",
+  {
+    userId: text("user_id").primaryKey().notNull().references(() => users.id),
+    totalPoints: integer("total_points").notNull().default(0),
+    intimacyLevel: integer("intimacy_level").notNull().default(0),
+    lastMessageAt: integer("last_message_at"),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("user_stats_points").on(sql`${t.totalPoints} DESC`, t.userId)],
+);
 
 export const chatSessions = sqliteTable(
   "chat_sessions",
@@ -127,6 +131,15 @@ export const replayRuns = sqliteTable("replay_runs", {
   alreadyApplied: integer("already_applied").notNull().default(0),
   conflicts: integer("conflicts").notNull().default(0),
   invalid: integer("invalid").notNull().default(0),
+});
+
+// The live part of the bucket map (control database only; see shards.ts).
+export const shardBuckets = sqliteTable("shard_buckets", {
+  bucket: integer("bucket").primaryKey().notNull(),
+  binding: text("binding").notNull(),
+  moving: integer("moving").notNull().default(0),
+  movedFrom: text("moved_from"),
+  updatedAt: integer("updated_at").notNull(),
 });
 
 export type User = typeof users.$inferSelect;

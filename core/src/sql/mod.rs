@@ -12,6 +12,8 @@
 //! - Statement order is the idempotency: `user_stats` moves by the events that are *not yet*
 //!   in `point_events`, so it runs before the events are inserted, inside one transaction.
 
+pub mod shards;
+
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
 

@@ -1,0 +1,238 @@
+//! The SQL of sharding: the leaderboard of one database, the bucket map's overrides in the
+//! control database, and moving a bucket's rows from one database to another.
+//!
+//! A bucket's rows are the rows whose user id starts with its two hex digits: the user ids
+//! from [`bucket_range`]'s `lo` (inclusive) to `hi` (exclusive), a range of the primary key
+//! or of the `user_id` index, never a scan.
+//!
+//! A move copies each table in pages, keyset-paged by `(user column, primary key)`: a page
+//! is one JSON array (built by SQLite's `json_object`, so the Worker only passes text
+//! through) inserted in the target with `ON CONFLICT DO NOTHING`, so a copy that stops and
+//! starts again, or runs twice, copies each row once. Tables go in foreign-key order, and a
+//! purge deletes in the reverse order.
+
+use crate::shards::bucket_prefix;
+use std::sync::LazyLock;
+
+/// The user ids of a bucket: `lo <= id < hi`.
+pub fn bucket_range(bucket: u8) -> (String, String) {
+    let lo = bucket_prefix(bucket);
+    let mut hi = lo.clone().into_bytes();
+    // The next string after every id with this prefix: the last digit plus one byte ('9'
+    // becomes ':', 'f' becomes 'g'), which sorts after it in SQLite's byte order.
+    *hi.last_mut().expect("two digits") += 1;
+    (lo, String::from_utf8(hi).expect("ASCII"))
+}
+
+/// A player table and the columns a move copies.
+pub struct Table {
+    pub name: &'static str,
+    /// The column holding the user id (`id` for `users`).
+    pub user: &'static str,
+    /// The primary key.
+    pub key: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+/// The player tables, in the order a copy writes them (foreign keys first).
+pub const TABLES: [Table; 5] = [
+    Table {
+        name: "users",
+        user: "id",
+        key: "id",
+        columns: &[
+            "id",
+            "auth_provider",
+            "auth_provider_user_id",
+            "display_name",
+            "wallet_address",
+            "x_user_id",
+            "x_username",
+            "created_at",
+            "updated_at",
+        ],
+    },
+    Table {
+        name: "chat_sessions",
+        user: "user_id",
+        key: "id",
+        columns: &[
+            "id",
+            "user_id",
+            "character_type",
+            "username",
+            "locale",
+            "created_at",
+            "ended_at",
+        ],
+    },
+    Table {
+        name: "chat_messages",
+        user: "user_id",
+        key: "id",
+        columns: &[
+            "id",
+            "user_id",
+            "session_id",
+            "role",
+            "content",
+            "score_raw",
+            "score_adjusted",
+            "emotion",
+            "created_at",
+        ],
+    },
+    Table {
+        name: "point_events",
+        user: "user_id",
+        key: "id",
+        columns: &[
+            "id",
+            "user_id",
+            "session_id",
+            "message_id",
+            "delta",
+            "reason",
+            "metadata_json",
+            "created_at",
+        ],
+    },
+    Table {
+        name: "user_stats",
+        user: "user_id",
+        key: "user_id",
+        columns: &[
+            "user_id",
+            "total_points",
+            "intimacy_level",
+            "last_message_at",
+            "updated_at",
+        ],
+    },
+];
+
+impl Table {
+    /// One page of the bucket's rows after the cursor `(?1 user, ?2 key)`, below `?3` (the
+    /// bucket's `hi`), at most `?4` rows: one row with `rows` (a JSON array), `n`, and the
+    /// last row's `last_user` and `last_key` (the next cursor).
+    pub fn export_page(&self) -> String {
+        let fields: Vec<String> = self.columns.iter().map(|c| format!("'{c}', {c}")).collect();
+        format!(
+            "\
+WITH page AS (
+  SELECT {user} AS u, {key} AS k, json_object({fields}) AS r
+  FROM {name}
+  WHERE ({user} = ?1 AND {key} > ?2) OR ({user} > ?1 AND {user} < ?3)
+  ORDER BY {user}, {key}
+  LIMIT ?4
+)
+SELECT COALESCE(json_group_array(json(r)), '[]') AS rows, COUNT(*) AS n,
+       (SELECT u FROM page ORDER BY u DESC, k DESC LIMIT 1) AS last_user,
+       (SELECT k FROM page ORDER BY u DESC, k DESC LIMIT 1) AS last_key
+FROM page",
+            user = self.user,
+            key = self.key,
+            name = self.name,
+            fields = fields.join(", "),
+        )
+    }
+
+    /// Inserts the rows of the JSON array `?1` (a page of [`Self::export_page`]); a row
+    /// already there is left as it is.
+    pub fn import_page(&self) -> String {
+        let values: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("r.value ->> '$.{c}'"))
+            .collect();
+        format!(
+            "INSERT INTO {name} ({columns})\nSELECT {values}\nFROM json_each(?1) AS r\nWHERE true\nON CONFLICT ({key}) DO NOTHING",
+            name = self.name,
+            columns = self.columns.join(", "),
+            values = values.join(", "),
+            key = self.key,
+        )
+    }
+
+    /// Deletes at most `?3` of the bucket's rows (`?1 <= user < ?2`).
+    pub fn purge_page(&self) -> String {
+        format!(
+            "DELETE FROM {name} WHERE rowid IN (SELECT rowid FROM {name} WHERE {user} >= ?1 AND {user} < ?2 LIMIT ?3)",
+            name = self.name,
+            user = self.user,
+        )
+    }
+}
+
+/// What a database holds of a bucket (`?1 <= user < ?2`): rows per table and the points, so
+/// that both sides of a move can be compared.
+pub static BUCKET_SUMMARY: LazyLock<String> = LazyLock::new(|| {
+    let counts: Vec<String> = TABLES
+        .iter()
+        .map(|t| {
+            format!(
+                "(SELECT COUNT(*) FROM {name} WHERE {user} >= ?1 AND {user} < ?2) AS {name}",
+                name = t.name,
+                user = t.user
+            )
+        })
+        .collect();
+    format!(
+        "SELECT {},\n(SELECT COALESCE(SUM(delta), 0) FROM point_events WHERE user_id >= ?1 AND user_id < ?2) AS points,\n(SELECT COALESCE(SUM(total_points), 0) FROM user_stats WHERE user_id >= ?1 AND user_id < ?2) AS total_points",
+        counts.join(",\n")
+    )
+});
+
+/// The top `?1` players of one database by `total_points`, ties broken by user id.
+pub const LEADERBOARD: &str = "\
+SELECT s.user_id, u.display_name, u.x_username, s.total_points, s.intimacy_level
+FROM user_stats AS s JOIN users AS u ON u.id = s.user_id
+ORDER BY s.total_points DESC, s.user_id ASC
+LIMIT ?1";
+
+/// The bucket map's overrides (control database).
+pub const SELECT_OVERRIDES: &str =
+    "SELECT bucket, binding, moving, moved_from FROM shard_buckets ORDER BY bucket";
+
+/// Holds bucket `?1` (now in `?2`) while it moves, at time `?3`.
+pub const HOLD_BUCKET: &str = "\
+INSERT INTO shard_buckets (bucket, binding, moving, updated_at) VALUES (?1, ?2, 1, ?3)
+ON CONFLICT (bucket) DO UPDATE SET moving = 1, updated_at = excluded.updated_at";
+
+/// Puts bucket `?1` in `?2`, copied from `?3`, and lets its turns through, at time `?4`.
+pub const FLIP_BUCKET: &str = "\
+INSERT INTO shard_buckets (bucket, binding, moving, moved_from, updated_at) VALUES (?1, ?2, 0, ?3, ?4)
+ON CONFLICT (bucket) DO UPDATE SET binding = excluded.binding, moving = 0,
+  moved_from = excluded.moved_from, updated_at = excluded.updated_at";
+
+/// Lets bucket `?1`'s turns through where it is (an abandoned move), at time `?2`.
+pub const RELEASE_BUCKET: &str =
+    "UPDATE shard_buckets SET moving = 0, updated_at = ?2 WHERE bucket = ?1";
+
+/// Forgets where bucket `?1` came from once that copy is purged, at time `?2`.
+pub const PURGED_BUCKET: &str =
+    "UPDATE shard_buckets SET moved_from = NULL, updated_at = ?2 WHERE bucket = ?1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_ranges_cover_exactly_their_prefix() {
+        assert_eq!(bucket_range(0), ("00".into(), "01".into()));
+        assert_eq!(bucket_range(0x19), ("19".into(), "1:".into()));
+        assert_eq!(bucket_range(0xff), ("ff".into(), "fg".into()));
+        for b in 0..=255u8 {
+            let (lo, hi) = bucket_range(b);
+            let id = format!("{}{}", lo, "f".repeat(34));
+            assert!(
+                lo.as_str() <= id.as_str() && id.as_str() < hi.as_str(),
+                "{b}"
+            );
+            if b < 255 {
+                let next = bucket_range(b + 1).0;
+                assert!(hi.as_str() <= next.as_str(), "{b}");
+            }
+        }
+    }
+}
