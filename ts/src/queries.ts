@@ -1,26 +1,34 @@
-// How a TypeScript Worker reads a player's stats and chat history from the same D1 database.
+// How a TypeScript Worker reads a player's stats and chat history from the chat backend's D1
+// databases. Players are sharded: each player's rows live in the database of their bucket
+// (see shards.ts), so every read first picks the binding for the user.
 // `tsc --noEmit` compiles this file in the test suite, so the README's example stays true.
-import { and, asc, eq } from "drizzle-orm";
+import { and, asc, desc, eq } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import * as schema from "./schema";
+import { databaseFor, liveShardMap } from "./shards";
 
 export interface Env {
-  DB: D1Database;
+  /** The same value as the Rust Workers' SHARD_MAP, e.g. "0-127=DB_0,128-255=DB_1". */
+  SHARD_MAP: string;
+  /** DB_0 (also the control database), DB_1, …: every binding SHARD_MAP names. */
+  [binding: string]: unknown;
 }
 
-export function database(env: Env) {
-  return drizzle(env.DB, { schema });
+/** The Drizzle client of the database holding `userId`'s rows. */
+export async function databaseOf(env: Env, userId: string) {
+  const map = await liveShardMap(env, env.SHARD_MAP);
+  return drizzle(databaseFor(env, map, userId), { schema });
 }
 
 /** A player's points and intimacy level (undefined before their first stored turn). */
 export async function playerStats(env: Env, userId: string): Promise<schema.UserStats | undefined> {
-  const db = database(env);
+  const db = await databaseOf(env, userId);
   return db.select().from(schema.userStats).where(eq(schema.userStats.userId, userId)).get();
 }
 
 /** A session's messages, oldest first, as the chat Worker's own history route orders them. */
 export async function sessionHistory(env: Env, userId: string, sessionId: string): Promise<schema.ChatMessage[]> {
-  const db = database(env);
+  const db = await databaseOf(env, userId);
   return db
     .select()
     .from(schema.chatMessages)
@@ -29,14 +37,23 @@ export async function sessionHistory(env: Env, userId: string, sessionId: string
     .all();
 }
 
-/** The top players by points. */
+/** The top players by points across every database, ties broken by user id (as the API does). */
 export async function leaderboard(env: Env, limit = 10) {
-  const db = database(env);
-  return db
-    .select({ userId: schema.users.id, name: schema.users.displayName, points: schema.userStats.totalPoints })
-    .from(schema.userStats)
-    .innerJoin(schema.users, eq(schema.users.id, schema.userStats.userId))
-    .orderBy(schema.userStats.totalPoints)
-    .limit(limit)
-    .all();
+  const map = await liveShardMap(env, env.SHARD_MAP);
+  const bindings = [...new Set(map)];
+  const pages = await Promise.all(
+    bindings.map((binding) =>
+      drizzle(env[binding] as D1Database, { schema })
+        .select({ userId: schema.users.id, name: schema.users.displayName, points: schema.userStats.totalPoints })
+        .from(schema.userStats)
+        .innerJoin(schema.users, eq(schema.users.id, schema.userStats.userId))
+        .orderBy(desc(schema.userStats.totalPoints), asc(schema.userStats.userId))
+        .limit(limit)
+        .all(),
+    ),
+  );
+  return pages
+    .flat()
+    .sort((a, b) => b.points - a.points || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0))
+    .slice(0, limit);
 }
