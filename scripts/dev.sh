@@ -17,24 +17,37 @@ if [ ! -f .dev.vars ]; then
   printf 'ADMIN_TOKEN=%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" > .dev.vars
 fi
 log "admin token: export CHAT_ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)"
-log "applying migrations to the local D1 in $STATE"
-CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE" -c wrangler.toml
 # Local runs use the local build (build-local/: development auth and the fault switch, cargo
 # feature `local`), through copies of both configs that point at it; the wrangler.toml files
 # themselves point at the deployable build. `wrangler dev --var` reaches only the first
-# Worker, so the consumer's local settings go into its copy.
+# Worker, so the consumer's local settings go into its copy. Local runs use two databases
+# (DB_0 and DB_1, half of the buckets each), so that routing players is always exercised.
+LOCAL_SHARD_MAP="0-127=DB_0,128-255=DB_1"
 mkdir -p "$STATE"
 CHAT_CONFIG="$STATE/chat.wrangler.toml"
 CONSUMER_CONFIG="$STATE/consumer.wrangler.toml"
 sed -e "s|^main = \"producer/build/index.js\"|main = \"$ROOT/producer/build-local/index.js\"|" \
     -e "s|^migrations_dir = \"migrations\"|migrations_dir = \"$ROOT/migrations\"|" wrangler.toml > "$CHAT_CONFIG"
+SECOND_DB="
+[[d1_databases]]
+binding = \"DB_1\"
+database_name = \"chat-1\"
+database_id = \"00000000-0000-4000-8000-000000000001\"
+migrations_dir = \"$ROOT/migrations\""
+printf '%s\n' "$SECOND_DB" >> "$CHAT_CONFIG"
 sed -e "s|^main = \"build/index.js\"|main = \"$ROOT/consumer/build-local/index.js\"|" \
     -e "s|^migrations_dir = \"../migrations\"|migrations_dir = \"$ROOT/migrations\"|" \
     -e "s|^RETRY_BASE_SECONDS = .*|RETRY_BASE_SECONDS = \"${RETRY_BASE_SECONDS:-2}\"|" \
+    -e "s|^SHARD_MAP = .*|SHARD_MAP = \"$LOCAL_SHARD_MAP\"|" \
     -e "s|^\[vars\]|[vars]\nFAULTS = \"${FAULTS:-}\"|" consumer/wrangler.toml > "$CONSUMER_CONFIG"
+printf '%s\n' "$SECOND_DB" >> "$CONSUMER_CONFIG"
 for config in "$CHAT_CONFIG" "$CONSUMER_CONFIG"; do
   grep -q "^main = \"$ROOT/.*/build-local/index.js\"" "$config" \
     || { echo "$config does not point at the local build: has a wrangler.toml's main changed?" >&2; exit 1; }
+done
+for binding in DB_0 DB_1; do
+  log "applying migrations to $binding, the local D1 in $STATE"
+  CI=true wrangler d1 migrations apply "$binding" --local --persist-to "$STATE" -c "$CHAT_CONFIG"
 done
 if [ -n "${FAULTS:-}" ]; then
   log "consumer faults: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local build only)"
@@ -43,5 +56,5 @@ log "starting both Workers on http://localhost:$PORT (X-Dev-User auth)"
 exec wrangler dev --local -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --var ALLOW_DEV_AUTH:local-only \
   --var "ADMIN_TOKEN:$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)" \
-  --var "TURN_RATE_LIMIT:${TURN_RATE_LIMIT:-off}" \
+  --var "TURN_RATE_LIMIT:${TURN_RATE_LIMIT:-off}" --var "SHARD_MAP:$LOCAL_SHARD_MAP" \
   --show-interactive-dev-session=false

@@ -3,6 +3,7 @@
 //! - [`client`]: the HTTP client, with errors that say what to do.
 //! - [`replay`]: a resumable, rate-limited replay (or dry run) with progress.
 //! - [`output`]: tables for people, `--json` for programs.
+//! - [`shards`]: the bucket map, and moving a bucket to another database.
 //!
 //! ```text
 //! export CHAT_ADMIN_TOKEN=…            # the Worker's ADMIN_TOKEN
@@ -11,11 +12,13 @@
 //! chat-admin replay --rate 20
 //! chat-admin reconcile --dry-run
 //! chat-admin stats
+//! chat-admin shards move --bucket 17 --to DB_1
 //! ```
 
 mod client;
 mod output;
 mod replay;
+mod shards;
 
 use clap::{Args, Parser, Subcommand};
 use client::Client;
@@ -131,6 +134,9 @@ enum Command {
     },
     /// Pipeline figures: users, turns, dead letters by status and class.
     Stats,
+    /// The bucket map over the D1 databases, and bucket moves.
+    #[command(subcommand)]
+    Shards(shards::ShardsCommand),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -218,6 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::reconcile_report(&total);
             }
         }
+        Command::Shards(command) => return shards::run(&client, &command, cli.json),
         Command::Stats => {
             let stats = client.get("/admin/stats", &[])?;
             if cli.json {

@@ -42,6 +42,11 @@ impl FaultSwitch {
     pub fn fails_letters(&self, now_ms: i64) -> bool {
         self.0.fails_letters(now_ms)
     }
+
+    /// Whether writes to database `binding` fail now.
+    pub fn database_down(&self, binding: &str, now_ms: i64) -> bool {
+        self.0.database_down(binding, now_ms)
+    }
 }
 
 #[cfg(not(feature = "local"))]
@@ -68,6 +73,10 @@ impl FaultSwitch {
     }
 
     pub fn fails_letters(&self, _: i64) -> bool {
+        false
+    }
+
+    pub fn database_down(&self, _: &str, _: i64) -> bool {
         false
     }
 }

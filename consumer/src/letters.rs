@@ -7,7 +7,7 @@
 //! keeping its id, and the old one is acked, with an alerting log line. A D1 outage of any
 //! length then delays letters but never loses one.
 
-use crate::config::{Config, DB, DEAD_LETTERS};
+use crate::config::{Config, CONTROL, DEAD_LETTERS};
 use crate::incoming::Incoming;
 use crate::store;
 use chat_core::d1_limits::{json_chunks, MAX_BOUND_JSON_BYTES};
@@ -35,7 +35,7 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
                 "injected fault: the dead-letter store is failing".into(),
             ))
         } else {
-            match env.d1(DB) {
+            match env.d1(CONTROL) {
                 Ok(db) => store::store_letters(&db, &chunk.json, now).await,
                 Err(e) => Err(e),
             }

@@ -2,6 +2,7 @@
 
 use chat_core::batch::StoredTurn;
 use chat_core::dead_letter::Envelope;
+use chat_core::shards::{Override, OverrideRow};
 use chat_core::sql;
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, Queue};
@@ -41,6 +42,16 @@ pub async fn apply_turns(db: &D1Database, turns_json: &str) -> worker::Result<St
         inserted,
         statements: count,
     })
+}
+
+/// The bucket map's overrides, from the control database.
+pub async fn shard_overrides(control: &D1Database) -> worker::Result<Vec<Override>> {
+    let rows = control
+        .prepare(chat_core::sql::shards::SELECT_OVERRIDES)
+        .all()
+        .await?
+        .results::<OverrideRow>()?;
+    Ok(rows.iter().map(Override::from).collect())
 }
 
 /// Archives dead letters in one statement; `letters_json` is a JSON array of envelopes, cut

@@ -432,6 +432,80 @@ pub fn parse_raw_turns(body: &[u8]) -> Result<Vec<String>, AdminError> {
         .collect()
 }
 
+/// Most rows one `POST /admin/shards/copy` call moves: a page of `chat_messages` at their
+/// largest stays under D1's 2 MB per value.
+pub const MAX_COPY_PAGE: u32 = 100;
+
+/// A `POST /admin/shards/{hold,copy,verify,flip,purge,release}` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRequest {
+    pub bucket: u8,
+    /// The database the bucket goes to (`copy`, `verify`, `flip`).
+    pub to: Option<String>,
+    /// Where a copy goes on (`copy`): a `nextCursor` this API gave out.
+    pub cursor: Option<crate::shards::CopyCursor>,
+    /// Rows per call (`copy`, `purge`).
+    pub limit: u32,
+}
+
+/// Parses a shard request; `needs_to` says whether `to` is required.
+pub fn parse_shard_request(body: &[u8], needs_to: bool) -> Result<ShardRequest, AdminError> {
+    let map = object(body)?;
+    for key in map.keys() {
+        if !["bucket", "to", "cursor", "limit"].contains(&key.as_str()) {
+            return Err(bad("invalid_field", format!("unknown field '{key}'")));
+        }
+    }
+    let bucket = map
+        .get("bucket")
+        .and_then(Value::as_u64)
+        .filter(|b| *b < crate::shards::BUCKETS as u64)
+        .ok_or_else(|| {
+            bad(
+                "invalid_field",
+                "'bucket' must be a whole number from 0 to 255",
+            )
+        })? as u8;
+    let to = match map.get("to") {
+        None | Some(Value::Null) if !needs_to => None,
+        Some(Value::String(t)) if crate::shards::valid_binding(t) => Some(t.clone()),
+        _ => {
+            return Err(bad(
+                "invalid_field",
+                "'to' must name a database binding: DB_0, DB_1, …",
+            ))
+        }
+    };
+    let cursor = match map.get("cursor") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(crate::shards::CopyCursor::parse(c).ok_or_else(|| {
+            bad(
+                "invalid_cursor",
+                "'cursor' must be a nextCursor this API gave out",
+            )
+        })?),
+        Some(_) => return Err(bad("invalid_cursor", "'cursor' must be a string")),
+    };
+    let limit = match map.get("limit") {
+        None | Some(Value::Null) => MAX_COPY_PAGE,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=u64::from(MAX_COPY_PAGE)).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "invalid_field",
+                    format!("'limit' must be a whole number from 1 to {MAX_COPY_PAGE}"),
+                )
+            })? as u32,
+    };
+    Ok(ShardRequest {
+        bucket,
+        to,
+        cursor,
+        limit,
+    })
+}
+
 /// The `Authorization: Bearer <token>` check, in constant time over the token's bytes. An
 /// unset or empty configured token refuses everything.
 pub fn bearer_matches(header: Option<&str>, configured: Option<&str>) -> bool {
@@ -485,6 +559,39 @@ mod tests {
             ("colour", "red"),
         ] {
             assert!(ListQuery::parse([bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shard_bodies_parse_and_refuse() {
+        let r = parse_shard_request(
+            br#"{"bucket":17,"to":"DB_1","cursor":"2.11.k","limit":5}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!((r.bucket, r.to.as_deref(), r.limit), (17, Some("DB_1"), 5));
+        assert_eq!(r.cursor.unwrap().table, 2);
+        assert_eq!(
+            parse_shard_request(br#"{"bucket":0}"#, false)
+                .unwrap()
+                .limit,
+            MAX_COPY_PAGE
+        );
+        for (body, needs_to) in [
+            (&br#"{"bucket":256,"to":"DB_1"}"#[..], true),
+            (br#"{"bucket":-1}"#, false),
+            (br#"{"to":"DB_1"}"#, true),
+            (br#"{"bucket":1}"#, true),
+            (br#"{"bucket":1,"to":"db1"}"#, true),
+            (br#"{"bucket":1,"to":"DB_1","limit":101}"#, true),
+            (br#"{"bucket":1,"cursor":"nope"}"#, false),
+            (br#"{"bucket":1,"colour":"red"}"#, false),
+        ] {
+            assert!(
+                parse_shard_request(body, needs_to).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

@@ -14,16 +14,20 @@
 //! - `before=R`, `after=R`: fail that share (0..=1) of batches at random.
 //! - `letters-until=MS`: storing dead letters fails until the clock passes MS (epoch ms): a D1
 //!   outage of the archive that outlasts every retry of the dead-letter queue, then clears.
+//! - `down=DB_k@MS`: every write to database `DB_k` fails until the clock passes MS: one
+//!   database's outage, which must hold back only its own players' turns.
 
 use crate::record::TurnRecord;
 
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Faults {
     pub markers: bool,
     pub before_rate: f64,
     pub after_rate: f64,
     /// Storing dead letters fails until this time (epoch ms).
     pub letters_until: Option<i64>,
+    /// Writes to this database binding fail until this time (epoch ms).
+    pub down: Option<(String, i64)>,
 }
 
 /// What to do to one batch.
@@ -51,6 +55,14 @@ impl Faults {
                 None if part == "markers" => faults.markers = true,
                 Some(("before", v)) => faults.before_rate = rate(v)?,
                 Some(("after", v)) => faults.after_rate = rate(v)?,
+                Some(("down", v)) => {
+                    let parsed = v
+                        .split_once('@')
+                        .and_then(|(db, until)| Some((db.to_owned(), until.parse().ok()?)))
+                        .filter(|(db, _)| crate::shards::valid_binding(db));
+                    faults.down =
+                        Some(parsed.ok_or_else(|| format!("down={v:?} is not DB_k@epoch-ms"))?);
+                }
                 Some(("letters-until", v)) => {
                     faults.letters_until = Some(
                         v.parse()
@@ -65,6 +77,13 @@ impl Faults {
 
     pub fn is_off(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Whether writes to database `binding` fail at `now_ms`.
+    pub fn database_down(&self, binding: &str, now_ms: i64) -> bool {
+        self.down
+            .as_ref()
+            .is_some_and(|(db, until)| db == binding && now_ms < *until)
     }
 
     /// Whether storing dead letters fails at `now_ms`.
@@ -131,8 +150,13 @@ mod tests {
                 before_rate: 0.2,
                 after_rate: 0.1,
                 letters_until: None,
+                down: None,
             }
         );
+        let f = Faults::parse("down=DB_1@1000").unwrap();
+        assert!(f.database_down("DB_1", 999) && !f.database_down("DB_1", 1000));
+        assert!(!f.database_down("DB_0", 0));
+        assert!(Faults::parse("down=DB_1").is_err() && Faults::parse("down=x@5").is_err());
         let f = Faults::parse("letters-until=1000").unwrap();
         assert!(f.fails_letters(999) && !f.fails_letters(1000));
         assert!(!Faults::default().fails_letters(0));

@@ -175,6 +175,31 @@ pub fn parse_id(s: &str) -> Option<Uuid> {
     Uuid::try_parse(s).ok()
 }
 
+/// Most players `GET /api/leaderboard` returns; 10 unless `?limit=` asks otherwise.
+pub const MAX_LEADERBOARD: u32 = 100;
+
+/// `GET /api/leaderboard?limit=1..100`: how many players.
+pub fn leaderboard_limit<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<u32, InvalidRequest> {
+    let mut limit = 10;
+    for (key, value) in pairs {
+        if key == "limit" {
+            limit = value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_LEADERBOARD).contains(n))
+                .ok_or_else(|| {
+                    InvalidRequest::new(
+                        "invalid_query",
+                        format!("'limit' must be a whole number from 1 to {MAX_LEADERBOARD}"),
+                    )
+                })?;
+        }
+    }
+    Ok(limit)
+}
+
 /// Most messages one page of a session's history holds; `?limit=` asks for fewer.
 pub const MAX_HISTORY_PAGE: u32 = 1000;
 
@@ -244,6 +269,24 @@ impl HistoryQuery {
             }
         }
         Ok(query)
+    }
+}
+
+#[cfg(test)]
+mod leaderboard_tests {
+    use super::*;
+
+    #[test]
+    fn leaderboard_limits() {
+        assert_eq!(leaderboard_limit([]), Ok(10));
+        assert_eq!(leaderboard_limit([("limit", "100"), ("x", "y")]), Ok(100));
+        for bad in ["0", "101", "-1", "ten", ""] {
+            assert_eq!(
+                leaderboard_limit([("limit", bad)]).unwrap_err().code,
+                "invalid_query",
+                "{bad:?}"
+            );
+        }
     }
 }
 

@@ -47,6 +47,25 @@ pub struct Override {
     pub moving: bool,
 }
 
+/// A row of `sql::shards::SELECT_OVERRIDES`, as D1 gives it (SQLite has no booleans).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OverrideRow {
+    pub bucket: u8,
+    pub binding: String,
+    pub moving: u8,
+    pub moved_from: Option<String>,
+}
+
+impl From<&OverrideRow> for Override {
+    fn from(r: &OverrideRow) -> Self {
+        Self {
+            bucket: r.bucket,
+            binding: r.binding.clone(),
+            moving: r.moving != 0,
+        }
+    }
+}
+
 /// Which binding holds each bucket, and which buckets are moving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardMap {

@@ -182,3 +182,20 @@ fn checks_and_foreign_keys_are_enforced() {
         .to_string()
         .contains("CHECK"));
 }
+
+#[test]
+fn the_latest_migration_is_the_one_the_workers_check() {
+    let files = chat_core::native::migration_files(&chat_core::native::migrations_dir()).unwrap();
+    let last = files
+        .last()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        last,
+        chat_core::sql::LATEST_MIGRATION,
+        "a new migration: update sql::LATEST_MIGRATION so /readyz checks it on every database"
+    );
+}

@@ -19,7 +19,7 @@
 use crate::db;
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::services::{DB, TURNS};
+use crate::services::TURNS;
 use chat_core::character::{Character, Locale};
 use chat_core::engine::{ReplyEngine, ReplyInput};
 use chat_core::ids::TurnIds;
@@ -216,11 +216,18 @@ impl SessionActor {
 
     /// The session, adopting it from D1 when this actor has never seen it: a session started
     /// before the actors existed, or one whose `/start` was lost after its D1 row was written.
-    async fn session_or_adopt(&self, id: Uuid) -> Result<Option<SessionState>, ApiError> {
+    /// The row is looked for in the asking player's database: a session of another player
+    /// is not theirs to adopt anyway.
+    async fn session_or_adopt(
+        &self,
+        id: Uuid,
+        player: Uuid,
+    ) -> Result<Option<SessionState>, ApiError> {
         if let Some(session) = self.session()? {
             return Ok(Some(session));
         }
-        let Some(row) = db::find_session(&self.env.d1(DB)?, id).await? else {
+        let db = crate::shard_map::player_db(&self.env, player).await?;
+        let Some(row) = db::find_session(&db, id).await? else {
             return Ok(None);
         };
         let adopted = SessionRow {
@@ -257,7 +264,7 @@ impl SessionActor {
         let caller = ask.identity.user_id();
         // Another player's turn is refused before it can wait in this session's line.
         if !self
-            .session_or_adopt(ask.session_id)
+            .session_or_adopt(ask.session_id, ask.identity.user_id())
             .await?
             .is_some_and(|s| s.owned_by(caller))
         {

@@ -27,6 +27,8 @@ pub enum ApiError {
     QueueUnavailable(String),
     /// 503: the session's actor could not be reached; the client may retry with the same key.
     SessionUnavailable(String),
+    /// 503: the player's data is being moved to another database; retry in a few seconds.
+    BucketMoving,
     /// 500: anything else. The text is logged only.
     Internal(String),
 }
@@ -72,6 +74,11 @@ impl ApiError {
                 "session_unavailable",
                 "the session could not be reached; retry with the same Idempotency-Key".into(),
             ),
+            Self::BucketMoving => (
+                503,
+                "player_data_moving",
+                "this player's data is moving to another database; retry in a few seconds".into(),
+            ),
             Self::Internal(_) => (500, "internal", "something went wrong on our side".into()),
         }
     }
@@ -95,7 +102,9 @@ impl ApiError {
         if let Self::MethodNotAllowed { allowed } = self {
             let _ = headers.set("Allow", allowed);
         }
-        if status == 503 || code == "turn_in_progress" {
+        if matches!(self, Self::BucketMoving) {
+            let _ = headers.set("Retry-After", "5");
+        } else if status == 503 || code == "turn_in_progress" {
             let _ = headers.set("Retry-After", "1");
         }
         if let Self::RateLimited { retry_after } = self {

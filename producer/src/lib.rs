@@ -15,6 +15,9 @@
 //! - [`sessions`]: starting a session and listing its messages.
 //! - [`rate_limit`]: the per-player turn rate limit (the `[[ratelimits]]` binding).
 //! - [`stats`]: a player's points and intimacy level.
+//! - [`leaderboard`]: the top players across every database.
+//! - [`ready`]: `GET /readyz`, every database migrated.
+//! - [`shard_map`]: the live bucket map: which database holds a player's rows.
 //! - [`db`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
 //! - [`error`]: the one error type of this boundary, mapped to a status once.
 
@@ -26,10 +29,13 @@ mod chat;
 mod db;
 mod engine;
 mod error;
+mod leaderboard;
 mod rate_limit;
+mod ready;
 mod routes;
 mod services;
 mod sessions;
+mod shard_map;
 mod stats;
 
 pub use actor::SessionActor;

@@ -25,6 +25,10 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
             only("GET", Method::Get)?;
             Ok(Response::from_json(&json!({ "ok": true }))?)
         }
+        ["readyz"] => {
+            only("GET", Method::Get)?;
+            crate::ready::check(env).await
+        }
         ["api", "sessions"] => {
             only("POST", Method::Post)?;
             sessions::create(req, env, &Services::from_env(env)?).await
@@ -32,6 +36,10 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
         ["api", "chat"] => {
             only("POST", Method::Post)?;
             chat::post(req, env, &Services::from_env(env)?).await
+        }
+        ["api", "leaderboard"] => {
+            only("GET", Method::Get)?;
+            crate::leaderboard::top(req, &Services::from_env(env)?).await
         }
         ["api", "me", "stats"] => {
             only("GET", Method::Get)?;

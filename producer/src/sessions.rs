@@ -29,7 +29,8 @@ pub async fn create(
     let id = time_ordered(now, random10());
     // D1 first: if the actor's start is lost after it, the actor adopts the row on the first
     // turn. The other order could leave an actor for a session D1 never heard of.
-    db::create_session(&services.db, &identity, id, &new, now).await?;
+    let db = services.player_db_for_write(identity.user_id()).await?;
+    db::create_session(&db, &identity, id, &new, now).await?;
     actor::start(
         env,
         &SessionState {
@@ -54,7 +55,7 @@ pub async fn owned(
     identity: &Identity,
     id: Uuid,
 ) -> Result<SessionRow, ApiError> {
-    db::find_session(&services.db, id)
+    db::find_session(&services.player_db(identity.user_id()).await?, id)
         .await?
         .filter(|s| s.user_id == identity.user_id().to_string())
         .ok_or_else(|| ApiError::NotFound {
@@ -73,7 +74,7 @@ pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Res
     owned(services, &identity, id).await?;
     // One more than asked tells whether an older page exists.
     let mut rows = db::list_messages(
-        &services.db,
+        &services.player_db(identity.user_id()).await?,
         identity.user_id(),
         id,
         query.before,

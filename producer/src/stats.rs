@@ -10,7 +10,8 @@ use worker::{Request, Response};
 
 pub async fn mine(req: Request, services: &Services) -> Result<Response, ApiError> {
     let identity = services.auth.resolve(&req).await?;
-    let stats = db::read_stats(&services.db, identity.user_id()).await?;
+    let db = services.player_db(identity.user_id()).await?;
+    let stats = db::read_stats(&db, identity.user_id()).await?;
     let (total, level, last) = stats.map_or((0, 0, None), |s| {
         (s.total_points, s.intimacy_level, s.last_message_at)
     });

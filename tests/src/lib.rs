@@ -76,6 +76,27 @@ impl Default for Options {
     }
 }
 
+/// The local runs' bucket map: two databases, so that routing is always exercised (the
+/// deployable default is one database, `DB_0`, with all 256 buckets).
+pub const LOCAL_SHARD_MAP: &str = "0-127=DB_0,128-255=DB_1";
+
+/// The second local database, which the local configs add next to `DB_0`.
+const LOCAL_DB_1: (&str, &str, &str) = ("DB_1", "chat-1", "00000000-0000-4000-8000-000000000001");
+
+/// Adds the second local database to a config's `d1_databases`, absolutizing every
+/// `migrations_dir`.
+fn local_databases(doc: &mut toml_edit::DocumentMut) {
+    let dbs = doc["d1_databases"].as_array_of_tables_mut().unwrap();
+    let mut second = dbs.get(0).expect("DB_0").clone();
+    second["binding"] = toml_edit::value(LOCAL_DB_1.0);
+    second["database_name"] = toml_edit::value(LOCAL_DB_1.1);
+    second["database_id"] = toml_edit::value(LOCAL_DB_1.2);
+    dbs.push(second);
+    for db in dbs.iter_mut() {
+        db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
+    }
+}
+
 /// The folder of the build a run uses, in each Worker's crate.
 fn build_dir(deployable: bool) -> &'static str {
     if deployable {
@@ -95,13 +116,8 @@ fn chat_config(dir: &Path, build: &str) -> PathBuf {
     let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("wrangler.toml parses");
     doc["main"] = toml_edit::value(abs("producer", &format!("{build}/index.js")));
-    for db in doc["d1_databases"]
-        .as_array_of_tables_mut()
-        .unwrap()
-        .iter_mut()
-    {
-        db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
-    }
+    local_databases(&mut doc);
+    doc["vars"]["SHARD_MAP"] = toml_edit::value(LOCAL_SHARD_MAP);
     let path = dir.join("chat.wrangler.toml");
     std::fs::write(&path, doc.to_string()).unwrap();
     path
@@ -119,13 +135,8 @@ fn consumer_config(
     let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
     doc["main"] = toml_edit::value(abs("consumer", &format!("{build}/index.js")));
-    for db in doc["d1_databases"]
-        .as_array_of_tables_mut()
-        .unwrap()
-        .iter_mut()
-    {
-        db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
-    }
+    local_databases(&mut doc);
+    doc["vars"]["SHARD_MAP"] = toml_edit::value(LOCAL_SHARD_MAP);
     for (k, v) in vars {
         doc["vars"][k] = toml_edit::value(v.as_str());
     }
@@ -155,6 +166,23 @@ pub struct Workers {
     pub http: reqwest::Client,
     state: tempfile::TempDir,
     log: PathBuf,
+    /// Each local database's SQLite file, by binding (`DB_0` first).
+    databases: Vec<(&'static str, PathBuf)>,
+}
+
+/// The local D1 files under `persist`.
+fn d1_files(persist: &Path) -> Vec<PathBuf> {
+    let dir = persist.join("v3/d1/miniflare-D1DatabaseObject");
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "sqlite") && !p.ends_with("metadata.sqlite")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Workers {
@@ -177,26 +205,30 @@ impl Workers {
             .expect("a temp dir");
         let persist = state.path().join("state");
         let log = state.path().join("wrangler.log");
-        let status = wrangler()
-            .args([
-                "d1",
-                "migrations",
-                "apply",
-                "DB",
-                "--local",
-                "-c",
-                "wrangler.toml",
-                "--persist-to",
-            ])
-            .arg(&persist)
-            .stdout(File::create(state.path().join("migrate.log")).unwrap())
-            .stderr(Stdio::inherit())
-            .status()
-            .expect("wrangler runs");
-        assert!(status.success(), "applying migrations failed");
+        // Every database gets every migration; the file that appears is that database's.
+        let chat = chat_config(state.path(), build);
+        let mut databases = Vec::new();
+        for binding in ["DB_0", LOCAL_DB_1.0] {
+            let before = d1_files(&persist);
+            let status = wrangler()
+                .args(["d1", "migrations", "apply", binding, "--local", "-c"])
+                .arg(&chat)
+                .arg("--persist-to")
+                .arg(&persist)
+                .stdout(File::create(state.path().join(format!("migrate-{binding}.log"))).unwrap())
+                .stderr(Stdio::inherit())
+                .status()
+                .expect("wrangler runs");
+            assert!(status.success(), "applying migrations to {binding} failed");
+            let new: Vec<PathBuf> = d1_files(&persist)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            assert_eq!(new.len(), 1, "{binding} has its own file: {new:?}");
+            databases.push((binding, new[0].clone()));
+        }
 
         let port = free_port();
-        let chat = chat_config(state.path(), build);
         let consumer = consumer_config(
             state.path(),
             build,
@@ -213,6 +245,7 @@ impl Workers {
             .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
+            .args(["--var", &format!("SHARD_MAP:{LOCAL_SHARD_MAP}")])
             .args(["--show-interactive-dev-session=false", "--persist-to"])
             .arg(&persist);
         if options.dev_auth {
@@ -250,6 +283,7 @@ impl Workers {
                 .unwrap(),
             state,
             log,
+            databases,
         };
         workers.wait_ready().await;
         workers
@@ -326,22 +360,54 @@ impl Workers {
             .collect()
     }
 
-    /// A connection to the local D1's SQLite file (read it; the Workers write it).
+    /// A reading connection to every local database at once: the control database
+    /// (`DB_0`) with the others attached, and each table a temporary view of the union of
+    /// its rows in every database. Queries see the system's whole data, wherever the bucket
+    /// map put it. To write, or to see one database, use [`Self::shard`].
     pub fn db(&self) -> Connection {
-        let dir = self
-            .state
-            .path()
-            .join("state/v3/d1/miniflare-D1DatabaseObject");
-        let file = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.extension().is_some_and(|x| x == "sqlite") && !p.ends_with("metadata.sqlite")
-            })
-            .expect("the local D1 file");
-        let conn = Connection::open(file).unwrap();
+        let conn = self.shard("DB_0");
+        let tables: Vec<String> = {
+            let mut st = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name != 'd1_migrations'")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        for (i, (_, path)) in self.databases.iter().enumerate().skip(1) {
+            conn.execute(
+                &format!("ATTACH DATABASE ?1 AS shard{i}"),
+                [path.to_string_lossy()],
+            )
+            .unwrap();
+        }
+        for table in tables {
+            let mut union = format!("SELECT * FROM main.{table}");
+            for i in 1..self.databases.len() {
+                union.push_str(&format!(" UNION ALL SELECT * FROM shard{i}.{table}"));
+            }
+            conn.execute_batch(&format!("CREATE TEMP VIEW {table} AS {union}"))
+                .unwrap();
+        }
+        conn
+    }
+
+    /// A connection to one local database (`DB_0`, `DB_1`), to read or write it alone.
+    pub fn shard(&self, binding: &str) -> Connection {
+        let (_, path) = self
+            .databases
+            .iter()
+            .find(|(b, _)| *b == binding)
+            .unwrap_or_else(|| panic!("no local database {binding}"));
+        let conn = Connection::open(path).unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
         conn
+    }
+
+    /// The local databases' bindings, `DB_0` first.
+    pub fn shards(&self) -> Vec<&'static str> {
+        self.databases.iter().map(|(b, _)| *b).collect()
     }
 
     /// One number from the local D1.

@@ -133,6 +133,42 @@ fn both_workers_pass_a_deploy_dry_run_with_the_deployable_build() {
 }
 
 #[test]
+fn both_workers_bind_the_same_databases_and_bucket_map() {
+    let chat = config("wrangler.toml");
+    let consumer = config("consumer/wrangler.toml");
+    let dbs = |c: &DocumentMut| -> Vec<(String, String)> {
+        c["d1_databases"]
+            .as_array_of_tables()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["binding"].as_str().unwrap().to_owned(),
+                    d["database_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(dbs(&chat), dbs(&consumer));
+    assert_eq!(dbs(&chat)[0].0, chat_core::shards::CONTROL);
+    assert_eq!(
+        chat["vars"]["SHARD_MAP"].as_str(),
+        consumer["vars"]["SHARD_MAP"].as_str()
+    );
+    let map = chat_core::shards::ShardMap::parse(chat["vars"]["SHARD_MAP"].as_str().unwrap())
+        .expect("SHARD_MAP parses");
+    let bound: Vec<String> = dbs(&chat).into_iter().map(|(b, _)| b).collect();
+    for b in map.bindings() {
+        assert!(bound.iter().any(|x| x == b), "{b} is bound");
+    }
+    assert_eq!(
+        map.bindings(),
+        vec!["DB_0"],
+        "the deploy default is one database"
+    );
+}
+
+#[test]
 fn the_production_config_names_every_setting_the_code_reads() {
     let chat = config("wrangler.toml");
     for var in [

@@ -49,6 +49,48 @@ fn stored(w: &Workers, turn_id: &str) -> bool {
     )) == 1
 }
 
+/// Runs `sql` on the first (or, with `last`, the last) database that holds users.
+fn in_a_database_with_users(w: &Workers, last: bool, sql: &str) {
+    let mut shards = w.shards();
+    if last {
+        shards.reverse();
+    }
+    let db = shards
+        .into_iter()
+        .map(|b| w.shard(b))
+        .find(|db| {
+            db.query_row("SELECT COUNT(*) FROM user_stats", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+                > 0
+        })
+        .expect("a database with users");
+    assert_eq!(db.execute(sql, []).unwrap(), 1, "{sql}");
+}
+
+/// Every page of a reconcile run: (users drifted, users fixed).
+async fn reconcile_all(w: &Workers, dry_run: bool) -> (usize, i64) {
+    let (mut cursor, mut drifted, mut fixed) = (Value::Null, 0, 0);
+    for _ in 0..10 {
+        let (status, page) = w
+            .admin(
+                "POST",
+                "/admin/reconcile",
+                Some(&json!({ "dryRun": dry_run, "cursor": cursor })),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        drifted += page["drifted"].as_array().unwrap().len();
+        fixed += page["fixed"].as_i64().unwrap();
+        cursor = page["nextCursor"].clone();
+        if cursor.is_null() {
+            return (drifted, fixed);
+        }
+    }
+    panic!("reconcile pages never end");
+}
+
 fn ledger_drift(w: &Workers) -> i64 {
     w.count("SELECT COUNT(*) FROM user_stats s WHERE s.total_points != (SELECT COALESCE(SUM(delta), 0) FROM point_events p WHERE p.user_id = s.user_id)")
 }
@@ -415,37 +457,25 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
     );
 
     // Reconcile finds a drift made by hand, a dry run only reports it, a real run repairs it.
-    w.db().execute("UPDATE user_stats SET total_points = total_points + 1000, intimacy_level = 0 WHERE rowid = 1", []).unwrap();
-    let (status, report) = w
-        .admin("POST", "/admin/reconcile", Some(&json!({ "dryRun": true })))
-        .await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["drifted"].as_array().unwrap().len(), 1);
-    assert_eq!(report["fixed"], 0);
+    // Its pages walk every database.
+    in_a_database_with_users(&w, false, "UPDATE user_stats SET total_points = total_points + 1000, intimacy_level = 0 WHERE rowid = 1");
+    let (drifted, fixed) = reconcile_all(&w, true).await;
+    assert_eq!((drifted, fixed), (1, 0));
     assert_eq!(ledger_drift(&w), 1);
-    let (_, fixed) = w.admin("POST", "/admin/reconcile", Some(&json!({}))).await;
-    assert_eq!(
-        (fixed["drifted"].as_array().unwrap().len(), &fixed["fixed"]),
-        (1, &json!(1))
-    );
+    assert_eq!(reconcile_all(&w, false).await, (1, 1));
     assert_eq!(ledger_drift(&w), 0);
-    let (_, clean) = w
-        .admin("POST", "/admin/reconcile", Some(&json!({ "dryRun": true })))
-        .await;
-    assert!(clean["drifted"].as_array().unwrap().is_empty());
-    assert!(clean["nextCursor"].is_null(), "one page held every user");
+    assert_eq!(reconcile_all(&w, true).await, (0, 0));
 
-    // Page by page, one user at a time: a drift on the last user is found on the last page,
-    // and the pages check every user once.
-    w.db()
-        .execute(
-            "UPDATE user_stats SET total_points = total_points - 7 WHERE user_id = (SELECT MAX(id) FROM users)",
-            [],
-        )
-        .unwrap();
+    // Page by page, one user at a time: a drift on the last user of the last database is
+    // found on the last page, and the pages check every user once.
+    in_a_database_with_users(
+        &w,
+        true,
+        "UPDATE user_stats SET total_points = total_points - 7 WHERE user_id = (SELECT MAX(id) FROM users)",
+    );
     let users = w.count("SELECT COUNT(*) FROM users");
     let (mut cursor, mut checked, mut fixed_total) = (Value::Null, 0, 0);
-    for _ in 0..=users {
+    for _ in 0..=users + 2 * w.shards().len() as i64 {
         let (status, page) = w
             .admin(
                 "POST",
@@ -462,7 +492,7 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
         }
     }
     assert!(cursor.is_null(), "the pages end");
-    // The last full page is followed by one empty page that ends the walk.
+    // Each database's last full page is followed by an empty one that moves on.
     assert_eq!(checked, users, "every user checked once");
     assert_eq!(fixed_total, 1);
     assert_eq!(ledger_drift(&w), 0);

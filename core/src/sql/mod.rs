@@ -14,6 +14,12 @@
 
 pub mod shards;
 
+/// The newest migration: every database must have it (`GET /readyz` checks each one).
+pub const LATEST_MIGRATION: &str = "0005_shards.sql";
+
+/// The newest migration wrangler applied to a database.
+pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1";
+
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
 

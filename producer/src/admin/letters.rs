@@ -14,6 +14,7 @@ use chat_core::admin::{
 };
 use chat_core::dead_letter::{verdict, Verdict};
 use chat_core::ids::time_ordered;
+use chat_core::record::TurnRecord;
 use chat_core::time::to_rfc3339;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -46,7 +47,7 @@ pub async fn list(req: Request, services: &Services) -> Result<Response, ApiErro
         .collect();
     let query = ListQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let rows = db::list_letters(
-        &services.db,
+        &services.control,
         &query.filter,
         query.limit,
         query.cursor.as_ref(),
@@ -63,7 +64,7 @@ pub async fn list(req: Request, services: &Services) -> Result<Response, ApiErro
 }
 
 pub async fn show(services: &Services, id: &str) -> Result<Response, ApiError> {
-    let rows = db::letters_by_ids(&services.db, &[id.to_owned()]).await?;
+    let rows = db::letters_by_ids(&services.control, &[id.to_owned()]).await?;
     let letter = rows.first().ok_or_else(|| ApiError::NotFound {
         code: "letter_not_found",
         message: "no dead letter with this id".into(),
@@ -78,10 +79,10 @@ async fn select(
     request: &ActionRequest,
 ) -> Result<(Vec<LetterRow>, Option<String>), ApiError> {
     let mut rows = match &request.selection {
-        Selection::Ids(ids) => db::letters_by_ids(&services.db, ids).await?,
+        Selection::Ids(ids) => db::letters_by_ids(&services.control, ids).await?,
         Selection::Filter(f) => {
             db::list_letters(
-                &services.db,
+                &services.control,
                 f,
                 request.limit,
                 request.cursor.as_ref(),
@@ -124,12 +125,26 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
     )?;
     let (letters, next) = select(services, &request).await?;
 
-    // Judge every letter against what D1 holds now.
-    let turn_ids: Vec<&str> = letters
-        .iter()
-        .filter_map(|l| l.turn_id.as_deref())
-        .collect();
-    let stored = db::stored_turns(&services.db, &turn_ids).await?;
+    // Judge every letter against what its player's database holds now. A payload that is
+    // not a record has no player, and its verdict is "invalid" whatever is stored.
+    let map = crate::shard_map::live(&services.env).await?;
+    let mut by_db: HashMap<&str, Vec<&str>> = HashMap::new();
+    for l in &letters {
+        let record = l
+            .payload
+            .as_deref()
+            .and_then(|p| TurnRecord::decode(p).ok());
+        if let (Some(turn), Some(record)) = (l.turn_id.as_deref(), record) {
+            by_db
+                .entry(map.binding(&record.user.id))
+                .or_default()
+                .push(turn);
+        }
+    }
+    let mut stored = Vec::new();
+    for (binding, turn_ids) in by_db {
+        stored.extend(db::stored_turns(&services.env.d1(binding)?, &turn_ids).await?);
+    }
     let stored: HashMap<&str, _> = stored.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut counts = ReplayCounts {
         letters: letters.len(),
@@ -176,7 +191,7 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
             .map(|&i| letters[i].id.clone())
             .collect();
         if !ids.is_empty() {
-            db::mark_letters(&services.db, &ids, LetterStatus::Replayed, now_ms()).await?;
+            db::mark_letters(&services.control, &ids, LetterStatus::Replayed, now_ms()).await?;
         }
         chosen[..sent].iter().for_each(|&i| requeued[i] = true);
         counts.requeued = sent;
@@ -186,7 +201,7 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
         .clone()
         .unwrap_or_else(|| time_ordered(started, random10()).to_string());
     db::record_replay_run(
-        &services.db,
+        &services.control,
         &run_id,
         started,
         now_ms(),
@@ -229,7 +244,7 @@ pub async fn discard(mut req: Request, services: &Services) -> Result<Response, 
     let discarded = if request.dry_run || ids.is_empty() {
         0
     } else {
-        db::mark_letters(&services.db, &ids, LetterStatus::Discarded, now_ms()).await?
+        db::mark_letters(&services.control, &ids, LetterStatus::Discarded, now_ms()).await?
     };
     tracing::info!(
         dry_run = request.dry_run,

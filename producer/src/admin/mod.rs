@@ -4,11 +4,13 @@
 //!
 //! - [`letters`]: list, show, replay (with dry run) and discard dead letters.
 //! - [`ops`]: reconcile stats with the ledger, enqueue raw turn records, figures.
+//! - [`shards`]: the bucket map, and moving a bucket to another database.
 //! - `sessions/{id}`: what a session's actor holds (its state, turns and keys kept).
 //! - `runtime`: this isolate's wasm memory (the soak test's leak signal).
 
 mod letters;
 mod ops;
+mod shards;
 
 use crate::error::ApiError;
 use crate::services::Services;
@@ -73,6 +75,27 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
         ["stats"] => {
             only("GET", Method::Get)?;
             ops::stats(&services()?).await
+        }
+        ["shards"] => {
+            only("GET", Method::Get)?;
+            shards::status(&services()?).await
+        }
+        ["shards", step] => {
+            only("POST", Method::Post)?;
+            let services = services()?;
+            match *step {
+                "hold" => shards::hold(req, &services).await,
+                "copy" => shards::copy(req, &services).await,
+                "verify" => shards::verify(req, &services).await,
+                "flip" => shards::flip(req, &services).await,
+                "purge" => shards::purge(req, &services).await,
+                "release" => shards::release(req, &services).await,
+                _ => Err(ApiError::NotFound {
+                    code: "not_found",
+                    message: "no such shard step: hold, copy, verify, flip, purge or release"
+                        .into(),
+                }),
+            }
         }
         ["runtime"] => {
             only("GET", Method::Get)?;

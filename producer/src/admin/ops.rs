@@ -13,13 +13,33 @@ use worker_support::clock::now_ms;
 /// Recomputes `user_stats` from `point_events` and `chat_messages`, reports every user whose
 /// snapshot drifted, and (unless `dryRun`) repairs them in the same atomic batch.
 pub async fn reconcile(mut req: Request, services: &Services) -> Result<Response, ApiError> {
-    let request = parse_reconcile(&body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?)?;
+    let mut request = parse_reconcile(&body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?)?;
     let dry_run = request.dry_run;
-    let (span, drift, fixed) = db::reconcile(&services.db, &request, now_ms()).await?;
-    // A full page may have more users after it; a short one is the last.
-    let next_cursor = span
+    // The cursor is `DB_k/<last user id>`: one database at a time, in the map's order.
+    let dbs = services.all_dbs().await?;
+    let (binding, after) = match request.after.as_deref() {
+        None => (dbs[0].0.clone(), None),
+        Some(cursor) => match cursor.split_once('/') {
+            Some((b, a)) => (b.to_owned(), Some(a.to_owned()).filter(|a| !a.is_empty())),
+            None => (dbs[0].0.clone(), Some(cursor.to_owned())),
+        },
+    };
+    let at = dbs.iter().position(|(b, _)| *b == binding).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_cursor",
+            format!("the cursor names {binding:?}, which the bucket map does not use"),
+        )
+    })?;
+    request.after = after;
+    let (span, drift, fixed) = db::reconcile(&dbs[at].1, &request, now_ms()).await?;
+    // A full page may have more users after it; a short one ends this database.
+    let next_cursor = match span
         .last_id
-        .filter(|_| span.checked >= i64::from(request.limit));
+        .filter(|_| span.checked >= i64::from(request.limit))
+    {
+        Some(last) => Some(format!("{binding}/{last}")),
+        None => dbs.get(at + 1).map(|(next, _)| format!("{next}/")),
+    };
     let drifted: Vec<_> = drift
         .iter()
         .map(|d| {
@@ -43,6 +63,7 @@ pub async fn reconcile(mut req: Request, services: &Services) -> Result<Response
     );
     Ok(Response::from_json(&json!({
         "dryRun": dry_run,
+        "database": binding,
         "checked": span.checked,
         "drifted": drifted,
         "fixed": fixed,
@@ -63,16 +84,29 @@ pub async fn enqueue_turns(mut req: Request, services: &Services) -> Result<Resp
 }
 
 pub async fn stats(services: &Services) -> Result<Response, ApiError> {
-    let row = db::admin_stats(&services.db).await?;
+    // Players' figures are summed over every database; the letters live in the control one.
+    let mut databases = Vec::new();
+    let (mut users, mut sessions, mut turns, mut points) = (0, 0, 0, 0);
+    for (binding, db) in services.all_dbs().await? {
+        let row = db::admin_stats(&db).await?;
+        let n = |k: &str| row[k].as_i64().unwrap_or(0);
+        users += n("users");
+        sessions += n("sessions");
+        turns += n("turns");
+        points += n("total_points");
+        databases.push(json!({ "binding": binding, "users": n("users"), "sessions": n("sessions"), "turns": n("turns"), "totalPoints": n("total_points") }));
+    }
+    let row = db::admin_stats(&services.control).await?;
     let by_class: serde_json::Value = row["pending_by_class"]
         .as_str()
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_else(|| json!({}));
     Ok(Response::from_json(&json!({
-        "users": row["users"],
-        "sessions": row["sessions"],
-        "turns": row["turns"],
-        "totalPoints": row["total_points"],
+        "users": users,
+        "sessions": sessions,
+        "turns": turns,
+        "totalPoints": points,
+        "databases": databases,
         "deadLetters": {
             "pending": row["pending"],
             "replayed": row["replayed"],

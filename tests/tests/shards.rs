@@ -1,0 +1,246 @@
+//! Players sharded over the two local databases (`0-127=DB_0,128-255=DB_1`): each player's
+//! rows land in the database of their bucket, one database failing holds back only its own
+//! players' turns, and the leaderboard ranks players across both.
+
+use chat_core::ids::user_id;
+use chat_core::shards::{bucket, ShardMap};
+use e2e::{wait_for, Options, Workers, LOCAL_SHARD_MAP};
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Rows of `user` in one database.
+fn rows_in(w: &Workers, binding: &str, user: &str) -> i64 {
+    w.shard(binding)
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM users WHERE id = ?1) + (SELECT COUNT(*) FROM chat_sessions WHERE user_id = ?1) + (SELECT COUNT(*) FROM chat_messages WHERE user_id = ?1) + (SELECT COUNT(*) FROM point_events WHERE user_id = ?1) + (SELECT COUNT(*) FROM user_stats WHERE user_id = ?1)",
+            [user],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_live_in_their_database_and_an_outage_holds_back_only_its_own() {
+    // DB_1 is down for the first 25 s: its players' turns wait, DB_0's are stored.
+    let until = now_ms() + 25_000;
+    let w = Workers::start_with(Options {
+        consumer_vars: vec![
+            ("FAULTS", format!("down=DB_1@{until}")),
+            ("RETRY_BASE_SECONDS", "1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let map = ShardMap::parse(LOCAL_SHARD_MAP).unwrap();
+
+    // Twelve players; the first eight send the same three messages, so their totals tie.
+    let players: Vec<String> = (0..12).map(|i| format!("x:ranked-{i}")).collect();
+    let mut told: Vec<(String, i64)> = Vec::new();
+    let mut answered = 0;
+    for (i, p) in players.iter().enumerate() {
+        let session = w.session(p, "kai").await;
+        let mut points = 0;
+        let words = if i < 8 {
+            vec!["thank you", "you are kind", "hello"]
+        } else {
+            vec!["you are wonderful", "thank you so much", "i love this"][..i % 3 + 1].to_vec()
+        };
+        for message in words {
+            let (status, answer) = w
+                .post(
+                    "/api/chat",
+                    p,
+                    &json!({ "sessionId": session, "message": message }),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            points += answer["score"].as_i64().unwrap();
+            answered += 1;
+        }
+        told.push((p.clone(), points));
+    }
+    let ids: Vec<String> = players
+        .iter()
+        .map(|p| user_id("x", p.trim_start_matches("x:")).to_string())
+        .collect();
+    let home = |id: &str| map.binding(&id.parse().unwrap()).to_owned();
+    assert!(ids.iter().any(|id| home(id) == "DB_0") && ids.iter().any(|id| home(id) == "DB_1"));
+
+    // While DB_1 is down: DB_0's players are stored, DB_1's are not (their sessions are).
+    let stored = |id: &str| {
+        w.shard(&home(id))
+            .query_row(
+                "SELECT COUNT(*) FROM point_events WHERE user_id = ?1",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || ids
+            .iter()
+            .filter(|id| home(id) == "DB_0")
+            .all(|id| stored(id) > 0))
+        .await,
+        "DB_0's players are stored during DB_1's outage\n{}",
+        w.log_tail()
+    );
+    assert!(now_ms() < until, "the outage was still on");
+    for id in ids.iter().filter(|id| home(id) == "DB_1") {
+        assert_eq!(stored(id), 0, "{id}'s turns wait for DB_1");
+    }
+    // Then DB_1 comes back, and every turn is stored, each once, in its player's database.
+    assert!(
+        wait_for(Duration::from_secs(90), || w
+            .count("SELECT COUNT(*) FROM point_events")
+            == answered)
+        .await,
+        "every player's turns are stored once DB_1 is back\n{}",
+        w.log_tail()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (id, p) in ids.iter().zip(&players) {
+        let other = if home(id) == "DB_0" { "DB_1" } else { "DB_0" };
+        assert!(rows_in(&w, &home(id), id) > 0, "{p} is in {}", home(id));
+        assert_eq!(rows_in(&w, other, id), 0, "{p} has no row in {other}");
+        assert_eq!(bucket(&id.parse().unwrap()) < 128, home(id) == "DB_0");
+    }
+    assert_eq!(w.count("SELECT COUNT(*) FROM dead_letters"), 0);
+    let batches = w.log_events("turn batch");
+    assert!(
+        batches
+            .iter()
+            .any(|b| b["databases"].as_str().unwrap_or("").contains("DB_1:")),
+        "the batch log counts per database"
+    );
+
+    // The leaderboard: totals as the players were told, across both databases, highest
+    // first, ties broken by user id.
+    let mut expected: Vec<(i64, String)> = told
+        .iter()
+        .map(|(p, points)| {
+            (
+                *points,
+                user_id("x", p.trim_start_matches("x:")).to_string(),
+            )
+        })
+        .collect();
+    expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    assert!(
+        expected.windows(2).any(|w| w[0].0 == w[1].0),
+        "the test has ties"
+    );
+    let (status, board) = w.get("/api/leaderboard?limit=100", "x:viewer").await;
+    assert_eq!(status, 200, "{board}");
+    let got: Vec<(i64, String)> = board["leaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["totalPoints"].as_i64().unwrap(),
+                l["userId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    if got != expected {
+        let db = w.db();
+        let mut st = db.prepare("SELECT s.user_id, s.total_points, (SELECT COALESCE(SUM(delta), 0) FROM point_events p WHERE p.user_id = s.user_id), (SELECT COUNT(*) FROM point_events p WHERE p.user_id = s.user_id) FROM user_stats s").unwrap();
+        let rows: Vec<(String, i64, i64, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let per_db: Vec<(String, i64)> = w
+            .shards()
+            .into_iter()
+            .map(|b| {
+                (
+                    b.to_owned(),
+                    w.shard(b)
+                        .query_row("SELECT COUNT(*) FROM point_events", [], |r| r.get(0))
+                        .unwrap(),
+                )
+            })
+            .collect();
+        panic!(
+            "leaderboard {got:?}\ntold {expected:?}\nstored (user, total, ledger, turns) {rows:?}\nanswered {answered}, events {} {per_db:?}\n{}",
+            w.count("SELECT COUNT(*) FROM point_events"),
+            w.log()
+        );
+    }
+    assert_eq!(board["leaders"][0]["rank"], 1);
+    assert_eq!(
+        board["leaders"][0]["displayName"],
+        Value::Null,
+        "dev players have no name"
+    );
+    let (_, top3) = w.get("/api/leaderboard?limit=3", "x:viewer").await;
+    assert_eq!(top3["leaders"].as_array().unwrap().len(), 3);
+    assert_eq!(top3["leaders"][2]["userId"], json!(expected[2].1));
+    for bad in ["0", "101", "many"] {
+        let (status, e) = w
+            .get(&format!("/api/leaderboard?limit={bad}"), "x:viewer")
+            .await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (400, Some("invalid_query"))
+        );
+    }
+
+    // Operators see both databases.
+    let (status, stats) = w.admin("GET", "/admin/stats", None).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["databases"].as_array().unwrap().len(), 2, "{stats}");
+    assert_eq!(stats["users"], json!(12), "{stats}");
+    let (status, shards) = w.admin("GET", "/admin/shards", None).await;
+    assert_eq!(
+        (status, &shards["map"]),
+        (200, &json!("0-127=DB_0,128-255=DB_1"))
+    );
+    // Reconcile walks both databases page by page.
+    let mut cursor: Option<String> = None;
+    let mut checked = 0;
+    for _ in 0..20 {
+        let (status, page) = w
+            .admin(
+                "POST",
+                "/admin/reconcile",
+                Some(&json!({ "dryRun": true, "limit": 5, "cursor": cursor })),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page["drifted"].as_array().unwrap().is_empty());
+        checked += page["checked"].as_i64().unwrap();
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(checked, 12, "every user checked once, over both databases");
+
+    // Every database migrated: ready. A database missing its newest migration: 503, named.
+    let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    w.shard("DB_1")
+        .execute(
+            "DELETE FROM d1_migrations WHERE id = (SELECT MAX(id) FROM d1_migrations)",
+            [],
+        )
+        .unwrap();
+    let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("DB_1") && !message.contains("DB_0"),
+        "{message}"
+    );
+}
