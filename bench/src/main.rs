@@ -38,6 +38,12 @@ pub struct Params {
     /// Consumer batch sizes of the storage scenario.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
     pub batch_sizes: Vec<i64>,
+    /// Local D1 databases of the sharding scenario (storage at batch size 100 over each count).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub databases: Vec<usize>,
+    /// Run only the sharding scenario, and write it to bench/results/databases.json.
+    #[arg(long)]
+    pub only_databases: bool,
     /// Turns enqueued per storage run (a tenth of it at batch size 1).
     #[arg(long, default_value_t = 4000)]
     pub turns: usize,
@@ -54,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
     let params = Params::parse();
     eprintln!("bench: {params:?}");
     let started = chrono_now();
+    if params.only_databases {
+        return databases_only(&params, started).await;
+    }
     let sizes = size::measure()?;
     let (reply, lag) = {
         let w = e2e::Workers::start().await;
@@ -72,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut storage_runs = Vec::new();
     for &batch in &params.batch_sizes {
-        storage_runs.push(storage::run(&params, batch).await?);
+        storage_runs.push(storage::run(&params, batch, 2).await?);
     }
     let report = json!({
         "date": started,
@@ -94,6 +103,35 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&params.out, serde_json::to_string_pretty(&report)?)?;
     println!("{}", report::markdown(&report));
     eprintln!("bench: figures written to {}", params.out.display());
+    Ok(())
+}
+
+/// Storage over 1, 2, 4… local databases in one run, written to `databases.json` beside
+/// `--out`: the sharding issue's figure, apart from the latest full run.
+async fn databases_only(params: &Params, started: String) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for &n in &params.databases {
+        runs.push(storage::run(params, 100, n).await?.to_json());
+    }
+    let report = json!({
+        "date": started,
+        "machine": report::machine(),
+        "versions": report::versions(),
+        "parameters": { "turns": params.turns, "maxBatchSize": 100, "databases": params.databases },
+        "storageByDatabases": runs,
+    });
+    let out = params.out.with_file_name("databases.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")?;
+    for r in &runs {
+        println!(
+            "| {} | {:.0} turns/s | {:.0} bytes/turn | {:?} |",
+            r["databases"],
+            r["workersTurnsPerSecond"].as_f64().unwrap_or(0.0),
+            r["bytesPerTurn"].as_f64().unwrap_or(0.0),
+            r["turnsPerDatabase"]
+        );
+    }
+    eprintln!("bench: figures written to {}", out.display());
     Ok(())
 }
 

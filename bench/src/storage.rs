@@ -14,6 +14,11 @@ use uuid::Uuid;
 
 pub struct StorageRun {
     pub batch_size: i64,
+    /// Local D1 databases the turns were spread over.
+    pub databases: usize,
+    /// Bytes the databases held after the run (pages in use), and turns stored in each.
+    pub database_bytes: i64,
+    pub per_database: Vec<i64>,
     pub turns: usize,
     pub enqueue_seconds: f64,
     pub store_seconds: f64,
@@ -43,6 +48,10 @@ impl StorageRun {
             .collect();
         json!({
             "maxBatchSize": self.batch_size,
+            "databases": self.databases,
+            "turnsPerDatabase": self.per_database,
+            "databaseBytes": self.database_bytes,
+            "bytesPerTurn": self.database_bytes as f64 / self.turns as f64,
             "turns": self.turns,
             "enqueueSeconds": self.enqueue_seconds,
             "storeSeconds": self.store_seconds,
@@ -104,7 +113,7 @@ pub fn native_seconds(records: &[TurnRecord], batch: usize) -> anyhow::Result<f6
     Ok(started.elapsed().as_secs_f64())
 }
 
-pub async fn run(params: &Params, batch: i64) -> anyhow::Result<StorageRun> {
+pub async fn run(params: &Params, batch: i64, databases: usize) -> anyhow::Result<StorageRun> {
     let turns = if batch <= 1 {
         params.turns / 10
     } else {
@@ -113,6 +122,7 @@ pub async fn run(params: &Params, batch: i64) -> anyhow::Result<StorageRun> {
     let records = records(turns, batch as u64 + 7);
     let w = Workers::start_with(Options {
         consumer_queue: vec![("max_batch_size", batch)],
+        databases,
         ..Options::default()
     })
     .await;
@@ -149,8 +159,20 @@ pub async fn run(params: &Params, batch: i64) -> anyhow::Result<StorageRun> {
     .await;
     let batches = w.log_events("turn batch");
     let native_seconds = native_seconds(&records, batch as usize)?;
+    let per_database: Vec<i64> = w
+        .shards()
+        .into_iter()
+        .map(|b| {
+            w.shard(b)
+                .query_row("SELECT COUNT(*) FROM point_events", [], |r| r.get(0))
+                .unwrap()
+        })
+        .collect();
     let run = StorageRun {
         batch_size: batch,
+        databases,
+        database_bytes: w.database_bytes(),
+        per_database,
         turns,
         enqueue_seconds,
         store_seconds,
@@ -158,7 +180,7 @@ pub async fn run(params: &Params, batch: i64) -> anyhow::Result<StorageRun> {
         native_seconds,
     };
     eprintln!(
-        "storage batch {batch}: {turns} turns stored in {store_seconds:.2} s = {:.0} turns/s; native {:.0} turns/s",
+        "storage batch {batch}, {databases} databases: {turns} turns stored in {store_seconds:.2} s = {:.0} turns/s; native {:.0} turns/s",
         run.workers_tps(),
         run.native_tps()
     );

@@ -49,6 +49,9 @@ pub struct Options {
     /// Run the deployable build (`build/`, no test switches) instead of the local one
     /// (`build-local/`, cargo feature `local`) that `scripts/dev.sh` runs.
     pub deployable: bool,
+    /// Local D1 databases, the buckets split evenly over them (2 by default, as
+    /// `scripts/dev.sh` runs).
+    pub databases: usize,
     /// Turn on development auth (`AUTH_MODE=dev` with `ALLOW_DEV_AUTH=local-only`), as the
     /// local scripts do; the deployable config does not.
     pub dev_auth: bool,
@@ -67,6 +70,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             deployable: false,
+            databases: 2,
             dev_auth: true,
             chat_vars: Vec::new(),
             consumer_queue: Vec::new(),
@@ -80,21 +84,39 @@ impl Default for Options {
 /// deployable default is one database, `DB_0`, with all 256 buckets).
 pub const LOCAL_SHARD_MAP: &str = "0-127=DB_0,128-255=DB_1";
 
-/// The second local database, which the local configs add next to `DB_0`.
-const LOCAL_DB_1: (&str, &str, &str) = ("DB_1", "chat-1", "00000000-0000-4000-8000-000000000001");
+/// The bucket map of `n` local databases: the buckets split evenly, in order.
+pub fn shard_map_of(n: usize) -> String {
+    assert!((1..=16).contains(&n), "1 to 16 local databases");
+    if n == 1 {
+        return "DB_0".into();
+    }
+    (0..n)
+        .map(|k| format!("{}-{}=DB_{k}", k * 256 / n, (k + 1) * 256 / n - 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
-/// Adds the second local database to a config's `d1_databases`, absolutizing every
-/// `migrations_dir`.
-fn local_databases(doc: &mut toml_edit::DocumentMut) {
+/// The local databases' bindings: `DB_0` to `DB_{n-1}`.
+fn bindings_of(n: usize) -> Vec<String> {
+    (0..n).map(|k| format!("DB_{k}")).collect()
+}
+
+/// Gives a config `n` local databases (`DB_0` as the file has it, then `DB_1`, … named
+/// `chat-k`), absolutizing every `migrations_dir`, and their bucket map.
+fn local_databases(doc: &mut toml_edit::DocumentMut, n: usize) {
     let dbs = doc["d1_databases"].as_array_of_tables_mut().unwrap();
-    let mut second = dbs.get(0).expect("DB_0").clone();
-    second["binding"] = toml_edit::value(LOCAL_DB_1.0);
-    second["database_name"] = toml_edit::value(LOCAL_DB_1.1);
-    second["database_id"] = toml_edit::value(LOCAL_DB_1.2);
-    dbs.push(second);
+    let first = dbs.get(0).expect("DB_0").clone();
+    for k in 1..n {
+        let mut more = first.clone();
+        more["binding"] = toml_edit::value(format!("DB_{k}"));
+        more["database_name"] = toml_edit::value(format!("chat-{k}"));
+        more["database_id"] = toml_edit::value(format!("00000000-0000-4000-8000-{k:012}"));
+        dbs.push(more);
+    }
     for db in dbs.iter_mut() {
         db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
     }
+    doc["vars"]["SHARD_MAP"] = toml_edit::value(shard_map_of(n));
 }
 
 /// The folder of the build a run uses, in each Worker's crate.
@@ -112,12 +134,11 @@ fn abs(rel: &str, path: &str) -> String {
 }
 
 /// A copy of `wrangler.toml` running the chosen build, with absolute paths, written to `dir`.
-fn chat_config(dir: &Path, build: &str) -> PathBuf {
+fn chat_config(dir: &Path, build: &str, databases: usize) -> PathBuf {
     let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("wrangler.toml parses");
     doc["main"] = toml_edit::value(abs("producer", &format!("{build}/index.js")));
-    local_databases(&mut doc);
-    doc["vars"]["SHARD_MAP"] = toml_edit::value(LOCAL_SHARD_MAP);
+    local_databases(&mut doc, databases);
     let path = dir.join("chat.wrangler.toml");
     std::fs::write(&path, doc.to_string()).unwrap();
     path
@@ -128,6 +149,7 @@ fn chat_config(dir: &Path, build: &str) -> PathBuf {
 fn consumer_config(
     dir: &Path,
     build: &str,
+    databases: usize,
     vars: &[(&str, String)],
     queue: &[(&str, i64)],
     letter_queue: &[(&str, i64)],
@@ -135,8 +157,7 @@ fn consumer_config(
     let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
     doc["main"] = toml_edit::value(abs("consumer", &format!("{build}/index.js")));
-    local_databases(&mut doc);
-    doc["vars"]["SHARD_MAP"] = toml_edit::value(LOCAL_SHARD_MAP);
+    local_databases(&mut doc, databases);
     for (k, v) in vars {
         doc["vars"][k] = toml_edit::value(v.as_str());
     }
@@ -167,7 +188,7 @@ pub struct Workers {
     state: tempfile::TempDir,
     log: PathBuf,
     /// Each local database's SQLite file, by binding (`DB_0` first).
-    databases: Vec<(&'static str, PathBuf)>,
+    databases: Vec<(String, PathBuf)>,
 }
 
 /// The local D1 files under `persist`.
@@ -206,12 +227,19 @@ impl Workers {
         let persist = state.path().join("state");
         let log = state.path().join("wrangler.log");
         // Every database gets every migration; the file that appears is that database's.
-        let chat = chat_config(state.path(), build);
+        let chat = chat_config(state.path(), build, options.databases);
         let mut databases = Vec::new();
-        for binding in ["DB_0", LOCAL_DB_1.0] {
+        for binding in bindings_of(options.databases) {
             let before = d1_files(&persist);
             let status = wrangler()
-                .args(["d1", "migrations", "apply", binding, "--local", "-c"])
+                .args([
+                    "d1",
+                    "migrations",
+                    "apply",
+                    binding.as_str(),
+                    "--local",
+                    "-c",
+                ])
                 .arg(&chat)
                 .arg("--persist-to")
                 .arg(&persist)
@@ -232,6 +260,7 @@ impl Workers {
         let consumer = consumer_config(
             state.path(),
             build,
+            options.databases,
             &options.consumer_vars,
             &options.consumer_queue,
             &options.letter_queue,
@@ -245,7 +274,10 @@ impl Workers {
             .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
-            .args(["--var", &format!("SHARD_MAP:{LOCAL_SHARD_MAP}")])
+            .args([
+                "--var",
+                &format!("SHARD_MAP:{}", shard_map_of(options.databases)),
+            ])
             .args(["--show-interactive-dev-session=false", "--persist-to"])
             .arg(&persist);
         if options.dev_auth {
@@ -406,8 +438,24 @@ impl Workers {
     }
 
     /// The local databases' bindings, `DB_0` first.
-    pub fn shards(&self) -> Vec<&'static str> {
-        self.databases.iter().map(|(b, _)| *b).collect()
+    pub fn shards(&self) -> Vec<&str> {
+        self.databases.iter().map(|(b, _)| b.as_str()).collect()
+    }
+
+    /// Bytes the local databases hold (pages in use, WAL included), summed.
+    pub fn database_bytes(&self) -> i64 {
+        self.shards()
+            .into_iter()
+            .map(|b| {
+                self.shard(b)
+                    .query_row(
+                        "SELECT (page_count - freelist_count) * page_size FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .unwrap()
+            })
+            .sum()
     }
 
     /// One number from the local D1.

@@ -52,9 +52,12 @@ async fn the_deployable_build_ignores_every_test_switch() {
     }
     let (status, _) = w.get("/api/me/stats", "x:mallory").await;
     assert_eq!(status, 401);
+    // wrangler prints the Workers' console output a moment after the answers.
     assert!(
-        w.log()
-            .contains("development auth is not compiled into this build"),
+        wait_for(Duration::from_secs(10), || w
+            .log()
+            .contains("development auth is not compiled into this build"))
+        .await,
         "{}",
         w.log_tail()
     );

@@ -28,12 +28,14 @@ fn rows_in(w: &Workers, binding: &str, user: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_live_in_their_database_and_an_outage_holds_back_only_its_own() {
-    // DB_1 is down for the first 25 s: its players' turns wait, DB_0's are stored.
-    let until = now_ms() + 25_000;
+    // DB_1 is down for the first 30 s: its players' turns wait, DB_0's are stored. Retries
+    // back off from 2 s, so a turn's six deliveries span at least 31 s: the outage ends
+    // before any turn could be dead-lettered.
+    let until = now_ms() + 30_000;
     let w = Workers::start_with(Options {
         consumer_vars: vec![
             ("FAULTS", format!("down=DB_1@{until}")),
-            ("RETRY_BASE_SECONDS", "1".into()),
+            ("RETRY_BASE_SECONDS", "2".into()),
         ],
         ..Options::default()
     })
