@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds both Workers for release (wasm32, wasm-bindgen, wasm-opt, esbuild), twice:
+# Builds the web pages (scripts/build-web.sh), then both Workers for release (wasm32, wasm-bindgen, wasm-opt, esbuild), twice:
 # - build/: the deployable build, where the wrangler.toml files point (`wrangler deploy`,
 #   `wrangler deploy --dry-run`). It has no test switches.
 # - build-local/: the local build, with cargo feature `local` (development auth and the
@@ -10,6 +10,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 "$ROOT/scripts/setup.sh"
 export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
+log "building the web pages (web/dist/, served by the chat Worker as static assets)"
+"$ROOT/scripts/build-web.sh"
 for crate in producer consumer; do
   log "building the $crate Worker: deployable (build/), then local (build-local/)"
   (cd "$ROOT/$crate" && worker-build --release && worker-build --profile local --out-dir build-local --features local)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Starts the whole system locally on http://localhost:8787: installs what is missing, builds
-# both Workers, applies the migrations to the local D1 under .state/, and runs both Workers in
-# one `wrangler dev` session (shared D1 and queues) with development auth. Ctrl-C stops it.
+# Starts the whole system locally on http://localhost:8787 (the play page; /ops is the
+# operations console): installs what is missing, builds the web pages and both Workers,
+# applies the migrations to the local D1 under .state/, and runs both Workers in one
+# `wrangler dev` session (shared D1 and queues) with development auth. Ctrl-C stops it.
 #   PORT=8787 STATE=.state bash scripts/dev.sh
 # FAULTS=markers (see core/src/faults.rs) turns on the consumer's test-only fault switch, to
 # practise failures and replays locally; RETRY_BASE_SECONDS=0 makes retries immediate.
@@ -27,7 +28,8 @@ mkdir -p "$STATE"
 CHAT_CONFIG="$STATE/chat.wrangler.toml"
 CONSUMER_CONFIG="$STATE/consumer.wrangler.toml"
 sed -e "s|^main = \"producer/build/index.js\"|main = \"$ROOT/producer/build-local/index.js\"|" \
-    -e "s|^migrations_dir = \"migrations\"|migrations_dir = \"$ROOT/migrations\"|" wrangler.toml > "$CHAT_CONFIG"
+    -e "s|^migrations_dir = \"migrations\"|migrations_dir = \"$ROOT/migrations\"|" \
+    -e "s|^directory = \"web/dist\"|directory = \"$ROOT/web/dist\"|" wrangler.toml > "$CHAT_CONFIG"
 SECOND_DB="
 [[d1_databases]]
 binding = \"DB_1\"
@@ -52,7 +54,7 @@ done
 if [ -n "${FAULTS:-}" ]; then
   log "consumer faults: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local build only)"
 fi
-log "starting both Workers on http://localhost:$PORT (X-Dev-User auth)"
+log "starting both Workers: play at http://localhost:$PORT, operate at http://localhost:$PORT/ops (X-Dev-User auth)"
 exec wrangler dev --local -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --var ALLOW_DEV_AUTH:local-only \
   --var "ADMIN_TOKEN:$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building, running and testing need, at pinned versions, from crates.io and
-# npm only (see docs/design.md, "Building offline"). Reuses whatever is already installed: safe to run
+# Installs what building, running and testing need, at pinned versions, from crates.io, npm
+# and Debian's packages only (see docs/design.md, "Building offline"). Reuses whatever is already installed: safe to run
 # again, and quick when nothing is missing.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -17,6 +17,13 @@ install_crate() {
 if ! command -v cc >/dev/null 2>&1; then
   log "installing a C compiler (gcc) from Debian's packages"
   apt-get update -qq && apt-get install -y -qq gcc libc6-dev
+fi
+# Headless Chromium and its WebDriver for the browser tests (tests/tests/browser.rs) and the
+# screenshots (scripts/screenshots.sh), from Debian's packages only: no browser is downloaded
+# from anywhere else. Both come from one source package, so their versions always match.
+if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
+  log "installing chromium and chromium-driver from Debian's packages"
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver
 fi
 # cargo-fuzz needs a nightly toolchain (for the sanitizers); rustup brings it.
 if ! rustup toolchain list | grep -q '^nightly'; then

@@ -13,3 +13,9 @@ for crate in producer consumer; do
     printf '| %s | %s | %d KiB | %d KiB |\n' "$crate" "$f" $((raw / 1024)) $((gz / 1024))
   done
 done
+# The web pages' bundles (static assets: they count toward no Worker's size limit).
+for f in play.js ops.js; do
+  path="$ROOT/web/dist/$f"
+  [ -f "$path" ] || { echo "missing $path: run scripts/build.sh" >&2; exit 1; }
+  printf '| web page | %s | %d KiB | %d KiB |\n' "$f" $(($(stat -c %s "$path") / 1024)) $(($(gzip -9 -c "$path" | wc -c) / 1024))
+done

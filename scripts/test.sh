@@ -7,8 +7,9 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 "$ROOT/scripts/build.sh"
-log "cargo fmt --check"
+log "cargo fmt --check, and the web pages' TypeScript type-checked (tsc -p web)"
 cargo fmt --all --check
+ts/node_modules/.bin/tsc -p web
 log "cargo clippy (native crates, then the Workers on wasm32, deployable and local)"
 cargo clippy -p chat-core -p e2e -p chat-admin -p bench --all-targets -- -D warnings
 cargo clippy -p worker-support -p chat-worker -p consumer-worker --target wasm32-unknown-unknown -- -D warnings

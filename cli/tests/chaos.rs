@@ -15,7 +15,7 @@
 use chat_core::ids::{user_id, TurnIds};
 use chat_core::record::sample;
 use chat_core::scoring::point_delta;
-use e2e::{wait_for, Options, Workers, ADMIN_TOKEN};
+use e2e::{now_ms, wait_for, Options, Workers, ADMIN_TOKEN};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -30,13 +30,6 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// Saves a long run's figures as `<RELIABILITY_RESULTS>/<name>.json` (scripts/chaos.sh sets

@@ -1,17 +1,10 @@
 //! `chat-admin` against the running Workers: list → dry run → replay → stats, and clear
 //! errors for bad flags, an unreachable URL, a bad token and nothing matched.
 
-use e2e::{wait_for, Options, Workers, ADMIN_TOKEN};
+use e2e::{now_ms, wait_for, Options, Workers, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use std::time::Duration;
 
 fn cli(url: &str, token: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-admin"));

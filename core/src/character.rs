@@ -67,9 +67,34 @@ impl Character {
     }
 }
 
+/// The characters as the play page lists them: id, and display name per locale.
+pub fn catalog() -> serde_json::Value {
+    Character::ALL
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.as_str(),
+                "names": { "ja": c.display_name(Locale::Ja), "en": c.display_name(Locale::En) },
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalog_lists_every_character_with_both_names() {
+        let catalog = catalog();
+        let list = catalog.as_array().unwrap();
+        assert_eq!(list.len(), Character::ALL.len());
+        for (entry, c) in list.iter().zip(Character::ALL) {
+            assert_eq!(Character::parse(entry["id"].as_str().unwrap()), Some(c));
+            assert_eq!(entry["names"]["ja"], c.display_name(Locale::Ja));
+            assert_eq!(entry["names"]["en"], c.display_name(Locale::En));
+        }
+    }
 
     #[test]
     fn names_round_trip() {

@@ -88,6 +88,18 @@ impl Auth {
         auth
     }
 
+    /// How players sign in here, as `GET /api/info` tells clients: `privy`, `x`, `dev`, or
+    /// `unavailable` when misconfigured (the reason stays in the log).
+    pub fn mode_name(&self) -> &'static str {
+        match self {
+            Self::Privy(_) => "privy",
+            Self::X { .. } => "x",
+            #[cfg(feature = "local")]
+            Self::Dev => "dev",
+            Self::Refused(_) => "unavailable",
+        }
+    }
+
     /// The player behind `req`, or 401.
     pub async fn resolve(&self, req: &Request) -> Result<Identity, ApiError> {
         match self {

@@ -16,6 +16,7 @@
 //! - [`rate_limit`]: the per-player turn rate limit (the `[[ratelimits]]` binding).
 //! - [`stats`]: a player's points and intimacy level.
 //! - [`leaderboard`]: the top players across every database.
+//! - [`info`]: `GET /api/info`, what the play page needs to know: sign-in mode, characters.
 //! - [`ready`]: `GET /readyz`, every database migrated.
 //! - [`shard_map`]: the live bucket map: which database holds a player's rows.
 //! - [`db`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
@@ -29,6 +30,7 @@ mod chat;
 mod db;
 mod engine;
 mod error;
+mod info;
 mod leaderboard;
 mod rate_limit;
 mod ready;

@@ -1,5 +1,6 @@
 //! Method + path → handler. Every answer, success or error, is JSON; an unknown path is 404
-//! and a known path with another method is 405 with `Allow`.
+//! and a known path with another method is 405 with `Allow`. The web pages (`/`, `/ops`) are
+//! static assets that Cloudflare serves before the Worker runs (`[assets]` in wrangler.toml).
 
 use crate::error::ApiError;
 use crate::services::Services;
@@ -9,10 +10,15 @@ use serde_json::json;
 use worker::{Env, Method, Request, Response};
 
 pub async fn handle(req: Request, env: &Env) -> Response {
-    match route(req, env).await {
+    let mut response = match route(req, env).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
-    }
+    };
+    // JSON is never to be sniffed into HTML or script by a browser.
+    let _ = response
+        .headers_mut()
+        .set("X-Content-Type-Options", "nosniff");
+    response
 }
 
 async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
@@ -28,6 +34,10 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
         ["readyz"] => {
             only("GET", Method::Get)?;
             crate::ready::check(env).await
+        }
+        ["api", "info"] => {
+            only("GET", Method::Get)?;
+            Ok(Response::from_json(&crate::info::public(env))?)
         }
         ["api", "sessions"] => {
             only("POST", Method::Post)?;

@@ -16,6 +16,8 @@ pub async fn mine(req: Request, services: &Services) -> Result<Response, ApiErro
         (s.total_points, s.intimacy_level, s.last_message_at)
     });
     Ok(Response::from_json(&json!({
+        // The player's own id, so that a client can find itself on the leaderboard.
+        "userId": identity.user_id(),
         "totalPoints": total,
         "intimacyLevel": level,
         "lastMessageAt": last.and_then(to_rfc3339),

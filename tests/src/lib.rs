@@ -3,9 +3,12 @@
 //!
 //! - [`Workers`]: start, talk HTTP to, read the local D1 of, and stop one `wrangler dev`.
 //! - [`wait_for`]: poll a condition until it holds or a deadline passes.
+//! - [`browser`]: headless Chromium over WebDriver, for the web pages' tests.
+//! - [`now_ms`]: the wall clock, as the Workers keep time.
 //! - [`fake`]: a loopback HTTP server standing in for X's API or an LLM endpoint.
 //! - [`schema_diff`]: two SQLite schemas compared as readers see them.
 
+pub mod browser;
 pub mod fake;
 pub mod schema_diff;
 
@@ -31,6 +34,14 @@ fn wrangler() -> Command {
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CI", "true");
     cmd
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as i64
 }
 
 fn free_port() -> u16 {
@@ -138,6 +149,7 @@ fn chat_config(dir: &Path, build: &str, databases: usize) -> PathBuf {
     let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("wrangler.toml parses");
     doc["main"] = toml_edit::value(abs("producer", &format!("{build}/index.js")));
+    doc["assets"]["directory"] = toml_edit::value(abs(".", "web/dist"));
     local_databases(&mut doc, databases);
     let path = dir.join("chat.wrangler.toml");
     std::fs::write(&path, doc.to_string()).unwrap();

@@ -2,17 +2,10 @@
 //! dead-letter archive, replay (dry run and real, twice), discard, reconcile and admin auth.
 
 use chat_core::record::{sample, TurnRecord};
-use e2e::{wait_for, Options, Workers, ADMIN_TOKEN};
+use e2e::{now_ms, wait_for, Options, Workers, ADMIN_TOKEN};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use uuid::Uuid;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 async fn start() -> Workers {
     Workers::start_with(Options {

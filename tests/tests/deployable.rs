@@ -3,17 +3,10 @@
 //! the consumer's faults do nothing.
 
 use chat_core::record::sample;
-use e2e::{wait_for, Options, Workers};
+use e2e::{now_ms, wait_for, Options, Workers};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use uuid::Uuid;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployable_build_ignores_every_test_switch() {

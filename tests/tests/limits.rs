@@ -4,17 +4,10 @@
 
 use chat_core::d1_limits::MAX_VALUE_BYTES;
 use chat_core::record::{largest_sample, TurnRecord};
-use e2e::{wait_for, Options, Workers};
+use e2e::{now_ms, wait_for, Options, Workers};
 use serde_json::json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use uuid::Uuid;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Queues raw records through `/admin/turns`, as many per call as fit its 1 MiB body.
 async fn enqueue(w: &Workers, records: &[String]) {

@@ -162,6 +162,23 @@ fn fuzz_rows(r: &Value) -> Vec<String> {
     rows
 }
 
+/// Fails listing every row of `rows` that README.md lacks. The README wraps prose at 96
+/// columns, so both sides are compared with every run of whitespace as one space.
+fn assert_readme_has(readme: &str, rows: &[String], source: &str) {
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = flat(readme);
+    let missing: Vec<&str> = rows
+        .iter()
+        .filter(|row| !readme.contains(&flat(row)))
+        .map(|row| row.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md lacks these rows from {source} (paste them in):\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn the_readme_reliability_figures_are_the_saved_ones() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
@@ -180,22 +197,8 @@ fn the_readme_reliability_figures_are_the_saved_ones() {
     rows.extend(chaos_rows(&chaos));
     rows.extend(soak_rows(&soak));
     rows.extend(fuzz_rows(&fuzz));
-    // The README wraps prose at 96 columns: compare with line breaks as spaces.
-    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
-    let missing: Vec<&String> = rows
-        .iter()
-        .filter(|row| !flat.contains(&row.split_whitespace().collect::<Vec<_>>().join(" ")))
-        .collect();
     println!("{} figure rows checked against README.md", rows.len());
-    assert!(
-        missing.is_empty(),
-        "README.md lacks these rows from bench/results (paste them in):\n{}",
-        missing
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_readme_has(&readme, &rows, "bench/results");
 }
 
 /// The capacity table of the README's Sharding section, from `bench/results/databases.json`.
@@ -221,19 +224,7 @@ fn the_readme_capacity_figures_are_the_saved_ones() {
         ));
     }
     assert!(rows.len() >= 3, "1, 2 and 4 databases");
-    let missing: Vec<&String> = rows
-        .iter()
-        .filter(|r| !readme.contains(r.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "README.md lacks these rows from bench/results/databases.json:\n{}",
-        missing
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_readme_has(&readme, &rows, "bench/results/databases.json");
 }
 
 #[test]

@@ -4,16 +4,9 @@
 
 use chat_core::ids::user_id;
 use chat_core::shards::{bucket, ShardMap};
-use e2e::{wait_for, Options, Workers, LOCAL_SHARD_MAP};
+use e2e::{now_ms, wait_for, Options, Workers, LOCAL_SHARD_MAP};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use std::time::Duration;
 
 /// Rows of `user` in one database.
 fn rows_in(w: &Workers, binding: &str, user: &str) -> i64 {
