@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Builds the release Workers, runs every benchmark scenario on wrangler dev (each starts on a
-# free port with a fresh state folder and stops after), prints a markdown table and writes the
-# raw figures to bench/results/latest.json. Loopback only; every loop is bounded.
-#   bash scripts/bench.sh [--seconds 5 --runs 3 --turns 4000 ...]   (see: cargo run -p bench -- --help)
+# Builds the Workers (and the benchmark-only inline-write Worker, bench/inline), runs every
+# benchmark scenario on wrangler dev (each variant on a free port with a fresh state folder,
+# stopped after), prints the README's text and writes the figures, with the machine,
+# versions and parameters, to bench/results/latest.json. Loopback only; every loop is bounded.
+#   bash scripts/bench.sh            the full run (about 15 minutes)
+#   bash scripts/bench.sh --quick    every scenario briefly, with its invariant checks and no
+#                                    judgement of timings (the test suite runs this)
+#   bash scripts/bench.sh --help     every option
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-"$ROOT/scripts/build.sh"
+# scripts/test.sh has just built everything else, and sets BENCH_SKIP_BUILD=1.
+[ "${BENCH_SKIP_BUILD:-}" = 1 ] || "$ROOT/scripts/build.sh"
+log "building the inline-write Worker (bench/inline, benchmark only)"
+(cd "$ROOT/bench/inline" && worker-build --release)
 log "building the load generator"
 cargo build --release -q -p bench
-log "running the benchmarks (about 5 minutes)"
+log "running the benchmarks"
 exec "$ROOT/target/release/bench" "$@"

@@ -1,127 +1,139 @@
-//! Persistence lag: under a steady load at about half the measured reply throughput, the
-//! time from a chat answer to its row being readable through GET /api/sessions/{id}/messages,
-//! for a sample of probe turns, against `max_batch_timeout`.
+//! Persistence lag: under an open-loop chat load at half the pipeline's capacity, the time
+//! from each answer to its turn being committed in D1. Every turn of the load is a probe:
+//! the bench notes when each answer arrived, and a reader polls the local D1 files for new
+//! rows every 20 ms (so a lag is known to within that), noting when each turn appeared.
 
-use crate::load::{open_loop, LoadResult};
-use crate::reply::{chat_turn, sessions};
+use crate::load::open_loop;
+use crate::target::Target;
 use crate::Params;
-use e2e::Workers;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Probes per second.
-const PROBE_RATE: f64 = 4.0;
+const POLL: Duration = Duration::from_millis(20);
 
-pub struct LagReport {
-    pub rate: f64,
-    pub background: LoadResult,
-    pub lag_ms: Histogram<u64>,
-    pub probes_lost: usize,
-    pub answered: Vec<String>,
-}
+pub async fn run(t: &Target<'_>, params: &Params, rate: f64) -> anyhow::Result<Value> {
+    let probes = params.lag_probes;
+    let seconds = (probes as f64 / rate).ceil().max(params.lag_seconds) + 1.0;
+    let answered_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
-impl LagReport {
-    pub fn to_json(&self) -> Value {
-        let q = |p: f64| self.lag_ms.value_at_quantile(p);
-        json!({
-            "targetRps": self.rate,
-            "background": self.background.to_json(),
-            "probes": self.lag_ms.len(),
-            "probesNotSeen": self.probes_lost,
-            "p50Ms": q(0.5), "p90Ms": q(0.9), "p99Ms": q(0.99), "maxMs": self.lag_ms.max(),
-            "maxBatchTimeoutMs": 1000,
+    // The reader: new user messages in every database, by rowid.
+    let files: Vec<rusqlite::Connection> = t
+        .instance
+        .w
+        .shards()
+        .into_iter()
+        .map(|b| t.instance.w.shard(b))
+        .collect();
+    // D1's local files are in WAL mode, where a reader never blocks the writer; recorded.
+    let journal: String = files
+        .first()
+        .map(|db| db.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
+        .transpose()?
+        .unwrap_or_default();
+    let reader = {
+        let (seen_at, done) = (seen_at.clone(), done.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut last = vec![0i64; files.len()];
+            for (db, last) in files.iter().zip(last.iter_mut()) {
+                *last = db.query_row(
+                    "SELECT COALESCE(MAX(rowid), 0) FROM chat_messages",
+                    [],
+                    |r| r.get(0),
+                )?;
+            }
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for (db, last) in files.iter().zip(last.iter_mut()) {
+                    let mut st = db.prepare_cached(
+                        "SELECT rowid, id FROM chat_messages WHERE rowid > ?1 AND role = 'user' ORDER BY rowid",
+                    )?;
+                    let rows: Vec<(i64, String)> = st
+                        .query_map([*last], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<_, _>>()?;
+                    let now = Instant::now();
+                    let mut seen = seen_at.lock().unwrap();
+                    for (rowid, id) in rows {
+                        *last = (*last).max(rowid);
+                        seen.entry(id).or_insert(now);
+                    }
+                }
+                std::thread::sleep(POLL);
+            }
+            Ok(())
         })
-    }
-}
+    };
 
-async fn probe(
-    http: reqwest::Client,
-    base: String,
-    user: String,
-    session: String,
-) -> Result<(String, u64), String> {
-    let id = chat_turn(&http, &format!("{base}/api/chat"), &user, &session, 0)
-        .await?
-        .ok_or("no id")?;
-    let answered = Instant::now();
-    let url = format!("{base}/api/sessions/{session}/messages");
-    while answered.elapsed() < Duration::from_secs(60) {
-        let r = http
-            .get(&url)
-            .header("X-Dev-User", &user)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let body: Value = r.json().await.map_err(|e| e.to_string())?;
-        if body["messages"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["id"] == id.as_str()))
-        {
-            return Ok((id, answered.elapsed().as_millis() as u64));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!("{id} not readable after 60 s"))
-}
-
-pub async fn run(w: &Workers, params: &Params, rate: f64) -> anyhow::Result<LagReport> {
-    let duration = Duration::from_secs(params.lag_seconds);
-    let load_sessions = Arc::new(sessions(w, "lag", 32).await);
-    let probes = (params.lag_seconds as f64 * PROBE_RATE) as usize;
-    let probe_sessions = sessions(w, "probe", probes).await;
-    let (http, url) = (w.http.clone(), w.url("/api/chat"));
-    let background = tokio::spawn(open_loop(rate, duration, move |i| {
-        let (http, url, sessions) = (http.clone(), url.clone(), load_sessions.clone());
+    let request = t.requester();
+    let stamps = answered_at.clone();
+    let mut background = open_loop(rate, Duration::from_secs_f64(seconds), move |i| {
+        let (request, stamps) = (request.clone(), stamps.clone());
         async move {
-            let (user, session) = &sessions[i % sessions.len()];
-            chat_turn(&http, &url, user, session, i).await
-        }
-    }));
-    let mut tasks = Vec::new();
-    let started = Instant::now();
-    for (i, (user, session)) in probe_sessions.into_iter().enumerate() {
-        let due = started + Duration::from_secs_f64(i as f64 / PROBE_RATE);
-        tokio::time::sleep_until(due.into()).await;
-        tasks.push(tokio::spawn(probe(
-            w.http.clone(),
-            w.base.clone(),
-            user,
-            session,
-        )));
-    }
-    let mut lag_ms = Histogram::<u64>::new_with_bounds(1, 600_000, 3).unwrap();
-    let mut answered = Vec::new();
-    let mut probes_lost = 0;
-    for t in tasks {
-        match t.await? {
-            Ok((id, ms)) => {
-                lag_ms.record(ms.max(1))?;
-                answered.push(id);
+            let out = request(i).await;
+            if let Ok(Some(id)) = &out {
+                stamps.lock().unwrap().insert(id.clone(), Instant::now());
             }
-            Err(e) => {
-                eprintln!("lag probe: {e}");
-                probes_lost += 1;
-            }
+            out
         }
-    }
-    let mut background = background.await?;
-    answered.append(&mut background.kept);
-    eprintln!(
-        "lag: background {:.0} rps (target {rate:.0}); probe lag p50 {} ms p99 {} ms",
-        background.rps(),
-        lag_ms.value_at_quantile(0.5),
-        lag_ms.value_at_quantile(0.99)
-    );
-    if probes_lost > 0 {
-        anyhow::bail!("{probes_lost} probe turns were never readable");
-    }
-    Ok(LagReport {
-        rate,
-        background,
-        lag_ms,
-        probes_lost,
-        answered,
     })
+    .await;
+    anyhow::ensure!(
+        background.errors == 0,
+        "lag load: {} requests failed",
+        background.errors
+    );
+    t.instance.keep(&mut background.kept);
+    let expected = answered_at.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen_at.lock().unwrap().len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.await??;
+
+    let answered = answered_at.lock().unwrap();
+    let seen = seen_at.lock().unwrap();
+    let mut lag_ms = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
+    let mut never = 0;
+    for (id, at) in answered.iter() {
+        match seen.get(id) {
+            // A turn can be committed before its answer is read (the queue send precedes the
+            // answer): that is no lag at all.
+            Some(s) => {
+                lag_ms.record((s.saturating_duration_since(*at).as_millis() as u64).max(1))?
+            }
+            None => never += 1,
+        }
+    }
+    anyhow::ensure!(
+        never == 0,
+        "lag: {never} answered turns never appeared in D1"
+    );
+    anyhow::ensure!(
+        lag_ms.len() as usize >= probes,
+        "lag: {} probes, fewer than the {probes} asked",
+        lag_ms.len()
+    );
+    let q = |p: f64| lag_ms.value_at_quantile(p);
+    eprintln!(
+        "lag at {rate:.0}/s: {} probes, p50 {} ms p99 {} ms max {} ms; chat p99 {:.1} ms",
+        lag_ms.len(),
+        q(0.5),
+        q(0.99),
+        lag_ms.max(),
+        background.quantile_ms(0.99)
+    );
+    Ok(json!({
+        "rate": rate,
+        "seconds": seconds,
+        "load": background.to_json(),
+        "probes": lag_ms.len(),
+        "pollMs": POLL.as_millis() as u64,
+        "journalMode": journal,
+        "p50Ms": q(0.5), "p90Ms": q(0.9), "p99Ms": q(0.99), "maxMs": lag_ms.max(),
+        "maxBatchTimeoutMs": 1000,
+    }))
 }

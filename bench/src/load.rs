@@ -32,7 +32,7 @@ impl LoadResult {
 
     pub fn to_json(&self) -> Value {
         json!({
-            "requests": self.ok, "errors": self.errors, "seconds": self.elapsed.as_secs_f64(),
+            "requests": self.ok + self.errors, "ok": self.ok, "errors": self.errors, "seconds": self.elapsed.as_secs_f64(),
             "rps": self.rps(), "p50Ms": self.quantile_ms(0.5), "p90Ms": self.quantile_ms(0.9),
             "p99Ms": self.quantile_ms(0.99), "p999Ms": self.quantile_ms(0.999),
         })
@@ -54,11 +54,10 @@ fn shared() -> Shared {
     }))
 }
 
-/// Times one request and records its outcome.
-async fn timed<Fut: Future<Output = Outcome>>(shared: &Shared, request: Fut) {
-    let t = Instant::now();
+/// Times one request from `since` and records its outcome.
+async fn timed<Fut: Future<Output = Outcome>>(shared: &Shared, since: Instant, request: Fut) {
     let outcome = request.await;
-    let us = t.elapsed().as_micros() as u64;
+    let us = since.elapsed().as_micros() as u64;
     let mut r = shared.lock().await;
     match outcome {
         Ok(kept) => {
@@ -98,7 +97,7 @@ where
                 while Instant::now() < deadline
                     && budget.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0
                 {
-                    timed(&shared, request(i)).await;
+                    timed(&shared, Instant::now(), request(i)).await;
                     i += concurrency;
                 }
             })
@@ -110,7 +109,10 @@ where
     finish(shared, started)
 }
 
-/// Sends `request` at `rate` per second for `duration` (open loop: one task per request).
+/// Sends `request` at `rate` per second for `duration`: an open loop, one task per request,
+/// each sent at its intended time whatever the earlier ones are doing. Latency counts from
+/// the intended send time, not from when the task got to run, so a stalled generator or a
+/// slow server cannot hide its queueing (coordinated omission).
 pub async fn open_loop<F, Fut>(rate: f64, duration: Duration, request: F) -> LoadResult
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
@@ -120,14 +122,15 @@ where
     let shared = shared();
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
-    let total = ((duration.as_secs_f64() * rate) as usize).min(MAX_REQUESTS);
+    let total = ((duration.as_secs_f64() * rate).round() as usize).clamp(1, MAX_REQUESTS);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
-        tokio::time::sleep_until((started + interval.mul_f64(i as f64)).into()).await;
+        let intended = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(intended.into()).await;
         let (request, shared) = (request.clone(), shared.clone());
-        tasks.push(tokio::spawn(
-            async move { timed(&shared, request(i)).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            timed(&shared, intended, request(i)).await
+        }));
     }
     for t in tasks {
         let _ = t.await;

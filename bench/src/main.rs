@@ -1,144 +1,213 @@
-//! `bench`: one run that shows how fast a player gets a reply and how fast turns are stored,
-//! each beside the floor or limit that bounds it, on this machine.
+//! `bench`: one run that measures what production runs, each figure beside what bounds it,
+//! on this machine: players signed in with Privy tokens on the deployable build, open-loop
+//! load stepped up to the pipeline's capacity, the persistence lag under that load, the
+//! inline-write design beside it, storage over 1, 2 and 4 databases, and the Workers' sizes.
+//! `--quick` runs every scenario briefly with its invariant checks (the test suite runs it)
+//! and never judges a timing.
 //!
-//! - [`load`]: the load generator: fixed concurrency or fixed rate, bounded in count and
-//!   time, loopback only, latencies in an HDR histogram.
-//! - [`reply`]: POST /api/chat against GET /healthz (the runtime's floor).
-//! - [`storage`]: turns stored per second at several `max_batch_size`s against the same SQL
-//!   on native SQLite.
-//! - [`lag`]: time from a chat answer to its row being readable, under steady load.
+//! - [`load`]: the load generator: fixed connections (closed loop) or fixed arrival rates
+//!   (open loop, latency from the intended send time), bounded in count and time.
+//! - [`players`]: Privy tokens from the bench's own key, or the development header.
+//! - [`target`]: each variant in its own `wrangler dev` (one at a time), and the routes the
+//!   load asks.
+//! - [`connections`]: 1 and 16 connections: floor, each way of signing in, inline writes.
+//! - [`capacity`]: the highest rate under the p99 bound with everything stored.
+//! - [`lag`]: answer → committed in D1, for every turn of a load at half capacity.
+//! - [`storage`]: turns stored per second by batch size and by number of databases, against
+//!   the same SQL on native SQLite.
 //! - [`size`]: each Worker's wasm and bundle, raw and gzip.
-//! - [`check`]: every 200-answered turn stored exactly once, totals equal the ledger.
-//! - [`report`]: the markdown table and the JSON of the run.
+//! - [`check`]: every 200-answered turn stored exactly once, totals equal to the ledger.
+//! - `bench::report` (the library): the goals, and the README's text of a run.
 
+mod capacity;
 mod check;
+mod connections;
 mod lag;
 mod load;
-mod reply;
-mod report;
+mod players;
 mod size;
 mod storage;
+mod target;
 
+use bench::report;
 use clap::Parser;
 use serde_json::json;
 use std::path::PathBuf;
+use target::{Instance, Target};
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Benchmark the chat pipeline on wrangler dev (loopback only)")]
 pub struct Params {
-    /// Seconds of each latency measurement.
-    #[arg(long, default_value_t = 5)]
-    pub seconds: u64,
-    /// Runs of each measurement; the report gives medians.
+    /// Every scenario briefly, with its invariant checks and no judgement of timings; the
+    /// figures go to target/bench-quick.json, never to bench/results.
+    #[arg(long)]
+    pub quick: bool,
+    /// Measure nothing: paste the text of the run in `--out` into README.md, between its
+    /// bench marks.
+    #[arg(long)]
+    pub readme: bool,
+    /// Seconds of each fixed-connections measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Runs of each fixed-connections measurement; the report gives medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Connections of the reply scenario.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    /// Connection counts of the fixed-connections scenario.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
     pub concurrency: Vec<usize>,
+    /// The capacity scenario's first rate (requests per second).
+    #[arg(long, default_value_t = 20.0)]
+    pub start_rate: f64,
+    /// Each next rate is the last times this.
+    #[arg(long, default_value_t = 1.25)]
+    pub growth: f64,
+    /// Most rates tried.
+    #[arg(long, default_value_t = 22)]
+    pub max_steps: usize,
+    /// Seconds at each rate.
+    #[arg(long, default_value_t = 5.0)]
+    pub step_seconds: f64,
+    /// The p99 a rate must stay within, in ms.
+    #[arg(long, default_value_t = 100.0)]
+    pub p99_bound_ms: f64,
+    /// Turns measured for persistence lag (at least).
+    #[arg(long, default_value_t = 1000)]
+    pub lag_probes: usize,
+    /// Shortest lag load, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub lag_seconds: f64,
+    /// Players of each variant (each with `sessions` sessions).
+    #[arg(long, default_value_t = 64)]
+    pub players: usize,
+    #[arg(long, default_value_t = 4)]
+    pub sessions: usize,
     /// Consumer batch sizes of the storage scenario.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
     pub batch_sizes: Vec<i64>,
-    /// Local D1 databases of the sharding scenario (storage at batch size 100 over each count).
+    /// Local D1 databases of the sharding scenario (storage at batch size 100).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub databases: Vec<usize>,
-    /// Run only the sharding scenario, and write it to bench/results/databases.json.
-    #[arg(long)]
-    pub only_databases: bool,
     /// Turns enqueued per storage run (a tenth of it at batch size 1).
     #[arg(long, default_value_t = 4000)]
     pub turns: usize,
-    /// Seconds of the persistence-lag load.
-    #[arg(long, default_value_t = 15)]
-    pub lag_seconds: u64,
     /// Where the JSON of the run goes.
     #[arg(long, default_value = "bench/results/latest.json")]
     pub out: PathBuf,
 }
 
+impl Params {
+    /// `--quick`: every scenario, briefly.
+    fn quickened(mut self) -> Self {
+        if self.quick {
+            self.seconds = 1.0;
+            self.runs = 1;
+            self.start_rate = 10.0;
+            self.growth = 2.0;
+            self.max_steps = 2;
+            self.step_seconds = 1.0;
+            self.p99_bound_ms = f64::INFINITY;
+            self.lag_probes = 40;
+            self.lag_seconds = 1.0;
+            self.players = 8;
+            self.sessions = 2;
+            self.batch_sizes = vec![10];
+            self.databases = vec![1, 2, 4];
+            self.turns = 300;
+            self.out = e2e::root().join("target/bench-quick.json");
+        }
+        self
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let params = Params::parse();
-    eprintln!("bench: {params:?}");
-    let started = chrono_now();
-    if params.only_databases {
-        return databases_only(&params, started).await;
+    let params = Params::parse().quickened();
+    if params.readme {
+        let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&params.out)?)?;
+        let path = e2e::root().join("README.md");
+        let readme = std::fs::read_to_string(&path)?;
+        let updated = bench::with_block(&readme, &report::markdown(&run))
+            .ok_or_else(|| anyhow::anyhow!("README.md lacks the bench marks"))?;
+        std::fs::write(&path, updated)?;
+        eprintln!("bench: README.md now shows {}", params.out.display());
+        return Ok(());
     }
+    eprintln!("bench: {params:?}");
+    let started = report::now_rfc3339();
     let sizes = size::measure()?;
-    let (reply, lag) = {
-        let w = e2e::Workers::start().await;
-        let reply = reply::run(&w, &params).await?;
-        check::all_stored(&w, &reply.answered, "reply").await?;
-        let chat_rps = reply.chat_rps_at(16);
-        let lag = lag::run(&w, &params, chat_rps / 2.0).await?;
-        let everything: Vec<String> = reply
-            .answered
-            .iter()
-            .chain(&lag.answered)
-            .cloned()
-            .collect();
-        check::all_stored(&w, &everything, "lag").await?;
-        (reply, lag)
+
+    // Each variant runs alone on the machine (see `connections`).
+    let specs = target::specs();
+    let spec = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
+    let connections = connections::run(&specs, &params).await?;
+
+    let after = Instance::start(spec("after"), params.players, params.sessions).await?;
+    let floor = Target {
+        label: "floor",
+        instance: &after,
+        chat: false,
     };
+    let chat = Target {
+        label: "chat",
+        instance: &after,
+        chat: true,
+    };
+    let mut capacity = capacity::run(&[floor, chat], &params).await?;
+    let half = capacity["chat"]["highestRate"]
+        .as_f64()
+        .unwrap_or(params.start_rate)
+        / 2.0;
+    let lag = lag::run(&chat, &params, half.max(1.0)).await?;
+    after.check().await?;
+    drop(after);
+    let inline = Instance::start(spec("inline"), params.players, params.sessions).await?;
+    let alone = capacity::run(
+        &[Target {
+            label: "inline",
+            instance: &inline,
+            chat: true,
+        }],
+        &params,
+    )
+    .await?;
+    capacity["inline"] = alone["inline"].clone();
+    inline.check().await?;
+    drop(inline);
+
     let mut storage_runs = Vec::new();
     for &batch in &params.batch_sizes {
-        storage_runs.push(storage::run(&params, batch, 2).await?);
+        storage_runs.push(storage::run(&params, batch, 2).await?.to_json());
     }
-    let report = json!({
+    let mut by_databases = Vec::new();
+    for &n in &params.databases {
+        by_databases.push(storage::run(&params, 100, n).await?.to_json());
+    }
+    let mut run = json!({
         "date": started,
+        "quick": params.quick,
         "machine": report::machine(),
         "versions": report::versions(),
         "parameters": {
-            "seconds": params.seconds, "runs": params.runs, "concurrency": params.concurrency,
-            "batchSizes": params.batch_sizes, "turns": params.turns, "lagSeconds": params.lag_seconds,
+            "seconds": params.seconds, "runs": params.runs, "connections": params.concurrency,
+            "startRate": params.start_rate, "growth": params.growth, "stepSeconds": params.step_seconds,
+            "p99BoundMs": if params.p99_bound_ms.is_finite() { json!(params.p99_bound_ms) } else { json!(null) },
+            "lagProbes": params.lag_probes, "players": params.players, "sessionsPerPlayer": params.sessions,
+            "batchSizes": params.batch_sizes, "databases": params.databases, "turns": params.turns,
             "maxBatchTimeoutSeconds": 1,
         },
-        "reply": reply.to_json(),
-        "storage": storage_runs.iter().map(storage::StorageRun::to_json).collect::<Vec<_>>(),
-        "lag": lag.to_json(),
+        "connections": connections,
+        "capacity": capacity,
+        "lag": lag,
+        "storage": storage_runs,
+        "storageByDatabases": by_databases,
         "sizes": sizes,
     });
+    run["goals"] = report::goals(&run);
     if let Some(dir) = params.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&params.out, serde_json::to_string_pretty(&report)?)?;
-    println!("{}", report::markdown(&report));
+    std::fs::write(&params.out, serde_json::to_string_pretty(&run)? + "\n")?;
+    println!("{}", report::markdown(&run));
     eprintln!("bench: figures written to {}", params.out.display());
     Ok(())
-}
-
-/// Storage over 1, 2, 4… local databases in one run, written to `databases.json` beside
-/// `--out`: the sharding issue's figure, apart from the latest full run.
-async fn databases_only(params: &Params, started: String) -> anyhow::Result<()> {
-    let mut runs = Vec::new();
-    for &n in &params.databases {
-        runs.push(storage::run(params, 100, n).await?.to_json());
-    }
-    let report = json!({
-        "date": started,
-        "machine": report::machine(),
-        "versions": report::versions(),
-        "parameters": { "turns": params.turns, "maxBatchSize": 100, "databases": params.databases },
-        "storageByDatabases": runs,
-    });
-    let out = params.out.with_file_name("databases.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")?;
-    for r in &runs {
-        println!(
-            "| {} | {:.0} turns/s | {:.0} bytes/turn | {:?} |",
-            r["databases"],
-            r["workersTurnsPerSecond"].as_f64().unwrap_or(0.0),
-            r["bytesPerTurn"].as_f64().unwrap_or(0.0),
-            r["turnsPerDatabase"]
-        );
-    }
-    eprintln!("bench: figures written to {}", out.display());
-    Ok(())
-}
-
-fn chrono_now() -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }

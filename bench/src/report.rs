@@ -1,5 +1,5 @@
-//! The run's figures: a markdown table for the README and the machine and versions for the
-//! JSON.
+//! A run's figures as the README shows them, the goals they are judged against, and the
+//! machine and versions recorded with them.
 
 use serde_json::{json, Value};
 use std::process::Command;
@@ -53,20 +53,97 @@ pub fn versions() -> Value {
     })
 }
 
-fn f(v: &Value) -> String {
+/// Now, as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    first_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+}
+
+/// A figure as the README writes it: whole above 100, else two decimals.
+pub fn f(v: &Value) -> String {
     match v.as_f64() {
-        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
         Some(x) => format!("{x:.2}"),
-        None => "-".into(),
+        None => "–".into(),
     }
 }
 
-/// The README's table of a run.
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (a.is_finite() && b.is_finite() && b > 0.0).then(|| a / b)
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// The row of the fixed-connections scenario at `connections`.
+fn at(run: &Value, connections: u64) -> &Value {
+    run["connections"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["connections"] == connections))
+        .unwrap_or(&Value::Null)
+}
+
+/// Each goal of the issue, measured in this run: what, the measured ratio, the bound, met.
+pub fn goals(run: &Value) -> Value {
+    let cap = |t: &str| num(&run["capacity"][t]["highestRate"]);
+    let c1 = at(run, 1);
+    let c16 = at(run, 16);
+    let lag_bound = num(&run["lag"]["maxBatchTimeoutMs"]) + 1000.0;
+    let goal = |name: &str, measured: Option<f64>, bound: f64, at_least: bool| {
+        let met = measured.is_some_and(|m| if at_least { m >= bound } else { m <= bound });
+        json!({ "goal": name, "measured": measured, "bound": bound, "atLeast": at_least, "met": met })
+    };
+    json!([
+        goal(
+            "pipeline capacity / floor capacity",
+            ratio(cap("chat"), cap("floor")),
+            0.6,
+            true
+        ),
+        goal(
+            "pipeline capacity / inline-write capacity",
+            ratio(cap("chat"), cap("inline")),
+            4.0,
+            true
+        ),
+        goal(
+            "chat p99 / inline-write p99 at 16 connections",
+            ratio(num(&c16["chat"]["p99Ms"]), num(&c16["inline"]["p99Ms"])),
+            0.4,
+            false
+        ),
+        goal(
+            "chat p50 / floor p50 at 1 connection",
+            ratio(num(&c1["chat"]["p50Ms"]), num(&c1["floor"]["p50Ms"])),
+            1.3,
+            false
+        ),
+        goal(
+            "lag p99 at half the pipeline's capacity, ms",
+            run["lag"]["p99Ms"].as_f64(),
+            lag_bound,
+            false
+        ),
+        goal(
+            "Privy sign-in throughput / dev header throughput at 16 connections",
+            ratio(num(&c16["chat"]["rps"]), num(&c16["chatDev"]["rps"])),
+            0.9,
+            true
+        ),
+    ])
+}
+
+fn pair(v: &Value) -> String {
+    format!("{} / {}", f(&v["p50Ms"]), f(&v["p99Ms"]))
+}
+
+/// The README's text of a run (between its `bench:start` and `bench:end` marks).
 pub fn markdown(r: &Value) -> String {
     let mut s = String::new();
     let m = &r["machine"];
+    let p = &r["parameters"];
     s += &format!(
-        "Run {} on {} CPUs ({}), {} GiB, {}; wrangler {}, workerd {}. Medians of {} runs of {} s.\n\n",
+        "Run {} on {} CPUs ({}), {} GiB, {}; wrangler {}, {}. Fixed connections: medians of {} runs of {} s. Capacity: steps of {} s from {}/s, ×{}, p99 bound {} ms.\n\n",
         r["date"].as_str().unwrap_or(""),
         m["cpus"],
         m["cpuModel"].as_str().unwrap_or(""),
@@ -74,42 +151,133 @@ pub fn markdown(r: &Value) -> String {
         m["os"].as_str().unwrap_or(""),
         r["versions"]["wrangler"].as_str().unwrap_or(""),
         r["versions"]["workerd"].as_str().unwrap_or(""),
-        r["parameters"]["runs"],
-        r["parameters"]["seconds"],
+        p["runs"],
+        p["seconds"],
+        p["stepSeconds"],
+        p["startRate"],
+        p["growth"],
+        p["p99BoundMs"],
     );
-    s += "**Reply** (POST /api/chat vs. the floor GET /healthz)\n\n";
-    s += "| connections | floor req/s | chat req/s | floor p50 / p99 ms | chat p50 / p90 / p99 / p99.9 ms | errors | chat/floor p50 | p99 | throughput |\n";
-    s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-    for row in r["reply"]["rows"].as_array().into_iter().flatten() {
-        let (fl, ch, ra) = (
-            &row["floor"]["median"],
-            &row["chat"]["median"],
-            &row["ratio"],
-        );
+
+    s += "**Sign-in** (POST /api/chat on the deployable build with Privy ES256 tokens, beside the local build's development header)\n\n";
+    s += "| connections | p50 ms: wasm, no cache | WebCrypto, no cache | WebCrypto + cache | dev header | req/s: wasm, no cache | WebCrypto, no cache | WebCrypto + cache | dev header | cache / dev req/s |\n";
+    s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for row in r["connections"].as_array().into_iter().flatten() {
+        let v = |t: &str, k: &str| f(&row[t][k]);
         s += &format!(
-            "| {} | {} | {} | {} / {} | {} / {} / {} / {} | {} | {}× | {}× | {}× |\n",
-            row["concurrency"],
-            f(&fl["rps"]),
-            f(&ch["rps"]),
-            f(&fl["p50Ms"]),
-            f(&fl["p99Ms"]),
-            f(&ch["p50Ms"]),
-            f(&ch["p90Ms"]),
-            f(&ch["p99Ms"]),
-            f(&ch["p999Ms"]),
-            ch["errors"],
-            f(&ra["p50"]),
-            f(&ra["p99"]),
-            f(&ra["throughput"]),
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row["connections"],
+            v("chatBefore", "p50Ms"),
+            v("chatWebCrypto", "p50Ms"),
+            v("chat", "p50Ms"),
+            v("chatDev", "p50Ms"),
+            v("chatBefore", "rps"),
+            v("chatWebCrypto", "rps"),
+            v("chat", "rps"),
+            v("chatDev", "rps"),
+            f(&json!(ratio(
+                num(&row["chat"]["rps"]),
+                num(&row["chatDev"]["rps"])
+            ))),
         );
     }
+
+    s += "\n**Fixed connections** (closed loop: the floor GET /healthz, the pipeline, the inline-write Worker; p50 / p99 ms)\n\n";
+    s += "| connections | floor | chat | inline | req/s floor / chat / inline | chat / floor p50 | chat / inline p99 |\n";
+    s += "|---:|---:|---:|---:|---:|---:|---:|\n";
+    for row in r["connections"].as_array().into_iter().flatten() {
+        s += &format!(
+            "| {} | {} | {} | {} | {} / {} / {} | {}× | {}× |\n",
+            row["connections"],
+            pair(&row["floor"]),
+            pair(&row["chat"]),
+            pair(&row["inline"]),
+            f(&row["floor"]["rps"]),
+            f(&row["chat"]["rps"]),
+            f(&row["inline"]["rps"]),
+            f(&json!(ratio(
+                num(&row["chat"]["p50Ms"]),
+                num(&row["floor"]["p50Ms"])
+            ))),
+            f(&json!(ratio(
+                num(&row["chat"]["p99Ms"]),
+                num(&row["inline"]["p99Ms"])
+            ))),
+        );
+    }
+
+    let cap = &r["capacity"];
+    s += "\n**Capacity** (open loop at fixed rates, latency from each request's intended send time; p50 / p99 ms, and whether the rate passed: no error, p99 within the bound, and for the Workers that store, everything stored within the drain grace)\n\n";
+    s += "| rate /s | floor | chat | chat: stored after | inline |\n|---:|---:|---:|---:|---:|\n";
+    let steps = |t: &str| cap[t]["steps"].as_array().cloned().unwrap_or_default();
+    let (fl, ch, il) = (steps("floor"), steps("chat"), steps("inline"));
+    let mut rates: Vec<f64> = fl
+        .iter()
+        .chain(&ch)
+        .chain(&il)
+        .filter_map(|x| x["rate"].as_f64())
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let cell = |list: &[Value], rate: f64| {
+        list.iter()
+            .find(|x| x["rate"].as_f64() == Some(rate))
+            .map(|x| format!("{}{}", pair(x), if x["passed"] == true { "" } else { " ✗" }))
+            .unwrap_or_else(|| "–".into())
+    };
+    for rate in rates {
+        let drain = ch
+            .iter()
+            .find(|x| x["rate"].as_f64() == Some(rate))
+            .and_then(|x| x["drainMs"].as_u64())
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "–".into());
+        s += &format!(
+            "| {rate:.0} | {} | {} | {drain} | {} |\n",
+            cell(&fl, rate),
+            cell(&ch, rate),
+            cell(&il, rate)
+        );
+    }
+    let best = |t: &str| {
+        cap[t]["highestRate"]
+            .as_f64()
+            .map(|x| format!("{x:.0}/s"))
+            .unwrap_or_else(|| "none".into())
+    };
+    s += &format!(
+        "\nHighest rate that passed: floor {}, pipeline {}, inline-write {} (✗: failed; drain grace {} ms).\n",
+        best("floor"),
+        best("chat"),
+        best("inline"),
+        cap["drainGraceMs"]
+    );
+
+    let lag = &r["lag"];
+    s += &format!(
+        "\n**Persistence lag** (answer → committed in D1, every turn of an open-loop load at half the pipeline's capacity, polled every {} ms): {} turns at {}/s, p50 {} ms, p99 {} ms, max {} ms; chat p99 meanwhile {} ms.\n",
+        lag["pollMs"],
+        lag["probes"],
+        f(&lag["rate"]),
+        lag["p50Ms"],
+        lag["p99Ms"],
+        lag["maxMs"],
+        f(&lag["load"]["p99Ms"]),
+    );
+
     s += "\n**Storage** (turns stored per second until all are stored, vs. the same SQL on native SQLite)\n\n";
-    s += "| max_batch_size | turns | Workers turns/s | native turns/s | ratio | turns per D1 batch | D1 ms per batch | D1-bound turns/s | D1/native | statements per batch |\n";
+    s += "| max_batch_size | databases | turns | Workers turns/s | native turns/s | ratio | turns per D1 batch | D1 ms per batch | D1-bound turns/s | bytes per turn |\n";
     s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-    for run in r["storage"].as_array().into_iter().flatten() {
+    for run in r["storage"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(r["storageByDatabases"].as_array().into_iter().flatten())
+    {
         s += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             run["maxBatchSize"],
+            run["databases"],
             run["turns"],
             f(&run["workersTurnsPerSecond"]),
             f(&run["nativeTurnsPerSecond"]),
@@ -117,15 +285,10 @@ pub fn markdown(r: &Value) -> String {
             f(&run["medianTurnsPerBatch"]),
             f(&run["medianD1MsPerBatch"]),
             f(&run["d1TurnsPerSecond"]),
-            f(&run["d1RatioToNative"]),
-            run["statementsPerBatch"],
+            f(&run["bytesPerTurn"]),
         );
     }
-    let lag = &r["lag"];
-    s += &format!(
-        "\n**Persistence lag** at {} req/s background ({} probes): p50 {} ms, p99 {} ms, max {} ms; max_batch_timeout 1000 ms.\n",
-        f(&lag["background"]["rps"]), lag["probes"], lag["p50Ms"], lag["p99Ms"], lag["maxMs"],
-    );
+
     s += "\n**Size**\n\n| Worker | file | raw KiB | gzip KiB |\n|---|---|---:|---:|\n";
     for file in r["sizes"].as_array().into_iter().flatten() {
         s += &format!(
@@ -134,6 +297,18 @@ pub fn markdown(r: &Value) -> String {
             file["file"].as_str().unwrap_or(""),
             file["rawBytes"].as_u64().unwrap_or(0) / 1024,
             file["gzipBytes"].as_u64().unwrap_or(0) / 1024,
+        );
+    }
+
+    s += "\n**Goals** (ratios measured in this run)\n\n";
+    for g in r["goals"].as_array().into_iter().flatten() {
+        s += &format!(
+            "- {}: {} (goal {} {}): **{}**\n",
+            g["goal"].as_str().unwrap_or(""),
+            f(&g["measured"]),
+            if g["atLeast"] == true { "≥" } else { "≤" },
+            f(&g["bound"]),
+            if g["met"] == true { "met" } else { "not met" },
         );
     }
     s

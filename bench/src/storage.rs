@@ -6,10 +6,11 @@
 use crate::load::median;
 use crate::Params;
 use chat_core::record::{sample, TurnRecord};
+use e2e::now_ms;
 use e2e::{Options, Workers};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub struct StorageRun {
@@ -70,13 +71,6 @@ impl StorageRun {
             "statementsVary": statements.iter().any(|s| Some(*s) != statements.first().copied()),
         })
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// `n` valid records over 50 players and 200 sessions.

@@ -1,7 +1,9 @@
 //! ES256 JSON Web Tokens, as Privy signs its access and identity tokens.
 //!
-//! The cryptography is the `p256` crate's; this module is the strict parsing around it. It
-//! accepts exactly `alg: ES256` (so `none`, HS256 "signed" with the public key, and every
+//! The signature check is behind [`Es256Key`]: the `p256` crate's ([`Es256Verifier`], pure
+//! Rust, natively tested) or, in the Workers, the runtime's WebCrypto (`worker-support`),
+//! which is several times faster than the same curve arithmetic in wasm. This module is the
+//! strict parsing around either. It accepts exactly `alg: ES256` (so `none`, HS256 "signed" with the public key, and every
 //! other algorithm are refused before any signature check), bounds the token's size before
 //! decoding anything, checks the signature before reading any claim, and then checks
 //! issuer, audience and the time claims with a small leeway. Errors never carry the token.
@@ -96,33 +98,94 @@ impl Es256Verifier {
         token: &str,
         expected: &Expected<'_>,
     ) -> Result<Map<String, Value>, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::TooLarge);
-        }
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed("expected three dot-separated parts"));
-        };
-        if header.len() > MAX_HEADER_BYTES {
-            return Err(TokenError::TooLarge);
-        }
-        let header = decode_json(header, "header")?;
-        if header.get("alg").and_then(Value::as_str) != Some("ES256") {
-            return Err(TokenError::UnsupportedAlgorithm);
-        }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed("the signature is not base64url"))?;
-        let signature = Signature::from_slice(&signature).map_err(|_| TokenError::BadSignature)?;
-        let signed = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
+        resolve_now(verify_with(self, token, expected))
+    }
+
+    /// The key as DER (SPKI), the form WebCrypto imports.
+    pub fn spki_der(&self) -> Vec<u8> {
+        use p256::pkcs8::EncodePublicKey;
         self.key
-            .verify(signed.as_bytes(), &signature)
-            .map_err(|_| TokenError::BadSignature)?;
-        let claims = decode_json(payload, "payload")?;
-        check_claims(&claims, expected)?;
-        Ok(claims)
+            .to_public_key_der()
+            .expect("a P-256 public key always encodes")
+            .into_vec()
+    }
+}
+
+/// Something that checks an ES256 signature (ECDSA P-256 with SHA-256, `r‖s`, 64 bytes).
+/// Async, because WebCrypto is.
+#[allow(async_fn_in_trait)] // The Workers are single-threaded; no Send bound is wanted.
+pub trait Es256Key {
+    async fn signature_verifies(&self, signed: &[u8], signature: &[u8; 64]) -> bool;
+}
+
+impl Es256Key for Es256Verifier {
+    async fn signature_verifies(&self, signed: &[u8], signature: &[u8; 64]) -> bool {
+        Signature::from_slice(signature).is_ok_and(|s| self.key.verify(signed, &s).is_ok())
+    }
+}
+
+/// A token split and checked for shape, before its signature is checked.
+pub struct Parsed<'t> {
+    /// `header.payload`, the bytes the signature covers.
+    pub signed: &'t str,
+    pub signature: [u8; 64],
+    payload: &'t str,
+}
+
+/// Checks everything that needs no key: size, three parts, `alg: ES256`, a 64-byte
+/// signature. A signature of another length can never verify.
+pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed("expected three dot-separated parts"));
+    };
+    if header.len() > MAX_HEADER_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    let header_json = decode_json(header, "header")?;
+    if header_json.get("alg").and_then(Value::as_str) != Some("ES256") {
+        return Err(TokenError::UnsupportedAlgorithm);
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenError::Malformed("the signature is not base64url"))?;
+    let signature: [u8; 64] = signature.try_into().map_err(|_| TokenError::BadSignature)?;
+    Ok(Parsed {
+        signed: &token[..header.len() + 1 + payload.len()],
+        signature,
+        payload,
+    })
+}
+
+/// Verifies `token` with `key`, then reads and checks its claims.
+pub async fn verify_with<K: Es256Key>(
+    key: &K,
+    token: &str,
+    expected: &Expected<'_>,
+) -> Result<Map<String, Value>, TokenError> {
+    let parsed = parse(token)?;
+    if !key
+        .signature_verifies(parsed.signed.as_bytes(), &parsed.signature)
+        .await
+    {
+        return Err(TokenError::BadSignature);
+    }
+    let claims = decode_json(parsed.payload, "payload")?;
+    check_claims(&claims, expected)?;
+    Ok(claims)
+}
+
+/// The output of a future that never waits (a pure-Rust key's check): polled once.
+pub(crate) fn resolve_now<F: std::future::Future>(future: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => unreachable!("a synchronous key never waits"),
     }
 }
 

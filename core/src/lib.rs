@@ -30,6 +30,7 @@
 //! - `native` (feature `sqlite`): the migrations and the consumer's batch on native SQLite.
 //! - [`time`]: milliseconds since the epoch ↔ RFC 3339 text.
 //! - [`text`]: outside text made safe to store: control characters out, byte caps.
+//! - [`ttl_cache`]: a bounded map whose entries expire, for what an isolate keeps.
 
 pub mod admin;
 pub mod backoff;
@@ -55,5 +56,6 @@ pub mod shards;
 pub mod sql;
 pub mod text;
 pub mod time;
+pub mod ttl_cache;
 pub mod workers_ai;
 pub mod x_auth;

@@ -9,8 +9,9 @@
 //! becomes the display name.
 
 use crate::identity::{AuthProvider, Identity, MAX_DISPLAY_NAME_CHARS, MAX_WALLET_LEN};
-use crate::jwt::{Es256Verifier, Expected, TokenError};
+use crate::jwt::{resolve_now, verify_with, Es256Key, Es256Verifier, Expected, TokenError};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 /// The issuer of every Privy token.
 pub const ISSUER: &str = "privy.io";
@@ -38,22 +39,55 @@ impl PrivyError {
     }
 }
 
+/// A sign-in that verified: the player, and when the tokens stop being valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub identity: Identity,
+    /// The earliest `exp` of the tokens, in seconds since the epoch: a cache drops it then.
+    pub expires_at: i64,
+}
+
+/// What a cache of verified sign-ins is keyed by: SHA-256 over the whole access token and
+/// the identity token, if any. The tokens themselves are never kept.
+pub fn cache_key(access_token: &str, id_token: Option<&str>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(access_token.as_bytes());
+    if let Some(id) = id_token {
+        // A separator no base64url token contains, so that no two pairs hash alike.
+        hash.update(b"\n");
+        hash.update(id.as_bytes());
+    }
+    hash.finalize().into()
+}
+
 impl PrivyApp {
-    /// The player of `access_token`, with the profile of `id_token` when one is sent.
+    /// The player of `access_token`, with the profile of `id_token` when one is sent, checked
+    /// with the app's own (pure-Rust) key.
     pub fn identity(
         &self,
         access_token: &str,
         id_token: Option<&str>,
         now: i64,
     ) -> Result<Identity, PrivyError> {
+        resolve_now(self.verify_with(&self.verifier, access_token, id_token, now))
+            .map(|v| v.identity)
+    }
+
+    /// The same, with signatures checked by `key` (the Workers pass WebCrypto's).
+    pub async fn verify_with<K: Es256Key>(
+        &self,
+        key: &K,
+        access_token: &str,
+        id_token: Option<&str>,
+        now: i64,
+    ) -> Result<Verified, PrivyError> {
         let expected = Expected {
             issuer: ISSUER,
             audience: &self.app_id,
             now,
         };
-        let access = self
-            .verifier
-            .verify(access_token, &expected)
+        let access = verify_with(key, access_token, &expected)
+            .await
             .map_err(|e| PrivyError::new("access token", e))?;
         // An identity token is signed by the same key for the same audience: tell them apart.
         // Privy's access tokens carry the session id `sid`; identity tokens carry the
@@ -74,15 +108,17 @@ impl PrivyApp {
                 message: "access token: no 'sid' claim; only Privy access tokens are accepted in Authorization".into(),
             });
         }
+        let exp =
+            |claims: &Map<String, Value>| claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+        let mut expires_at = exp(&access);
         let sub = access["sub"].as_str().unwrap_or_default();
         let mut identity = Identity::new(AuthProvider::Privy, sub).map_err(|_| PrivyError {
             code: "invalid_claims",
             message: "access token: 'sub' is not a usable user id".into(),
         })?;
         if let Some(id_token) = id_token {
-            let claims = self
-                .verifier
-                .verify(id_token, &expected)
+            let claims = verify_with(key, id_token, &expected)
+                .await
                 .map_err(|e| PrivyError::new("identity token", e))?;
             if claims["sub"].as_str() != Some(sub) {
                 return Err(PrivyError {
@@ -91,9 +127,13 @@ impl PrivyApp {
                         .into(),
                 });
             }
+            expires_at = expires_at.min(exp(&claims));
             apply_profile(&mut identity, &claims);
         }
-        Ok(identity)
+        Ok(Verified {
+            identity,
+            expires_at,
+        })
     }
 }
 
@@ -129,6 +169,7 @@ fn apply_profile(identity: &mut Identity, claims: &Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jwt;
     use crate::jwt::signing::{privy_token, public_pem, test_key};
     use serde_json::json;
 
@@ -159,6 +200,62 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         privy_token(&test_key(3), &claims)
+    }
+
+    /// A key that answers as told and records what it was asked, as WebCrypto would be.
+    struct Recording {
+        answer: bool,
+        asked: std::cell::RefCell<Vec<String>>,
+    }
+
+    impl Es256Key for Recording {
+        async fn signature_verifies(&self, signed: &[u8], _: &[u8; 64]) -> bool {
+            self.asked
+                .borrow_mut()
+                .push(String::from_utf8(signed.to_vec()).unwrap());
+            self.answer
+        }
+    }
+
+    #[test]
+    fn another_key_checks_exactly_the_signed_part_of_both_tokens() {
+        let (a, i) = (
+            access(json!({ "exp": NOW + 600 })),
+            token(json!({ "linked_accounts": [], "exp": NOW + 90 })),
+        );
+        let yes = Recording {
+            answer: true,
+            asked: Default::default(),
+        };
+        let v = jwt::resolve_now(app().verify_with(&yes, &a, Some(&i), NOW)).unwrap();
+        let signed = |t: &str| t[..t.rfind('.').unwrap()].to_owned();
+        assert_eq!(*yes.asked.borrow(), [signed(&a), signed(&i)]);
+        assert_eq!(v.expires_at, NOW + 90, "the earlier exp of the two");
+        assert_eq!(Some(v.identity), app().identity(&a, Some(&i), NOW).ok());
+        // The key's "no" is final, whatever the claims say.
+        let no = Recording {
+            answer: false,
+            asked: Default::default(),
+        };
+        let e = jwt::resolve_now(app().verify_with(&no, &a, None, NOW)).unwrap_err();
+        assert_eq!(e.code, "bad_signature");
+    }
+
+    #[test]
+    fn the_cache_key_covers_both_whole_tokens() {
+        let (a, i) = (access(json!({})), token(json!({ "linked_accounts": [] })));
+        let k = cache_key(&a, Some(&i));
+        assert_eq!(k, cache_key(&a, Some(&i)));
+        assert_ne!(k, cache_key(&a, None));
+        assert_ne!(cache_key(&a, None), cache_key(&i, None));
+        // One changed character anywhere, the signature included, is another key.
+        let mut changed = a.clone().into_bytes();
+        let last = changed.len() - 1;
+        changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+        assert_ne!(
+            cache_key(&a, None),
+            cache_key(std::str::from_utf8(&changed).unwrap(), None)
+        );
     }
 
     #[test]

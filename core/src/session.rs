@@ -140,6 +140,17 @@ pub struct TurnAnswer {
 }
 
 impl TurnAnswer {
+    /// What the player is told of a turn.
+    pub fn of(record: &crate::record::TurnRecord) -> Self {
+        Self {
+            reply: record.agent_message.content.clone(),
+            score: record.score.adjusted,
+            emotion: record.agent_message.emotion,
+            is_game_over: record.game_over,
+            message_id: record.turn_id,
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("an answer always serializes")
     }

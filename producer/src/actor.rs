@@ -373,14 +373,7 @@ impl SessionActor {
             .await
             .map_err(|e| ApiError::QueueUnavailable(e.to_string()))?;
 
-        let answer = TurnAnswer {
-            reply: record.agent_message.content.clone(),
-            score: record.score.adjusted,
-            emotion: record.agent_message.emotion,
-            is_game_over: record.game_over,
-            message_id: record.turn_id,
-        }
-        .to_json();
+        let answer = TurnAnswer::of(&record).to_json();
         self.record(&record, key, &answer, keep)?;
         json_text(answer)
     }

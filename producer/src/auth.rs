@@ -2,7 +2,8 @@
 //!
 //! - `privy` (the production default): `Authorization: Bearer <Privy access token>`, checked
 //!   against `PRIVY_APP_ID` and `PRIVY_VERIFICATION_KEY`; an optional `privy-id-token` header
-//!   fills the profile. No network and no D1 on the way.
+//!   fills the profile. No network and no D1 on the way: WebCrypto checks the signature, and
+//!   the isolate remembers verified tokens until their `exp` (`worker_support::privy_auth`).
 //! - `x`: `Authorization: Bearer <X OAuth 2.0 user token>`, asked of X's `users/me` at
 //!   `X_API_BASE` and cached for `X_CACHE_SECONDS` in the isolate.
 //! - `dev`: the header `X-Dev-User: <provider>:<id>`, for local use only. It is compiled only
@@ -15,8 +16,7 @@
 
 use crate::error::ApiError;
 use chat_core::identity::Identity;
-use chat_core::jwt::Es256Verifier;
-use chat_core::privy::PrivyApp;
+use chat_core::ttl_cache::TtlCache;
 use chat_core::x_auth::{identity_from_users_me, USERS_ME_PATH};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
@@ -26,7 +26,7 @@ use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
 use worker_support::clock::now_ms;
 use worker_support::deadline;
 use worker_support::env::var;
-use worker_support::ttl_cache::TtlCache;
+use worker_support::privy_auth::PrivyAuth;
 
 #[cfg(feature = "local")]
 pub const DEV_USER_HEADER: &str = "X-Dev-User";
@@ -35,7 +35,7 @@ pub const PRIVY_ID_TOKEN_HEADER: &str = "privy-id-token";
 const X_CACHE_MAX: usize = 10_000;
 
 pub enum Auth {
-    Privy(Rc<PrivyApp>),
+    Privy(Rc<PrivyAuth>),
     X {
         base: String,
         ttl_ms: i64,
@@ -50,9 +50,6 @@ pub enum Auth {
 thread_local! {
     /// Whether this isolate has logged why auth refuses everything.
     static REFUSAL_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// The parsed Privy app, keyed by its configuration: the key is parsed once per isolate,
-    /// not per request.
-    static PRIVY: RefCell<Option<(String, Rc<PrivyApp>)>> = const { RefCell::new(None) };
     /// X answers by SHA-256 of the token (tokens themselves are not kept), with expiry.
     static X_CACHE: RefCell<TtlCache<[u8; 32], Identity>> = RefCell::new(TtlCache::new(X_CACHE_MAX));
 }
@@ -61,7 +58,9 @@ impl Auth {
     pub fn from_env(env: &Env) -> Self {
         let mode = var(env, "AUTH_MODE").unwrap_or_else(|| "privy".into());
         let auth = match mode.as_str() {
-            "privy" => privy_app(env).map(Self::Privy).unwrap_or_else(Self::Refused),
+            "privy" => PrivyAuth::from_env(env)
+                .map(Self::Privy)
+                .unwrap_or_else(Self::Refused),
             "x" => Self::X {
                 base: var(env, "X_API_BASE").unwrap_or_else(|| "https://api.x.com".into()).trim_end_matches('/').to_owned(),
                 ttl_ms: var(env, "X_CACHE_SECONDS").and_then(|s| s.parse::<i64>().ok()).unwrap_or(60).max(0) * 1000,
@@ -106,7 +105,8 @@ impl Auth {
             Self::Privy(app) => {
                 let token = bearer(req)?;
                 let id_token = req.headers().get(PRIVY_ID_TOKEN_HEADER).ok().flatten();
-                app.identity(&token, id_token.as_deref(), now_ms() / 1000)
+                app.identity(&token, id_token.as_deref(), now_ms())
+                    .await
                     .map_err(|e| unauthorized(e.code, e.message))
             }
             Self::X {
@@ -136,28 +136,6 @@ impl Auth {
             )),
         }
     }
-}
-
-fn privy_app(env: &Env) -> Result<Rc<PrivyApp>, String> {
-    let app_id = var(env, "PRIVY_APP_ID")
-        .filter(|s| !s.is_empty())
-        .ok_or("PRIVY_APP_ID is not set")?;
-    let pem = var(env, "PRIVY_VERIFICATION_KEY")
-        .filter(|s| !s.is_empty())
-        .ok_or("PRIVY_VERIFICATION_KEY is not set")?;
-    let config = format!("{app_id}\n{pem}");
-    PRIVY.with(|cell| {
-        if let Some((key, app)) = cell.borrow().as_ref() {
-            if *key == config {
-                return Ok(app.clone());
-            }
-        }
-        let verifier =
-            Es256Verifier::from_pem(&pem).map_err(|e| format!("PRIVY_VERIFICATION_KEY: {e}"))?;
-        let app = Rc::new(PrivyApp { app_id, verifier });
-        *cell.borrow_mut() = Some((config, app.clone()));
-        Ok(app)
-    })
 }
 
 fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {

@@ -75,6 +75,10 @@ pub struct Options {
     /// Variables for the consumer Worker. `wrangler dev --var` reaches only the first config's
     /// Worker, so these go into a copy of `consumer/wrangler.toml` in the state folder.
     pub consumer_vars: Vec<(&'static str, String)>,
+    /// Another Worker to serve HTTP in the chat Worker's place: the folder of its crate,
+    /// holding its `wrangler.toml` (the benchmark's inline-write Worker, `bench/inline`).
+    /// The consumer still runs beside it.
+    pub first_worker: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -87,6 +91,7 @@ impl Default for Options {
             consumer_queue: Vec::new(),
             letter_queue: Vec::new(),
             consumer_vars: Vec::new(),
+            first_worker: None,
         }
     }
 }
@@ -144,12 +149,19 @@ fn abs(rel: &str, path: &str) -> String {
     root().join(rel).join(path).to_string_lossy().into_owned()
 }
 
-/// A copy of `wrangler.toml` running the chosen build, with absolute paths, written to `dir`.
-fn chat_config(dir: &Path, build: &str, databases: usize) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
-    let mut doc: toml_edit::DocumentMut = text.parse().expect("wrangler.toml parses");
-    doc["main"] = toml_edit::value(abs("producer", &format!("{build}/index.js")));
-    doc["assets"]["directory"] = toml_edit::value(abs(".", "web/dist"));
+/// A copy of `wrangler.toml` (or of `first`'s) running the chosen build, with absolute
+/// paths, written to `dir`.
+fn chat_config(dir: &Path, build: &str, databases: usize, first: Option<&str>) -> PathBuf {
+    let (config, code) = match first {
+        Some(folder) => (format!("{folder}/wrangler.toml"), folder),
+        None => ("wrangler.toml".to_string(), "producer"),
+    };
+    let text = std::fs::read_to_string(root().join(&config)).unwrap();
+    let mut doc: toml_edit::DocumentMut = text.parse().expect("the config parses");
+    doc["main"] = toml_edit::value(abs(code, &format!("{build}/index.js")));
+    if doc.contains_key("assets") {
+        doc["assets"]["directory"] = toml_edit::value(abs(".", "web/dist"));
+    }
     local_databases(&mut doc, databases);
     let path = dir.join("chat.wrangler.toml");
     std::fs::write(&path, doc.to_string()).unwrap();
@@ -225,7 +237,7 @@ impl Workers {
 
     pub async fn start_with(options: Options) -> Self {
         let build = build_dir(options.deployable);
-        for worker in ["producer", "consumer"] {
+        for worker in [options.first_worker.unwrap_or("producer"), "consumer"] {
             let built = format!("{worker}/{build}/index.js");
             assert!(
                 root().join(&built).exists(),
@@ -239,7 +251,7 @@ impl Workers {
         let persist = state.path().join("state");
         let log = state.path().join("wrangler.log");
         // Every database gets every migration; the file that appears is that database's.
-        let chat = chat_config(state.path(), build, options.databases);
+        let chat = chat_config(state.path(), build, options.databases, options.first_worker);
         let mut databases = Vec::new();
         for binding in bindings_of(options.databases) {
             let before = d1_files(&persist);

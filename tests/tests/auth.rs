@@ -25,6 +25,14 @@ fn access(sub: &str, key_seed: u8, extra: Value) -> String {
     privy_token(&test_key(key_seed), &claims)
 }
 
+/// `token` with the last character of its signature changed.
+fn tampered(token: &str) -> String {
+    let mut t = token.to_owned();
+    let last = t.pop().unwrap();
+    t.push(if last == 'A' { 'B' } else { 'A' });
+    t
+}
+
 /// Sends `body` to `path` with a bearer token and optional Privy identity token.
 async fn call(
     w: &Workers,
@@ -204,6 +212,24 @@ async fn privy_players_are_verified_and_recorded_once() {
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("missing_auth"))
+    );
+    // The isolate remembers `token` by the hash of all of it: the same token with one
+    // signature character changed is a new token, verified anew, and refused.
+    let (status, _, _) = call(&w, "GET", "/api/me/stats", Some(&token), None, None).await;
+    assert_eq!(status, 200);
+    let (status, body, _) = call(
+        &w,
+        "GET",
+        "/api/me/stats",
+        Some(&tampered(&token)),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("bad_signature")),
+        "a cached token's forgery: {body}"
     );
     let (status, body, _) = call(
         &w,
@@ -474,4 +500,52 @@ async fn development_auth_is_off_unless_the_local_config_turns_it_on() {
     let (status, _) = w.get("/api/me/stats", "x:alice").await;
     assert_eq!(status, 401);
     assert_eq!(w.count("SELECT COUNT(*) FROM users"), 0);
+}
+
+/// The pure-Rust verifier (`PRIVY_VERIFIER=wasm`, no cache) gives WebCrypto's verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wasm_verifier_gives_the_same_verdicts() {
+    let w = Workers::start_with(Options {
+        dev_auth: false,
+        deployable: true,
+        chat_vars: vec![
+            ("AUTH_MODE", "privy".into()),
+            ("PRIVY_APP_ID", APP.into()),
+            (
+                "PRIVY_VERIFICATION_KEY",
+                public_pem(&test_key(11)).replace('\n', "\\n"),
+            ),
+            ("PRIVY_VERIFIER", "wasm".into()),
+            ("PRIVY_TOKEN_CACHE", "0".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let sub = "did:privy:wasm-player";
+    let good = access(sub, 11, json!({}));
+    for (name, token, want) in [
+        ("valid", good.clone(), None),
+        ("valid again", good.clone(), None),
+        ("tampered", tampered(&good), Some("bad_signature")),
+        (
+            "another key",
+            access(sub, 12, json!({})),
+            Some("bad_signature"),
+        ),
+        (
+            "expired",
+            access(sub, 11, json!({ "iat": now() - 7200, "exp": now() - 3600 })),
+            Some("expired_token"),
+        ),
+    ] {
+        let (status, body, _) = call(&w, "GET", "/api/me/stats", Some(&token), None, None).await;
+        match want {
+            None => assert_eq!(status, 200, "{name}: {body}"),
+            Some(code) => assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (401, Some(code)),
+                "{name}: {body}"
+            ),
+        }
+    }
 }

@@ -201,32 +201,6 @@ fn the_readme_reliability_figures_are_the_saved_ones() {
     assert_readme_has(&readme, &rows, "bench/results");
 }
 
-/// The capacity table of the README's Sharding section, from `bench/results/databases.json`.
-#[test]
-fn the_readme_capacity_figures_are_the_saved_ones() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let run = results("databases");
-    let mut rows = Vec::new();
-    for r in run["storageByDatabases"].as_array().expect("runs") {
-        let per: Vec<String> = r["turnsPerDatabase"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(n)
-            .collect();
-        rows.push(format!(
-            "| {} | {} | {} | {} | {} |",
-            r["databases"],
-            n(&r["workersTurnsPerSecond"]),
-            n(&r["d1TurnsPerSecond"]),
-            n(&r["bytesPerTurn"]),
-            per.join(", ")
-        ));
-    }
-    assert!(rows.len() >= 3, "1, 2 and 4 databases");
-    assert_readme_has(&readme, &rows, "bench/results/databases.json");
-}
-
 #[test]
 fn numbers_are_written_as_the_readme_writes_them() {
     assert_eq!(n(&serde_json::json!(1667708)), "1,667,708");

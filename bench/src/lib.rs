@@ -1,0 +1,28 @@
+//! The benchmark's library half: what a run's JSON means. The `bench` binary writes
+//! `bench/results/latest.json`; [`report`] turns it into the README's text and judges the
+//! goals, and `bench/tests/readme.rs` fails when the README says anything else.
+
+pub mod report;
+
+/// The marks around the benchmark text in README.md.
+pub const START: &str = "<!-- bench:start: generated from bench/results/latest.json by `cargo run -p bench -- --readme` -->";
+pub const END: &str = "<!-- bench:end -->";
+
+/// The text between the marks, if both are there.
+pub fn readme_block(readme: &str) -> Option<&str> {
+    let start = readme.find(START)? + START.len();
+    let end = start + readme[start..].find(END)?;
+    Some(&readme[start..end])
+}
+
+/// `readme` with the text between the marks replaced by `text`.
+pub fn with_block(readme: &str, text: &str) -> Option<String> {
+    let start = readme.find(START)? + START.len();
+    let end = start + readme[start..].find(END)?;
+    Some(format!(
+        "{}\n{}\n{}",
+        &readme[..start],
+        text.trim(),
+        &readme[end..]
+    ))
+}

@@ -1,0 +1,177 @@
+//! What the load runs against: each variant of the chat Worker (and the inline-write Worker)
+//! in its own `wrangler dev`, with its players and sessions, and the routes it is asked.
+//!
+//! Variants, all but one the deployable build:
+//! - `before`: Privy tokens checked in wasm (the pure-Rust `p256` code), nothing cached;
+//! - `webcrypto`: Privy tokens checked by WebCrypto, nothing cached;
+//! - `after`: WebCrypto and the per-isolate token cache, the production settings;
+//! - `dev`: the local build with the development header, no token at all;
+//! - `inline`: the inline-write Worker (`bench/inline`), signed in as `after`.
+
+use crate::load::Outcome;
+use crate::players::{self, Player, SignIn};
+use e2e::{Options, Workers};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+/// One running variant.
+pub struct Instance {
+    pub name: &'static str,
+    pub w: Workers,
+    sessions: Arc<Vec<(Player, String)>>,
+    /// Message ids of every 200-answered turn, for the final check.
+    pub answered: Mutex<Vec<String>>,
+}
+
+/// How to start a variant.
+pub struct Spec {
+    pub name: &'static str,
+    pub deployable: bool,
+    pub sign_in: SignIn,
+    pub verifier: &'static str,
+    pub cache: &'static str,
+    pub first_worker: Option<&'static str>,
+}
+
+pub fn specs() -> Vec<Spec> {
+    let privy = |name, verifier, cache, first_worker| Spec {
+        name,
+        deployable: true,
+        sign_in: SignIn::Privy,
+        verifier,
+        cache,
+        first_worker,
+    };
+    vec![
+        privy("before", "wasm", "0", None),
+        privy("webcrypto", "webcrypto", "0", None),
+        privy("after", "webcrypto", "4096", None),
+        Spec {
+            name: "dev",
+            deployable: false,
+            sign_in: SignIn::DevHeader,
+            verifier: "webcrypto",
+            cache: "4096",
+            first_worker: None,
+        },
+        privy("inline", "webcrypto", "4096", Some("bench/inline")),
+    ]
+}
+
+impl Instance {
+    pub async fn start(spec: &Spec, players: usize, sessions_each: usize) -> anyhow::Result<Self> {
+        let mut chat_vars = Vec::new();
+        if spec.sign_in == SignIn::Privy {
+            chat_vars.extend([
+                ("AUTH_MODE", "privy".to_string()),
+                ("PRIVY_APP_ID", players::APP_ID.to_string()),
+                ("PRIVY_VERIFICATION_KEY", players::verification_key_var()),
+                ("PRIVY_VERIFIER", spec.verifier.to_string()),
+                ("PRIVY_TOKEN_CACHE", spec.cache.to_string()),
+            ]);
+        }
+        let w = Workers::start_with(Options {
+            deployable: spec.deployable,
+            dev_auth: spec.sign_in == SignIn::DevHeader,
+            databases: if spec.first_worker.is_some() { 1 } else { 2 },
+            first_worker: spec.first_worker,
+            chat_vars,
+            ..Options::default()
+        })
+        .await;
+        let people = players::players(players, spec.name, spec.sign_in);
+        let sessions = players::sessions(&w.http, &w.base, &people, sessions_each).await?;
+        eprintln!(
+            "bench: {} is up at {} with {} sessions",
+            spec.name,
+            w.base,
+            sessions.len()
+        );
+        Ok(Self {
+            name: spec.name,
+            w,
+            sessions: Arc::new(sessions),
+            answered: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Keeps the message ids a measurement got 200s for.
+    pub fn keep(&self, ids: &mut Vec<String>) {
+        self.answered.lock().unwrap().append(ids);
+    }
+
+    pub fn answered_count(&self) -> usize {
+        self.answered.lock().unwrap().len()
+    }
+
+    /// Every turn it answered is stored exactly once, and totals equal the ledger.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        let answered = self.answered.lock().unwrap().clone();
+        crate::check::all_stored(&self.w, &answered, self.name).await
+    }
+}
+
+/// A route of an instance under load.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    /// How tables name it: `floor`, `chat`, `inline`, `chat (before)`…
+    pub label: &'static str,
+    pub instance: &'a Instance,
+    /// POST /api/chat (a turn) or GET /healthz (the floor: the runtime, no work).
+    pub chat: bool,
+}
+
+pub type Requester = Arc<dyn Fn(usize) -> BoxFuture<'static, Outcome> + Send + Sync>;
+
+impl Target<'_> {
+    /// The request number `i` of a load: a turn in session `i mod n`, or the floor.
+    pub fn requester(&self) -> Requester {
+        let http = self.instance.w.http.clone();
+        if !self.chat {
+            let url = self.instance.w.url("/healthz");
+            return Arc::new(move |_| {
+                let (http, url) = (http.clone(), url.clone());
+                Box::pin(async move {
+                    let r = http.get(url).send().await.map_err(|e| e.to_string())?;
+                    if r.status().is_success() {
+                        Ok(None)
+                    } else {
+                        Err(r.status().to_string())
+                    }
+                })
+            });
+        }
+        let url = self.instance.w.url("/api/chat");
+        let sessions = self.instance.sessions.clone();
+        Arc::new(move |i| {
+            let (http, url, sessions) = (http.clone(), url.clone(), sessions.clone());
+            Box::pin(async move {
+                let (player, session) = &sessions[i % sessions.len()];
+                chat_turn(&http, &url, player, session, i).await
+            })
+        })
+    }
+}
+
+/// One chat turn: Ok(message id) on a 200, Err on anything else.
+pub async fn chat_turn(
+    http: &reqwest::Client,
+    url: &str,
+    player: &Player,
+    session: &str,
+    i: usize,
+) -> Outcome {
+    let r = http
+        .post(url)
+        .header(player.header.0, &player.header.1)
+        .json(&json!({ "sessionId": session, "message": format!("hello there, turn {i}") }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status().as_u16() != 200 {
+        return Err(format!("status {}", r.status()));
+    }
+    let body: Value = r.json().await.map_err(|e| e.to_string())?;
+    Ok(body["messageId"].as_str().map(str::to_owned))
+}

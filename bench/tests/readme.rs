@@ -1,0 +1,65 @@
+//! The README's benchmark text is the latest run's, word for word: `bench::report` renders
+//! `bench/results/latest.json`, and the README must hold exactly that between its
+//! `bench:start` and `bench:end` marks. After a run, `cargo run -p bench -- --readme`
+//! pastes it in.
+
+use serde_json::Value;
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn latest() -> Value {
+    let text = std::fs::read_to_string(root().join("bench/results/latest.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_readme_shows_the_latest_run_and_nothing_else() {
+    let run = latest();
+    assert_eq!(
+        run["quick"], false,
+        "latest.json is a full run, not --quick"
+    );
+    assert_eq!(
+        run["goals"],
+        bench::report::goals(&run),
+        "the goals recorded are the goals of the figures recorded"
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block =
+        bench::readme_block(&readme).expect("README.md has its bench:start and bench:end marks");
+    let expected = bench::report::markdown(&run);
+    assert_eq!(
+        block.trim(),
+        expected.trim(),
+        "README.md's benchmark text differs from bench/results/latest.json: run `cargo run -p bench -- --readme`"
+    );
+}
+
+#[test]
+fn any_changed_figure_changes_the_text() {
+    let run = latest();
+    let text = bench::report::markdown(&run);
+    for path in [
+        &["lag", "p99Ms"][..],
+        &["capacity", "chat", "highestRate"][..],
+        &["connections", "0", "chat", "p50Ms"][..],
+        &["storageByDatabases", "2", "workersTurnsPerSecond"][..],
+    ] {
+        let mut changed = run.clone();
+        let mut v = &mut changed;
+        for key in path {
+            v = match key.parse::<usize>() {
+                Ok(i) => &mut v[i],
+                Err(_) => &mut v[*key],
+            };
+        }
+        let old = v.as_f64().unwrap_or_else(|| panic!("{path:?} is a number"));
+        *v = serde_json::json!(old * 3.0 + 7.0);
+        assert_ne!(bench::report::markdown(&changed), text, "{path:?}");
+    }
+}
