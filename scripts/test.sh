@@ -20,7 +20,7 @@ log "tests"
 out="$(mktemp)"
 trap 'rm -f "$out" "$out.bench"' EXIT
 set +e
-cargo test -p chat-core -p e2e -p chat-admin -p bench --lib --bins --tests -- --test-threads 2 2>&1 | tee "$out"
+cargo test --no-fail-fast -p chat-core -p e2e -p chat-admin -p bench --lib --bins --tests -- --test-threads 2 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 # Every benchmark scenario, briefly, with its invariant checks (nothing lost, nothing
 # counted twice); timings are never judged here.

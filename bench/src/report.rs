@@ -208,7 +208,7 @@ pub fn markdown(r: &Value) -> String {
 
     let cap = &r["capacity"];
     s += "\n**Capacity** (open loop at fixed rates, latency from each request's intended send time; p50 / p99 ms, and whether the rate passed: no error, p99 within the bound, and for the Workers that store, everything stored within the drain grace)\n\n";
-    s += "| rate /s | floor | chat | chat: stored after | inline |\n|---:|---:|---:|---:|---:|\n";
+    s += "| rate /s | floor | chat | chat: all stored within (checked every 200 ms) | inline |\n|---:|---:|---:|---:|---:|\n";
     let steps = |t: &str| cap[t]["steps"].as_array().cloned().unwrap_or_default();
     let (fl, ch, il) = (steps("floor"), steps("chat"), steps("inline"));
     let mut rates: Vec<f64> = fl

@@ -304,6 +304,31 @@ mod tests {
         )
     }
 
+    #[test]
+    fn a_changed_signature_character_is_a_bad_signature_unless_it_breaks_the_base64() {
+        for n in 0..200 {
+            let token = with(|c| c["sub"] = json!(format!("did:privy:{n}")));
+            let mut chars: Vec<char> = token.chars().collect();
+            // The tenth character from the end: all six of its bits are signature bits.
+            let at = chars.len() - 10;
+            chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+            let changed: String = chars.iter().collect();
+            assert_eq!(check(&changed), Err(TokenError::BadSignature), "{n}");
+            // The last character carries two bits and four zero bits: setting one of those
+            // is non-canonical base64, refused as malformed before any signature check.
+            let mut last: Vec<char> = token.chars().collect();
+            let end = last.len() - 1;
+            last[end] = match last[end] {
+                'A' => 'B',
+                c => c,
+            };
+            if last[end] == 'B' {
+                let odd: String = last.iter().collect();
+                assert!(matches!(check(&odd), Err(TokenError::Malformed(_))), "{n}");
+            }
+        }
+    }
+
     fn with(f: impl FnOnce(&mut Value)) -> String {
         let mut c = claims();
         f(&mut c);

@@ -25,12 +25,14 @@ fn access(sub: &str, key_seed: u8, extra: Value) -> String {
     privy_token(&test_key(key_seed), &claims)
 }
 
-/// `token` with the last character of its signature changed.
+/// `token` with one character of its signature changed: the tenth from the end, whose six
+/// bits all count (the last character of a 64-byte signature carries only two, and a change
+/// to the others makes the base64 non-canonical: malformed, not a bad signature).
 fn tampered(token: &str) -> String {
-    let mut t = token.to_owned();
-    let last = t.pop().unwrap();
-    t.push(if last == 'A' { 'B' } else { 'A' });
-    t
+    let mut chars: Vec<char> = token.chars().collect();
+    let at = chars.len() - 10;
+    chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+    chars.into_iter().collect()
 }
 
 /// Sends `body` to `path` with a bearer token and optional Privy identity token.
