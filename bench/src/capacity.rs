@@ -49,7 +49,7 @@ async fn step(t: &Target<'_>, rate: f64, params: &Params) -> Step {
         let expected = t.instance.answered_count();
         drained = crate::check::wait_drained(&t.instance.w, expected, DRAIN_GRACE).await;
         // Whatever happened, the next step starts with nothing waiting.
-        crate::check::wait_drained(&t.instance.w, expected, Duration::from_secs(300)).await;
+        t.instance.settle().await;
         drain = Some(ended.elapsed());
     }
     let passed = result.errors == 0 && result.quantile_ms(0.99) <= params.p99_bound_ms && drained;
@@ -88,12 +88,7 @@ pub async fn run(targets: &[Target<'_>], params: &Params) -> anyhow::Result<Valu
         .await;
         if t.chat {
             t.instance.keep(&mut warm.kept);
-            crate::check::wait_drained(
-                &t.instance.w,
-                t.instance.answered_count(),
-                Duration::from_secs(300),
-            )
-            .await;
+            t.instance.settle().await;
         }
     }
     let mut steps: Vec<Vec<Value>> = targets.iter().map(|_| Vec::new()).collect();

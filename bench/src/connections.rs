@@ -56,13 +56,7 @@ pub async fn run(specs: &[Spec], params: &Params) -> anyhow::Result<Value> {
                     );
                     if t.chat {
                         t.instance.keep(&mut r.kept);
-                        // The next measurement starts with this one's turns stored.
-                        crate::check::wait_drained(
-                            &t.instance.w,
-                            t.instance.answered_count(),
-                            Duration::from_secs(300),
-                        )
-                        .await;
+                        t.instance.settle().await;
                     }
                     results.entry((connections, t.label)).or_default().push(r);
                 }

@@ -14,6 +14,10 @@ use e2e::{Options, Workers};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long [`Instance::settle`] waits for the consumer.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One running variant.
 pub struct Instance {
@@ -99,6 +103,12 @@ impl Instance {
     /// Keeps the message ids a measurement got 200s for.
     pub fn keep(&self, ids: &mut Vec<String>) {
         self.answered.lock().unwrap().append(ids);
+    }
+
+    /// Waits (up to 5 minutes) until every turn kept so far is stored, so that the next
+    /// measurement starts with nothing waiting; whether it was, the final check tells.
+    pub async fn settle(&self) {
+        crate::check::wait_drained(&self.w, self.answered_count(), SETTLE_TIMEOUT).await;
     }
 
     pub fn answered_count(&self) -> usize {
