@@ -12,11 +12,14 @@ cd "$ROOT"
 PORT="${PORT:-8787}"
 STATE="${STATE:-$ROOT/.state}"
 "$ROOT/scripts/build.sh"
-if [ ! -f .dev.vars ]; then
-  # Local secrets for the chat Worker; wrangler dev reads them, deploys never do.
-  log "writing .dev.vars with a fresh ADMIN_TOKEN"
-  printf 'ADMIN_TOKEN=%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" > .dev.vars
-fi
+# Local secrets for the chat Worker, kept in .dev.vars (git-ignored); deploys never read it.
+touch .dev.vars
+for secret in ADMIN_TOKEN SESSION_ID_KEY; do
+  if ! grep -q "^$secret=" .dev.vars; then
+    log "writing a fresh $secret to .dev.vars"
+    printf '%s=%s\n' "$secret" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars
+  fi
+done
 log "admin token: export CHAT_ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)"
 # Local runs use the local build (build-local/: development auth and the fault switch, cargo
 # feature `local`), through copies of both configs that point at it; the wrangler.toml files
@@ -58,5 +61,6 @@ log "starting both Workers: play at http://localhost:$PORT, operate at http://lo
 exec wrangler dev --local -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --var ALLOW_DEV_AUTH:local-only \
   --var "ADMIN_TOKEN:$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)" \
+  --var "SESSION_ID_KEY:$(sed -n 's/^SESSION_ID_KEY=//p' .dev.vars)" \
   --var "TURN_RATE_LIMIT:${TURN_RATE_LIMIT:-off}" --var "SHARD_MAP:$LOCAL_SHARD_MAP" \
   --show-interactive-dev-session=false

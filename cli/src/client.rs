@@ -8,6 +8,15 @@ use std::time::Duration;
 /// The environment variable holding the admin token.
 pub const TOKEN_ENV: &str = "CHAT_ADMIN_TOKEN";
 
+/// A step that cannot run now (409): what the Worker said, and how long to wait when
+/// waiting is the answer.
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
 pub struct Client {
     http: Http,
     base: String,
@@ -35,6 +44,34 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 
+    /// A step of a bucket move: its answer, or its 409 refusal as data, so that the caller
+    /// can wait and try again when waiting is the answer.
+    pub fn post_step(&self, path: &str, body: &Value) -> anyhow::Result<Result<Value, Refusal>> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| anyhow!("request to {} failed: {e}", self.base))?;
+        if response.status().as_u16() != 409 {
+            let status = response.status();
+            let body: Value = response.json().unwrap_or(Value::Null);
+            return self.judge(status, body).map(Ok);
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body: Value = response.json().unwrap_or(Value::Null);
+        Ok(Err(Refusal {
+            code: body["error"]["code"].as_str().unwrap_or("").to_owned(),
+            message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
+            retry_after,
+        }))
+    }
+
     fn send(&self, req: RequestBuilder) -> anyhow::Result<Value> {
         let response = req.bearer_auth(&self.token).send().map_err(|e| {
             if e.is_connect() || e.is_timeout() {
@@ -48,6 +85,11 @@ impl Client {
         })?;
         let status = response.status();
         let body: Value = response.json().unwrap_or(Value::Null);
+        self.judge(status, body)
+    }
+
+    /// The body of a successful answer, or a sentence saying what went wrong.
+    fn judge(&self, status: reqwest::StatusCode, body: Value) -> anyhow::Result<Value> {
         if status.is_success() {
             return Ok(body);
         }

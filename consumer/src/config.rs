@@ -26,6 +26,10 @@ pub struct Config {
     /// `SHARD_MAP`, the bucket map before the control database's overrides, or why it is
     /// unusable (then every turn batch is retried, and the log says why).
     pub shard_map: Result<ShardMap, String>,
+    /// How long an isolate keeps the live map before reading the overrides again
+    /// (`SHARD_MAP_CACHE_SECONDS`). A stale map is safe: fenced databases refuse what it
+    /// misroutes, and those turns wait.
+    pub map_cache_ms: i64,
 }
 
 fn number(env: &Env, name: &str, default: u32) -> u32 {
@@ -51,6 +55,7 @@ impl Config {
             },
             faults,
             shard_map,
+            map_cache_ms: i64::from(number(env, "SHARD_MAP_CACHE_SECONDS", 5).min(300)) * 1000,
         }
     }
 }

@@ -30,16 +30,17 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     let mut chunks = 0;
     for chunk in json_chunks(&letters, MAX_BOUND_JSON_BYTES) {
         chunks += 1;
-        let stored = if config.faults.fails_letters(now) {
-            Err(worker::Error::RustError(
-                "injected fault: the dead-letter store is failing".into(),
-            ))
-        } else {
-            match env.d1(CONTROL) {
-                Ok(db) => store::store_letters(&db, &chunk.json, now).await,
-                Err(e) => Err(e),
-            }
-        };
+        let stored =
+            if config.faults.fails_letters(now) || config.faults.database_down(CONTROL, now) {
+                Err(worker::Error::RustError(
+                    "injected fault: the dead-letter store is failing".into(),
+                ))
+            } else {
+                match env.d1(CONTROL) {
+                    Ok(db) => store::store_letters(&db, &chunk.json, now).await,
+                    Err(e) => Err(e),
+                }
+            };
         match stored {
             Ok(()) => chunk.items.iter().for_each(|&i| messages[i].ack()),
             Err(e) => {

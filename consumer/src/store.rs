@@ -9,6 +9,9 @@ use worker::{D1Database, Queue};
 
 /// What the D1 batch found and did.
 pub struct Stored {
+    /// The buckets (prefixes) of the batch that this database has fenced: their turns were
+    /// not written, and wait in the queue.
+    pub fenced: Vec<String>,
     /// The turns already stored under the batch's turn ids, before it ran.
     pub before: Vec<StoredTurn>,
     /// Turns newly inserted (the point-event statement's `changes`).
@@ -28,6 +31,18 @@ pub async fn apply_turns(db: &D1Database, turns_json: &str) -> worker::Result<St
         .collect::<worker::Result<Vec<_>>>()?;
     let count = statements.len();
     let results = db.batch(statements).await?;
+    #[derive(serde::Deserialize)]
+    struct Fence {
+        bucket: String,
+    }
+    let fenced = match results.get(sql::FENCED_STATEMENT) {
+        Some(r) => r
+            .results::<Fence>()?
+            .into_iter()
+            .map(|f| f.bucket)
+            .collect(),
+        None => Vec::new(),
+    };
     let before = match results.get(sql::STORED_STATEMENT) {
         Some(r) => r.results::<StoredTurn>()?,
         None => Vec::new(),
@@ -38,10 +53,49 @@ pub async fn apply_turns(db: &D1Database, turns_json: &str) -> worker::Result<St
         .and_then(|m| m.changes)
         .unwrap_or(0);
     Ok(Stored {
+        fenced,
         before,
         inserted,
         statements: count,
     })
+}
+
+/// Reports what this Worker can reach, in answer to a move's probe: each binding and the
+/// newest migration applied to it (`None` if it cannot be read), at the probe's time.
+pub async fn report_databases(
+    control: &D1Database,
+    reports: &[(String, Option<String>)],
+    probe_at: i64,
+) -> worker::Result<()> {
+    let statements = reports
+        .iter()
+        .map(|(binding, migration)| {
+            control
+                .prepare(chat_core::sql::shards::REPORT_CONSUMER_DATABASE)
+                .bind(&[
+                    JsValue::from_str(binding),
+                    migration
+                        .as_deref()
+                        .map_or(JsValue::NULL, JsValue::from_str),
+                    JsValue::from(probe_at as f64),
+                ])
+        })
+        .collect::<worker::Result<Vec<_>>>()?;
+    control.batch(statements).await?;
+    Ok(())
+}
+
+/// The newest migration applied to `db`.
+pub async fn applied_migration(db: &D1Database) -> worker::Result<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Applied {
+        name: String,
+    }
+    Ok(db
+        .prepare(sql::APPLIED_MIGRATION)
+        .first::<Applied>(None)
+        .await?
+        .map(|a| a.name))
 }
 
 /// The bucket map's overrides, from the control database.

@@ -2,10 +2,17 @@
 //!
 //! 1. Decode every message. A permanent failure (undecodable, unknown version, invalid) is
 //!    dead-lettered at once.
+//!    A move's probe is answered here: the databases this Worker reaches are reported in the
+//!    control database.
 //! 2. Route each turn by its player's bucket, with the live bucket map (`SHARD_MAP` and the
-//!    control database's overrides, read once per batch). A turn whose bucket is moving is
-//!    held: retried with backoff, and on its last delivery sent again as a fresh message, so
-//!    a move never dead-letters it.
+//!    control database's overrides, kept per isolate for `SHARD_MAP_CACHE_SECONDS`). When the
+//!    control database cannot be read, the last map read (or `SHARD_MAP`) routes on, so
+//!    that the other databases' players are stored: each database refuses the writes of a
+//!    bucket it has fenced, so a stale map can only send a turn where it is refused and
+//!    held, never where it would be lost. A turn is held, too, when its bucket is moving,
+//!    when its database refused it, or when this Worker has no binding for that database:
+//!    held turns are retried with backoff, and on their last delivery sent again as fresh
+//!    messages, so waiting never makes a dead letter.
 //! 3. Write each database's turns concurrently. In each database the turns are cut into
 //!    chunks whose JSON stays well under D1's 2 MB value limit (`batch::turn_chunks`; a
 //!    typical batch is one chunk), and each chunk stores the first delivery of each of its
@@ -22,15 +29,18 @@
 use crate::config::{Config, CONTROL, DEAD_LETTERS, TURNS};
 use crate::incoming::Incoming;
 use crate::store;
-use chat_core::batch::{judge, turn_chunks, Outcome};
+use chat_core::batch::{is_fenced, judge, turn_chunks, Outcome};
 use chat_core::d1_limits::MAX_BOUND_JSON_BYTES;
 use chat_core::dead_letter::Envelope;
 use chat_core::failure::{on_transient, FailureClass, TransientAction};
 use chat_core::faults::Fault;
+use chat_core::probe::Probe;
 use chat_core::record::TurnRecord;
 use chat_core::shards::ShardMap;
 use futures_util::future::join_all;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use worker::Env;
 use worker_support::clock::{now_ms, unit_random};
 use worker_support::queue::send_texts;
@@ -85,7 +95,12 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     let mut letters: Letters<'_> = Vec::new();
 
     let mut valid: Vec<Valid<'_>> = Vec::new();
+    let mut probes: Vec<(&Incoming, Probe)> = Vec::new();
     for m in &messages {
+        if let Some(probe) = Probe::parse(&m.body) {
+            probes.push((m, probe));
+            continue;
+        }
         match TurnRecord::decode(&m.body) {
             Ok(record) => valid.push((m, record)),
             Err(e) => {
@@ -114,6 +129,10 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
         );
     }
 
+    for (m, probe) in &probes {
+        answer_probe(env, config, m, probe).await;
+    }
+
     let mut per_database: BTreeMap<String, Vec<&Valid<'_>>> = BTreeMap::new();
     let mut held: Vec<&Incoming> = Vec::new();
     if !valid.is_empty() {
@@ -138,8 +157,6 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
             }
         }
     }
-    tally.held = held.len();
-    hold(env, config, &held).await;
 
     let written = join_all(
         per_database
@@ -148,16 +165,21 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     )
     .await;
     let mut databases: Vec<String> = Vec::new();
-    for ((binding, deliveries), (part, part_letters)) in per_database.iter().zip(written) {
+    for ((binding, deliveries), (part, part_letters, part_held)) in per_database.iter().zip(written)
+    {
         databases.push(format!(
-            "{binding}:{} received, {} applied, {} retried",
+            "{binding}:{} received, {} applied, {} retried, {} held",
             deliveries.len(),
             part.applied,
-            part.retried
+            part.retried,
+            part_held.len()
         ));
         tally.add(&part);
         letters.extend(part_letters);
+        held.extend(part_held);
     }
+    tally.held = held.len();
+    hold(env, config, &held).await;
 
     tally.dead_lettered = letters.len();
     if !letters.is_empty() {
@@ -166,6 +188,7 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     tracing::info!(
         queue = crate::config::TURN_QUEUE,
         received = messages.len(),
+        probes = probes.len(),
         applied = tally.applied,
         duplicate = tally.duplicate,
         conflict = tally.conflict,
@@ -182,25 +205,104 @@ pub async fn consume(messages: Vec<Incoming>, env: &Env, config: &Config) {
     );
 }
 
-/// The live bucket map: `SHARD_MAP` with the control database's overrides.
-async fn live_map(env: &Env, config: &Config) -> Result<ShardMap, String> {
-    let base = config.shard_map.clone()?;
-    let control = env.d1(CONTROL).map_err(|e| e.to_string())?;
-    let overrides = store::shard_overrides(&control)
-        .await
-        .map_err(|e| format!("reading the bucket map's overrides: {e}"))?;
-    base.with_overrides(&overrides)
+thread_local! {
+    /// The live map and when it goes stale (epoch ms).
+    static MAP: RefCell<Option<(i64, Rc<ShardMap>)>> = const { RefCell::new(None) };
 }
 
-/// Writes one database's deliveries, chunk by chunk; returns its counts and dead letters.
+/// The live bucket map: `SHARD_MAP` with the control database's overrides, read at most once
+/// per `SHARD_MAP_CACHE_SECONDS`. If the control database cannot be read, the last map read
+/// goes on routing, or `SHARD_MAP` itself: no map is trusted for writes (fences are), so a
+/// stale one can only delay a moved bucket's turns, and the other databases' turns are
+/// stored meanwhile. See docs/design.md, "A failing database stops only its own players".
+async fn live_map(env: &Env, config: &Config) -> Result<Rc<ShardMap>, String> {
+    let now = now_ms();
+    let cached = MAP.with_borrow(|m| m.clone());
+    if let Some((until, map)) = &cached {
+        if now < *until {
+            return Ok(map.clone());
+        }
+    }
+    let base = config.shard_map.clone()?;
+    let read = async {
+        if config.faults.database_down(CONTROL, now) {
+            return Err("injected fault: database DB_0 is down".to_owned());
+        }
+        let control = env.d1(CONTROL).map_err(|e| e.to_string())?;
+        store::shard_overrides(&control)
+            .await
+            .map_err(|e| format!("reading the bucket map's overrides: {e}"))
+    };
+    let map = match read.await {
+        Ok(overrides) => Rc::new(base.with_overrides(&overrides)?),
+        Err(error) => {
+            tracing::warn!(error = %error, cached = cached.is_some(), "the control database is unreadable: routing with the last bucket map read (or SHARD_MAP); fenced databases refuse what a stale map misroutes, and those turns wait");
+            match cached {
+                Some((_, map)) => map,
+                None => Rc::new(base),
+            }
+        }
+    };
+    MAP.set(Some((now + config.map_cache_ms, map.clone())));
+    Ok(map)
+}
+
+/// Answers a move's probe: reports every database this Worker is bound to, with the newest
+/// migration applied to each, in the control database. Acked once reported; retried if the
+/// control database cannot take the report.
+async fn answer_probe(env: &Env, config: &Config, m: &Incoming, probe: &Probe) {
+    let mut reports = Vec::new();
+    for binding in worker_support::env::database_bindings(env) {
+        let migration = if config.faults.database_down(&binding, now_ms()) {
+            None
+        } else {
+            match env.d1(&binding) {
+                Ok(db) => store::applied_migration(&db).await.ok().flatten(),
+                Err(_) => None,
+            }
+        };
+        reports.push((binding, migration));
+    }
+    let reported = if config.faults.database_down(CONTROL, now_ms()) {
+        Err(worker::Error::RustError(
+            "injected fault: database DB_0 is down".into(),
+        ))
+    } else {
+        match env.d1(CONTROL) {
+            Ok(control) => store::report_databases(&control, &reports, probe.requested_at).await,
+            Err(e) => Err(e),
+        }
+    };
+    match reported {
+        Ok(()) => {
+            tracing::info!(databases = ?reports, "answered a move's probe");
+            m.ack();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not answer a move's probe; retrying it");
+            m.retry(config.backoff.delay_seconds(m.attempts, unit_random()));
+        }
+    }
+}
+
+/// Writes one database's deliveries, chunk by chunk; returns its counts, its dead letters,
+/// and the deliveries to hold: those the database refused (a fenced bucket), or all of them
+/// when this Worker has no binding for it.
 async fn write_database<'a>(
     env: &Env,
     config: &Config,
     binding: &str,
     deliveries: &[&'a Valid<'a>],
-) -> (Tally, Letters<'a>) {
+) -> (Tally, Letters<'a>, Vec<&'a Incoming>) {
     let mut tally = Tally::default();
     let mut letters: Letters<'a> = Vec::new();
+    if env.d1(binding).is_err() {
+        // A database the chat Worker routes to but this Worker is not bound to: a deploy is
+        // missing a binding. Waiting loses nothing; a dead letter would need a replay.
+        tracing::error!(alert = true, database = binding, turns = deliveries.len(), "the bucket map names a database this Worker has no binding for: its turns wait in the queue; bind it in consumer/wrangler.toml and deploy");
+        return (tally, letters, deliveries.iter().map(|d| d.0).collect());
+    }
+    let mut held: Vec<&'a Incoming> = Vec::new();
     for chunk in turn_chunks(deliveries, |d| &d.1, MAX_BOUND_JSON_BYTES) {
         tally.chunks += 1;
         let deliveries: Vec<&Valid<'a>> = chunk.deliveries.iter().map(|&i| deliveries[i]).collect();
@@ -232,6 +334,12 @@ async fn write_database<'a>(
         match outcome {
             Ok(stored) => {
                 tally.statements += stored.statements;
+                // A fenced bucket's turns were not written here: they wait for the map that
+                // sends them to the bucket's home.
+                let (fenced, deliveries): (Vec<&Valid<'a>>, Vec<&Valid<'a>>) = deliveries
+                    .into_iter()
+                    .partition(|d| is_fenced(&stored.fenced, &d.1.user.id));
+                held.extend(fenced.iter().map(|d| d.0));
                 let mut applied = 0;
                 for ((m, r), o) in deliveries.iter().map(|d| (d.0, &d.1)).zip(judge(
                     &deliveries,
@@ -268,7 +376,7 @@ async fn write_database<'a>(
             }
         }
     }
-    (tally, letters)
+    (tally, letters, held)
 }
 
 /// Deliveries whose write failed: each is retried with backoff, or dead-lettered as
@@ -298,9 +406,10 @@ fn failed<'a>(
     }
 }
 
-/// Turns of a moving bucket wait in the queue: retried with backoff, and on their last
-/// delivery (where a retry would let the queue dead-letter them) sent again as fresh
-/// messages and acked. A move never makes a dead letter.
+/// Turns that wait (a moving or fenced bucket, a database without a binding here) stay in
+/// the queue: retried with backoff, and on their last delivery (where a retry would let the
+/// queue dead-letter them) sent again as fresh messages and acked. Waiting never makes a
+/// dead letter.
 async fn hold(env: &Env, config: &Config, held: &[&Incoming]) {
     let (last, wait): (Vec<&Incoming>, Vec<&Incoming>) =
         held.iter().partition(|m| m.attempts > config.max_retries);

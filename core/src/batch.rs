@@ -99,6 +99,13 @@ impl<'a> TurnRow<'a> {
     }
 }
 
+/// Whether `user`'s bucket is among `fenced` (the prefixes `sql::SELECT_FENCED` returned):
+/// the database refused that player's rows, and the consumer holds the turn.
+pub fn is_fenced(fenced: &[String], user: &Uuid) -> bool {
+    let prefix = crate::shards::bucket_prefix(crate::shards::bucket(user));
+    fenced.contains(&prefix)
+}
+
 /// The JSON array bound as `?1` to every statement of `sql::apply_turns`.
 pub fn turns_json<'a>(records: impl IntoIterator<Item = &'a TurnRecord>) -> String {
     let rows: Vec<TurnRow<'_>> = records.into_iter().map(TurnRow::new).collect();

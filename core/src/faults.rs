@@ -1,9 +1,10 @@
-//! The consumer's fault switch, for tests: it makes chosen turns fail on purpose (held back
-//! from the write, as if their D1 batch had failed, without taking their batchmates down),
-//! and D1 batches fail before the write (nothing stored) or after it (stored, but the
-//! handler fails, so the batch is delivered again). Only the consumer's local build (cargo
-//! feature `local`, run by `scripts/dev.sh` and the tests) reads it, from the `FAULTS`
-//! variable; the deployable build has no switch at all.
+//! The fault switch, for tests: it makes chosen turns fail on purpose (held back from the
+//! write, as if their D1 batch had failed, without taking their batchmates down), D1
+//! batches fail before the write (nothing stored) or after it (stored, but the handler
+//! fails, so the batch is delivered again), a database go down for both Workers, and a
+//! session's actor reset between a turn's queue send and its confirmation. Only the local
+//! builds (cargo feature `local`, run by `scripts/dev.sh` and the tests) read it, from the
+//! `FAULTS` variable of each Worker; the deployable build has no switch at all.
 //!
 //! The spec is a comma-separated list:
 //! - `markers`: a turn whose player message contains `[fault:before]` fails every attempt;
@@ -11,11 +12,16 @@
 //!   attempt until the clock passes MS (epoch ms): it exhausts its retries and becomes a
 //!   transient dead letter, yet a later replay succeeds. These fail the turn alone.
 //!   `[fault:after-once]` fails its whole write after it, on its first attempt.
+//!   `[fault:reset]` (chat Worker) resets the session's actor right after the turn's first
+//!   queue send, before the actor confirms it: the client gets an error, the record is on
+//!   the queue, and the actor's memory is gone.
 //! - `before=R`, `after=R`: fail that share (0..=1) of batches at random.
 //! - `letters-until=MS`: storing dead letters fails until the clock passes MS (epoch ms): a D1
 //!   outage of the archive that outlasts every retry of the dead-letter queue, then clears.
-//! - `down=DB_k@MS`: every write to database `DB_k` fails until the clock passes MS: one
-//!   database's outage, which must hold back only its own players' turns.
+//! - `down=DB_k@MS` (repeatable): every read and write of database `DB_k` fails until the
+//!   clock passes MS, in the Worker whose `FAULTS` says so: one database's outage, which must
+//!   hold back only its own players. For `DB_0`, the control database, that includes the
+//!   bucket map's reads and the dead-letter archive.
 
 use crate::record::TurnRecord;
 
@@ -26,8 +32,8 @@ pub struct Faults {
     pub after_rate: f64,
     /// Storing dead letters fails until this time (epoch ms).
     pub letters_until: Option<i64>,
-    /// Writes to this database binding fail until this time (epoch ms).
-    pub down: Option<(String, i64)>,
+    /// Reads and writes of these database bindings fail until these times (epoch ms).
+    pub down: Vec<(String, i64)>,
 }
 
 /// What to do to one batch.
@@ -60,8 +66,9 @@ impl Faults {
                         .split_once('@')
                         .and_then(|(db, until)| Some((db.to_owned(), until.parse().ok()?)))
                         .filter(|(db, _)| crate::shards::valid_binding(db));
-                    faults.down =
-                        Some(parsed.ok_or_else(|| format!("down={v:?} is not DB_k@epoch-ms"))?);
+                    faults
+                        .down
+                        .push(parsed.ok_or_else(|| format!("down={v:?} is not DB_k@epoch-ms"))?);
                 }
                 Some(("letters-until", v)) => {
                     faults.letters_until = Some(
@@ -79,11 +86,16 @@ impl Faults {
         *self == Self::default()
     }
 
-    /// Whether writes to database `binding` fail at `now_ms`.
+    /// Whether reads and writes of database `binding` fail at `now_ms`.
     pub fn database_down(&self, binding: &str, now_ms: i64) -> bool {
         self.down
-            .as_ref()
-            .is_some_and(|(db, until)| db == binding && now_ms < *until)
+            .iter()
+            .any(|(db, until)| db == binding && now_ms < *until)
+    }
+
+    /// Whether the session's actor is reset right after the first send of this turn.
+    pub fn resets_after_send(&self, message: &str) -> bool {
+        self.markers && message.contains("[fault:reset]")
     }
 
     /// Whether storing dead letters fails at `now_ms`.
@@ -150,12 +162,16 @@ mod tests {
                 before_rate: 0.2,
                 after_rate: 0.1,
                 letters_until: None,
-                down: None,
+                down: Vec::new(),
             }
         );
         let f = Faults::parse("down=DB_1@1000").unwrap();
         assert!(f.database_down("DB_1", 999) && !f.database_down("DB_1", 1000));
         assert!(!f.database_down("DB_0", 0));
+        let f = Faults::parse("down=DB_0@5,down=DB_1@9,markers").unwrap();
+        assert!(f.database_down("DB_0", 4) && f.database_down("DB_1", 8));
+        assert!(f.resets_after_send("hi [fault:reset]") && !f.resets_after_send("hi"));
+        assert!(!Faults::default().resets_after_send("[fault:reset]"));
         assert!(Faults::parse("down=DB_1").is_err() && Faults::parse("down=x@5").is_err());
         let f = Faults::parse("letters-until=1000").unwrap();
         assert!(f.fails_letters(999) && !f.fails_letters(1000));

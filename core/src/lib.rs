@@ -15,9 +15,14 @@
 //! - [`llm`]: the optional LLM engine's conversation, request and strict answer parsing.
 //! - [`workers_ai`]: the Workers AI engine's input (same conversation, JSON mode) and output.
 //! - [`shards`]: players' buckets, the bucket map over D1 databases, and moving buckets.
+//! - [`moves`]: the steps of a bucket move: what each may do, and why it refuses.
 //! - [`session`]: a session's live state and the rules its Durable Object applies to a turn.
+//! - [`session_id`]: session ids tagged so that an id nobody issued is refused unread.
+//! - [`turn`]: one turn's flow, from decision to recorded answer, over the actor's store,
+//!   the turn queue, the engine and the clock.
 //! - [`request`]: parsing and validating the chat API's request bodies and headers.
 //! - [`record`]: the versioned turn record that travels on the queue, and its decoder.
+//! - [`probe`]: the probe a bucket move sends the consumer over the turn queue.
 //! - [`failure`]: failure classes and what the consumer does with each.
 //! - [`backoff`]: retry delays: exponential, capped, jittered.
 //! - [`dead_letter`]: the envelope a failed message travels in, and the replay verdicts.
@@ -25,9 +30,10 @@
 //! - [`batch`]: turning a queue batch of records into the one JSON parameter the SQL reads,
 //!   cut into chunks under D1's value limit.
 //! - [`d1_limits`]: D1's size limits, and JSON arrays cut by encoded size to stay under them.
-//! - [`sql`]: every SQL statement either Worker runs, in one place (D1's and the session
-//!   actor's own SQLite).
-//! - `native` (feature `sqlite`): the migrations and the consumer's batch on native SQLite.
+//! - [`sql`]: every SQL statement either Worker runs, in one place (D1's, and the session
+//!   actor's own SQLite in `sql::actor`).
+//! - `native` (feature `sqlite`): the migrations, the consumer's batch and the actor's flow
+//!   on native SQLite.
 //! - [`time`]: milliseconds since the epoch ↔ RFC 3339 text.
 //! - [`text`]: outside text made safe to store: control characters out, byte caps.
 //! - [`ttl_cache`]: a bounded map whose entries expire, for what an isolate keeps.
@@ -45,17 +51,21 @@ pub mod identity;
 pub mod ids;
 pub mod jwt;
 pub mod llm;
+pub mod moves;
 #[cfg(feature = "sqlite")]
 pub mod native;
 pub mod privy;
+pub mod probe;
 pub mod record;
 pub mod request;
 pub mod scoring;
 pub mod session;
+pub mod session_id;
 pub mod shards;
 pub mod sql;
 pub mod text;
 pub mod time;
 pub mod ttl_cache;
+pub mod turn;
 pub mod workers_ai;
 pub mod x_auth;

@@ -66,13 +66,22 @@ pub struct TurnAsk {
     pub idempotency_key: Option<String>,
 }
 
-/// An idempotency key the actor has answered.
+/// An idempotency key the actor has bound to a message (just before its turn was queued).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AnsweredKey {
     /// SHA-256 (hex) of the message the key was first used with.
     pub message_sha256: String,
-    /// The exact JSON answer, until [`ANSWER_KEEP_MS`] has passed.
+    /// The exact JSON answer, until the actor's alarm drops it after [`ANSWER_KEEP_MS`].
     pub answer: Option<String>,
+    /// When the key was bound and its answer fixed (epoch ms).
+    pub answered_at: i64,
+}
+
+impl AnsweredKey {
+    /// Whether the answer has expired at `now_ms`, whether or not the alarm dropped it yet.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.answer.is_none() || now_ms - self.answered_at >= ANSWER_KEEP_MS
+    }
 }
 
 /// What the actor does with a turn.
@@ -92,14 +101,16 @@ pub enum Decision<'a> {
     Proceed,
 }
 
-/// The decision for a turn of `caller` saying `message` in `session`, given what the actor
-/// knows of its idempotency key. A known key wins over a game over, so the retry of the turn
-/// that ended the game still gets its answer.
+/// The decision for a turn of `caller` saying `message` in `session` at `now_ms`, given what
+/// the actor knows of its idempotency key. A known key wins over a game over, so the retry of
+/// the turn that ended the game still gets its answer. An answer expires when the retry comes
+/// [`ANSWER_KEEP_MS`] after it was given, whether or not a later turn came.
 pub fn decide_turn<'a>(
     session: Option<&SessionState>,
     caller: Uuid,
     message: &str,
     key: Option<&'a AnsweredKey>,
+    now_ms: i64,
 ) -> Decision<'a> {
     let Some(session) = session.filter(|s| s.owned_by(caller)) else {
         return Decision::NotFound;
@@ -109,8 +120,8 @@ pub fn decide_turn<'a>(
             return Decision::KeyReused;
         }
         return match &key.answer {
-            Some(answer) => Decision::Replay(answer),
-            None => Decision::KeyExpired,
+            Some(answer) if !key.expired(now_ms) => Decision::Replay(answer),
+            _ => Decision::KeyExpired,
         };
     }
     if session.ended_at.is_some() {
@@ -214,19 +225,45 @@ mod tests {
         AnsweredKey {
             message_sha256: message_sha256(message),
             answer: answer.map(str::to_owned),
+            answered_at: 1_000,
         }
+    }
+
+    const NOW: i64 = 2_000;
+
+    #[test]
+    fn answers_expire_when_the_retry_comes_a_day_later() {
+        let s = session(true);
+        let k = key("bye", Some("{}"));
+        let day = k.answered_at + ANSWER_KEEP_MS;
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "bye", Some(&k), day - 1),
+            Decision::Replay("{}")
+        );
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "bye", Some(&k), day),
+            Decision::KeyExpired,
+            "expired even though no later turn dropped the answer"
+        );
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "other", Some(&k), day),
+            Decision::KeyReused
+        );
     }
 
     #[test]
     fn only_the_owner_plays_a_session() {
         let s = session(false);
-        assert_eq!(decide_turn(None, s.user_id, "hi", None), Decision::NotFound);
         assert_eq!(
-            decide_turn(Some(&s), Uuid::from_u128(3), "hi", None),
+            decide_turn(None, s.user_id, "hi", None, NOW),
             Decision::NotFound
         );
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "hi", None),
+            decide_turn(Some(&s), Uuid::from_u128(3), "hi", None, NOW),
+            Decision::NotFound
+        );
+        assert_eq!(
+            decide_turn(Some(&s), s.user_id, "hi", None, NOW),
             Decision::Proceed
         );
     }
@@ -236,20 +273,20 @@ mod tests {
         let s = session(false);
         let k = key("hello", Some(r#"{"reply":"x"}"#));
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "hello", Some(&k)),
+            decide_turn(Some(&s), s.user_id, "hello", Some(&k), NOW),
             Decision::Replay(r#"{"reply":"x"}"#)
         );
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "hello!", Some(&k)),
+            decide_turn(Some(&s), s.user_id, "hello!", Some(&k), NOW),
             Decision::KeyReused
         );
         let old = key("hello", None);
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "hello", Some(&old)),
+            decide_turn(Some(&s), s.user_id, "hello", Some(&old), NOW),
             Decision::KeyExpired
         );
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "other", Some(&old)),
+            decide_turn(Some(&s), s.user_id, "other", Some(&old), NOW),
             Decision::KeyReused
         );
     }
@@ -258,17 +295,17 @@ mod tests {
     fn a_game_over_is_final_but_its_own_retry_is_answered() {
         let s = session(true);
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "sorry", None),
+            decide_turn(Some(&s), s.user_id, "sorry", None, NOW),
             Decision::Ended
         );
         let last = key("I hate you", Some("{}"));
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "I hate you", Some(&last)),
+            decide_turn(Some(&s), s.user_id, "I hate you", Some(&last), NOW),
             Decision::Replay("{}")
         );
         // Another player still learns nothing, even with a key.
         assert_eq!(
-            decide_turn(Some(&s), Uuid::nil(), "I hate you", Some(&last)),
+            decide_turn(Some(&s), Uuid::nil(), "I hate you", Some(&last), NOW),
             Decision::NotFound
         );
     }

@@ -48,12 +48,22 @@ pub struct Override {
 }
 
 /// A row of `sql::shards::SELECT_OVERRIDES`, as D1 gives it (SQLite has no booleans).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 pub struct OverrideRow {
     pub bucket: u8,
     pub binding: String,
     pub moving: u8,
+    /// The database the last move copied from, until that copy is purged.
     pub moved_from: Option<String>,
+    /// When the bucket was held (epoch ms), while it is.
+    #[serde(default)]
+    pub held_at: Option<i64>,
+    /// Where a copy of the bucket was started, until it is flipped to or purged.
+    #[serde(default)]
+    pub copy_to: Option<String>,
+    /// When the bucket was last flipped to its binding (epoch ms).
+    #[serde(default)]
+    pub flipped_at: Option<i64>,
 }
 
 impl From<&OverrideRow> for Override {
@@ -159,6 +169,27 @@ impl ShardMap {
 
     pub fn bucket_is_moving(&self, bucket: u8) -> bool {
         self.moving[usize::from(bucket)]
+    }
+
+    /// The buckets the map gives `binding`.
+    pub fn buckets_of(&self, binding: &str) -> Vec<u8> {
+        (0..=255u8)
+            .filter(|&b| self.binding_of_bucket(b) == binding)
+            .collect()
+    }
+
+    /// The buckets the map gives `binding` as a JSON array of their prefixes (see
+    /// [`bucket_prefix`]): what the reading SQL binds so that each database counts only its
+    /// own players, never a copy in progress or one not purged yet. `settled` leaves out the
+    /// buckets that are moving, for the statements that write what they read (reconcile).
+    pub fn prefixes_json(&self, binding: &str, settled: bool) -> String {
+        let prefixes: Vec<String> = self
+            .buckets_of(binding)
+            .into_iter()
+            .filter(|&b| !(settled && self.bucket_is_moving(b)))
+            .map(bucket_prefix)
+            .collect();
+        serde_json::to_string(&prefixes).expect("strings serialize")
     }
 
     /// Every binding the map names, each once, in order of their number.
@@ -374,6 +405,27 @@ mod tests {
         );
         let ids: Vec<&str> = merged.iter().map(|x| x.user_id.as_str()).collect();
         assert_eq!(ids, vec!["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn each_database_owns_exactly_its_buckets() {
+        let map = ShardMap::parse("0-1=DB_0,2-255=DB_1")
+            .unwrap()
+            .with_overrides(&[Override {
+                bucket: 1,
+                binding: "DB_0".into(),
+                moving: true,
+            }])
+            .unwrap();
+        assert_eq!(map.buckets_of("DB_0"), vec![0, 1]);
+        assert_eq!(map.prefixes_json("DB_0", false), r#"["00","01"]"#);
+        assert_eq!(
+            map.prefixes_json("DB_0", true),
+            r#"["00"]"#,
+            "moving left out"
+        );
+        assert_eq!(map.buckets_of("DB_1").len(), 254);
+        assert_eq!(map.prefixes_json("DB_7", false), "[]");
     }
 
     #[test]

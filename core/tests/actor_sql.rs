@@ -2,17 +2,17 @@
 //! turns, answered keys and their expiry, and the first game over winning.
 
 use chat_core::session::{decide_turn, message_sha256, AnsweredKey, Decision, SessionState};
-use chat_core::sql;
+use chat_core::sql::actor as sql;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 fn actor() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    for statement in sql::ACTOR_SCHEMA {
+    for statement in sql::SCHEMA {
         conn.execute_batch(statement).unwrap();
     }
-    // The actor creates its schema on every first request of an instance: it must be idempotent.
-    for statement in sql::ACTOR_SCHEMA {
+    // Every session start runs the schema: it must be idempotent.
+    for statement in sql::SCHEMA {
         conn.execute_batch(statement).unwrap();
     }
     conn
@@ -20,7 +20,7 @@ fn actor() -> Connection {
 
 fn add_turn(conn: &Connection, n: i64, keep: i64) {
     conn.execute(
-        sql::ACTOR_INSERT_TURN,
+        sql::CONFIRM_TURN,
         params![
             format!("turn-{n}"),
             format!("user {n}"),
@@ -31,11 +31,11 @@ fn add_turn(conn: &Connection, n: i64, keep: i64) {
         ],
     )
     .unwrap();
-    conn.execute(sql::ACTOR_PRUNE_TURNS, params![keep]).unwrap();
+    conn.execute(sql::PRUNE_TURNS, params![keep]).unwrap();
 }
 
 fn recent(conn: &Connection, n: i64) -> Vec<String> {
-    let mut s = conn.prepare(sql::ACTOR_RECENT_TURNS).unwrap();
+    let mut s = conn.prepare(sql::RECENT_TURNS).unwrap();
     s.query_map(params![n], |r| r.get::<_, String>(0))
         .unwrap()
         .map(Result::unwrap)
@@ -59,12 +59,12 @@ fn the_actor_keeps_only_its_last_turns_in_order() {
     // A smaller setting after a larger one prunes on the next turn.
     add_turn(&conn, 101, 5);
     assert_eq!(recent(&conn, 50).len(), 5);
-    let (turns, keys, answers): (i64, i64, i64) = conn
-        .query_row(sql::ACTOR_COUNTS, [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    let (turns, unconfirmed, keys, answers): (i64, i64, i64, i64) = conn
+        .query_row(sql::COUNTS, [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .unwrap();
-    assert_eq!((turns, keys, answers), (5, 0, 0));
+    assert_eq!((turns, unconfirmed, keys, answers), (5, 0, 0, 0));
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn keys_keep_their_answer_for_a_day_and_their_digest_for_good() {
     let conn = actor();
     let day = chat_core::session::ANSWER_KEEP_MS;
     conn.execute(
-        sql::ACTOR_INSERT_KEY,
+        sql::INSERT_KEY,
         params![
             "k1",
             message_sha256("hello"),
@@ -83,7 +83,7 @@ fn keys_keep_their_answer_for_a_day_and_their_digest_for_good() {
     )
     .unwrap();
     conn.execute(
-        sql::ACTOR_INSERT_KEY,
+        sql::INSERT_KEY,
         params![
             "k2",
             message_sha256("later"),
@@ -96,18 +96,23 @@ fn keys_keep_their_answer_for_a_day_and_their_digest_for_good() {
     // The same key twice is refused by the table itself: the actor never overwrites an answer.
     assert!(conn
         .execute(
-            sql::ACTOR_INSERT_KEY,
+            sql::INSERT_KEY,
             params!["k1", message_sha256("other"), "t3", "{}", 2_000],
         )
         .is_err());
 
-    conn.execute(sql::ACTOR_FORGET_ANSWERS, params![1_000 + day])
+    // The alarm, a day after k1 was answered, drops k1's answer and says when k2's expires.
+    conn.execute(sql::FORGET_ANSWERS, params![1_000]).unwrap();
+    let next: Option<i64> = conn
+        .query_row(sql::OLDEST_ANSWER, [], |r| r.get(0))
         .unwrap();
+    assert_eq!(next, Some(1_000 + day), "k2's answer is the next to expire");
     let key = |k: &str| -> Option<AnsweredKey> {
-        conn.query_row(sql::ACTOR_SELECT_KEY, params![k], |r| {
+        conn.query_row(sql::SELECT_KEY, params![k], |r| {
             Ok(AnsweredKey {
                 message_sha256: r.get(0)?,
                 answer: r.get(1)?,
+                answered_at: r.get(2)?,
             })
         })
         .optional()
@@ -125,16 +130,34 @@ fn keys_keep_their_answer_for_a_day_and_their_digest_for_good() {
     let k1 = key("k1").unwrap();
     assert_eq!(k1.answer, None, "a day-old answer is forgotten");
     assert_eq!(
-        decide_turn(Some(&session), session.user_id, "hello", Some(&k1)),
+        decide_turn(
+            Some(&session),
+            session.user_id,
+            "hello",
+            Some(&k1),
+            1_000 + day
+        ),
         Decision::KeyExpired
     );
     assert_eq!(
-        decide_turn(Some(&session), session.user_id, "bye", Some(&k1)),
+        decide_turn(
+            Some(&session),
+            session.user_id,
+            "bye",
+            Some(&k1),
+            1_000 + day
+        ),
         Decision::KeyReused
     );
     let k2 = key("k2").unwrap();
     assert_eq!(
-        decide_turn(Some(&session), session.user_id, "later", Some(&k2)),
+        decide_turn(
+            Some(&session),
+            session.user_id,
+            "later",
+            Some(&k2),
+            1_000 + day
+        ),
         Decision::Replay(r#"{"reply":"yo"}"#)
     );
     assert!(key("k3").is_none());
@@ -145,19 +168,17 @@ fn a_session_starts_once_and_ends_once() {
     let conn = actor();
     let start = |username: &str| {
         conn.execute(
-            sql::ACTOR_INSERT_SESSION,
+            sql::INSERT_SESSION,
             params!["s1", "u1", "rin", "ja", username, 10, None::<i64>],
         )
         .unwrap()
     };
     assert_eq!(start("first"), 1);
     assert_eq!(start("second"), 0, "a second start changes nothing");
-    conn.execute(sql::ACTOR_END_SESSION, params![50]).unwrap();
-    conn.execute(sql::ACTOR_END_SESSION, params![40]).unwrap();
+    conn.execute(sql::END_SESSION, params![50]).unwrap();
+    conn.execute(sql::END_SESSION, params![40]).unwrap();
     let (username, ended): (String, i64) = conn
-        .query_row(sql::ACTOR_SELECT_SESSION, [], |r| {
-            Ok((r.get(4)?, r.get(6)?))
-        })
+        .query_row(sql::SELECT_SESSION, [], |r| Ok((r.get(4)?, r.get(6)?)))
         .unwrap();
     assert_eq!((username.as_str(), ended), ("first", 50));
 }

@@ -54,6 +54,13 @@ fn list(conn: &Connection, q: Query) -> Vec<(String, String, String)> {
     .collect()
 }
 
+/// Every bucket's prefix: one database that holds every player.
+fn all_buckets() -> String {
+    chat_core::shards::ShardMap::parse("DB_0")
+        .unwrap()
+        .prefixes_json("DB_0", false)
+}
+
 #[test]
 fn letters_are_stored_once_and_filtered() {
     let conn = open_in_memory().unwrap();
@@ -221,7 +228,7 @@ fn reconcile_finds_and_fixes_drift() {
     apply_turns(&mut conn, &turns).unwrap();
     let drift = |conn: &Connection| -> Vec<(String, Option<i64>, i64, i64)> {
         let mut st = conn.prepare(&sql::SELECT_DRIFT).unwrap();
-        st.query_map(params![None::<String>, 1000], |r| {
+        st.query_map(params![None::<String>, 1000, all_buckets()], |r| {
             Ok((
                 r.get("user_id")?,
                 r.get("stored_total")?,
@@ -252,8 +259,11 @@ fn reconcile_finds_and_fixes_drift() {
         found.iter().any(|d| d.1.is_none()),
         "a missing snapshot is drift"
     );
-    conn.execute(&sql::FIX_DRIFT, params![None::<String>, 1000, T0 + 1000])
-        .unwrap();
+    conn.execute(
+        &sql::FIX_DRIFT,
+        params![None::<String>, 1000, all_buckets(), T0 + 1000],
+    )
+    .unwrap();
     assert!(drift(&conn).is_empty());
     let mut st = conn
         .prepare("SELECT s.total_points, s.intimacy_level, (SELECT SUM(delta) FROM point_events p WHERE p.user_id = s.user_id) FROM user_stats s")
@@ -294,9 +304,11 @@ fn reconcile_pages_through_users_and_resumes() {
     )
     .unwrap();
     let span = |conn: &Connection, after: &Option<String>| -> (i64, Option<String>) {
-        conn.query_row(&sql::USER_PAGE_SPAN, params![after, 2], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        conn.query_row(
+            &sql::USER_PAGE_SPAN,
+            params![after, 2, all_buckets()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap()
     };
     let mut after: Option<String> = None;
@@ -310,11 +322,11 @@ fn reconcile_pages_through_users_and_resumes() {
         checked += n;
         let mut st = conn.prepare(&sql::SELECT_DRIFT).unwrap();
         drifted += st
-            .query_map(params![after, 2], |r| r.get::<_, String>(0))
+            .query_map(params![after, 2, all_buckets()], |r| r.get::<_, String>(0))
             .unwrap()
             .count();
         fixed += conn
-            .execute(&sql::FIX_DRIFT, params![after, 2, T0 + 5000])
+            .execute(&sql::FIX_DRIFT, params![after, 2, all_buckets(), T0 + 5000])
             .unwrap();
         after = last;
         // A page that is not full is the last one.
@@ -355,7 +367,7 @@ fn admin_stats_read() {
         )],
     );
     let by_class: String = conn
-        .query_row(sql::ADMIN_STATS, [], |r| r.get("pending_by_class"))
+        .query_row(sql::CONTROL_STATS, [], |r| r.get("pending_by_class"))
         .unwrap();
     assert_eq!(by_class, r#"{"invalid":1}"#);
 }

@@ -193,7 +193,7 @@ fn a_batch_of_one_and_of_many_use_the_same_statements() {
         .collect();
     assert_eq!(apply_turns(&mut conn, &turns[..1]).unwrap().applied, 1);
     assert_eq!(apply_turns(&mut conn, &turns).unwrap().applied, 99);
-    assert_eq!(sql::apply_turns().len(), 6);
+    assert_eq!(sql::apply_turns().len(), 7);
 }
 
 #[test]
@@ -210,7 +210,8 @@ fn conflicting_turn_ids_in_one_batch_store_the_first_only() {
         Applied {
             applied: 1,
             duplicates: 0,
-            conflicts: 1
+            conflicts: 1,
+            held: 0,
         }
     );
     assert_eq!(
@@ -253,7 +254,8 @@ fn a_conflict_with_a_stored_turn_changes_nothing() {
         Applied {
             applied: 0,
             duplicates: 1,
-            conflicts: 1
+            conflicts: 1,
+            held: 0,
         },
         "the stored turn decides"
     );

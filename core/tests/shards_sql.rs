@@ -102,8 +102,8 @@ fn turns_route_to_their_database_and_a_bucket_moves_whole() {
 
     // The leaderboard across both equals the ranking of everyone.
     let mut everyone: Vec<_> = dbs
-        .values()
-        .flat_map(|c| leaderboard(c, 1000).unwrap())
+        .iter()
+        .flat_map(|(b, c)| leaderboard(c, 1000, &map.prefixes_json(b, false)).unwrap())
         .collect();
     everyone.sort_by(|a, b| {
         b.total_points
@@ -111,7 +111,11 @@ fn turns_route_to_their_database_and_a_bucket_moves_whole() {
             .then(a.user_id.cmp(&b.user_id))
     });
     everyone.truncate(10);
-    let merged = merge_leaders(dbs.values().map(|c| leaderboard(c, 10).unwrap()), 10);
+    let merged = merge_leaders(
+        dbs.iter()
+            .map(|(b, c)| leaderboard(c, 10, &map.prefixes_json(b, false)).unwrap()),
+        10,
+    );
     assert_eq!(merged, everyone);
 
     // Move the bucket of player 0 from its database to the other one.

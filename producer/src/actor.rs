@@ -1,14 +1,12 @@
 //! `SessionActor`: one SQLite-backed Durable Object per chat session, the one authority for
 //! its live state. It keeps the session (owner, character, locale, name, ended), its last
-//! turns for the engine's context, and every idempotency key it has answered with the exact
-//! answer. The rules are `chat_core::session`'s; the SQL is `chat_core::sql`'s `ACTOR_*`.
+//! turns for the engine's context, and every idempotency key it has bound with the exact
+//! answer. The flow of a turn is `chat_core::turn::play`; this module is its adapter over the
+//! object's storage, the turn queue, the engine and the clock, plus what only a Durable
+//! Object can do: one turn at a time, and an alarm that drops answers when they expire.
 //!
-//! A turn: check the owner, wait for the session's previous turn, decide (replay, refuse, or
-//! go on), ask the engine with the last turns, await the queue's `send` of the turn record,
-//! then record the turn and its key and answer. A failed `send` records nothing, so the
-//! client's retry with the same key is a fresh attempt. The writes after the `send` run with
-//! no `await` between them, so the runtime commits them together, and it holds the answer
-//! until they are durable.
+//! Storage is created only when a session starts (or is adopted from D1): a request for a
+//! session id that does not exist reads `sqlite_master`, answers 404, and leaves nothing.
 //!
 //! The chat Worker reaches an actor by the session id (`id_from_name`), over these internal
 //! routes (a Durable Object is not reachable from the Internet):
@@ -16,19 +14,19 @@
 //! - `POST /turn` with a `TurnAsk`: plays one turn and answers as `POST /api/chat` does;
 //! - `GET /state`: what the actor holds, for operators.
 
+use crate::databases::database;
 use crate::db;
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::services::TURNS;
 use chat_core::character::{Character, Locale};
-use chat_core::engine::{ReplyEngine, ReplyInput};
-use chat_core::ids::TurnIds;
-use chat_core::record::{TurnInput, TurnRecord};
+use chat_core::record::TurnRecord;
 use chat_core::session::{
-    decide_turn, history_turns, message_sha256, AnsweredKey, Decision, SessionState, StoredTurn,
-    TurnAnswer, TurnAsk, ANSWER_KEEP_MS, MAX_WAITING_TURNS,
+    history_turns, message_sha256, AnsweredKey, SessionState, StoredTurn, TurnAsk, ANSWER_KEEP_MS,
+    MAX_WAITING_TURNS,
 };
-use chat_core::sql;
+use chat_core::sql::actor as sql;
+use chat_core::turn::{self, Attempt, SessionStore, StoreError, TurnError, TurnQueue};
 use futures_util::lock::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -39,7 +37,7 @@ use worker::{
     durable_object, DurableObject, Env, MessageBuilder, Method, QueueContentType, Request,
     Response, SqlStorage, SqlStorageValue, State,
 };
-use worker_support::clock::{now_ms, random10};
+use worker_support::clock::{now_ms, WorkerClock};
 use worker_support::env::var;
 
 /// The Durable Object binding of the session actors.
@@ -56,7 +54,10 @@ pub struct SessionActor {
     turn: Mutex<()>,
     /// Turns waiting for the lock.
     waiting: Cell<usize>,
-    schema_ready: Cell<bool>,
+    /// Whether this instance has seen its storage hold a current schema.
+    ready: Cell<bool>,
+    /// The alarm this instance knows of: `None` until read once, then its time if any.
+    alarm: Cell<Option<Option<i64>>>,
 }
 
 impl DurableObject for SessionActor {
@@ -66,7 +67,8 @@ impl DurableObject for SessionActor {
             env,
             turn: Mutex::new(()),
             waiting: Cell::new(0),
-            schema_ready: Cell::new(false),
+            ready: Cell::new(false),
+            alarm: Cell::new(None),
         }
     }
 
@@ -75,6 +77,25 @@ impl DurableObject for SessionActor {
             Ok(response) => response,
             Err(e) => e.into_response(),
         })
+    }
+
+    /// Drops the answers that expired and sets the alarm for the next one.
+    async fn alarm(&self) -> worker::Result<Response> {
+        if !self
+            .open()
+            .map_err(|e| worker::Error::RustError(format!("{e:?}")))?
+        {
+            return Response::ok("no session");
+        }
+        let store = self.store();
+        let next = store
+            .expire_answers(now_ms())
+            .map_err(|e| worker::Error::RustError(e.0))?;
+        if let Some(at) = next {
+            self.state.storage().set_alarm(at - now_ms()).await?;
+        }
+        self.alarm.set(Some(next));
+        Response::ok("answers expired")
     }
 }
 
@@ -128,8 +149,8 @@ struct SessionRow {
 }
 
 impl SessionRow {
-    fn into_state(self) -> Result<SessionState, ApiError> {
-        let bad = |what: &str| ApiError::Internal(format!("the actor holds a bad {what}"));
+    fn into_state(self) -> Result<SessionState, StoreError> {
+        let bad = |what: &str| StoreError(format!("the actor holds a bad {what}"));
         Ok(SessionState {
             id: self.id.parse().map_err(|_| bad("session id"))?,
             user_id: self.user_id.parse().map_err(|_| bad("user id"))?,
@@ -146,13 +167,211 @@ impl SessionRow {
 #[derive(Deserialize)]
 struct Counts {
     turns_held: i64,
+    turns_unconfirmed: i64,
     keys_held: i64,
     answers_held: i64,
 }
 
+/// The object's SQLite storage as the turn flow's store (`chat_core::sql::actor`'s SQL).
+/// Each write method is a run of statements with no `await` between them, which the runtime
+/// commits as one transaction.
+struct ActorStore {
+    sql: SqlStorage,
+}
+
+fn store_error(e: worker::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl ActorStore {
+    fn exec(&self, statement: &str, params: Vec<SqlStorageValue>) -> Result<(), StoreError> {
+        let params = if params.is_empty() {
+            None
+        } else {
+            Some(params)
+        };
+        self.sql.exec(statement, params).map_err(store_error)?;
+        Ok(())
+    }
+
+    fn rows<T: DeserializeOwned>(
+        &self,
+        statement: &str,
+        params: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>, StoreError> {
+        let params = if params.is_empty() {
+            None
+        } else {
+            Some(params)
+        };
+        self.sql
+            .exec(statement, params)
+            .and_then(|c| c.to_array())
+            .map_err(store_error)
+    }
+
+    fn start(&self, s: &SessionState) -> Result<(), StoreError> {
+        for statement in sql::SCHEMA {
+            self.exec(statement, vec![])?;
+        }
+        self.exec(
+            sql::INSERT_SESSION,
+            vec![
+                text(s.id),
+                text(s.user_id),
+                text(s.character_type.as_str()),
+                text(s.locale.as_str()),
+                text(&s.username),
+                int(s.created_at),
+                s.ended_at.map_or(SqlStorageValue::Null, int),
+            ],
+        )
+    }
+
+    /// Drops the answers that expired by `now_ms`; returns when the next one expires.
+    fn expire_answers(&self, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        self.exec(sql::FORGET_ANSWERS, vec![int(now_ms - ANSWER_KEEP_MS)])?;
+        #[derive(Deserialize)]
+        struct Oldest {
+            at: Option<i64>,
+        }
+        let oldest: Vec<Oldest> = self.rows(sql::OLDEST_ANSWER, vec![])?;
+        Ok(oldest
+            .into_iter()
+            .next()
+            .and_then(|o| o.at)
+            .map(|at| at + ANSWER_KEEP_MS))
+    }
+}
+
+fn turn_values(r: &TurnRecord) -> Vec<SqlStorageValue> {
+    vec![
+        text(r.turn_id),
+        text(&r.user_message.content),
+        text(&r.agent_message.content),
+        int(i64::from(r.score.raw)),
+        text(r.agent_message.emotion.as_str()),
+        int(r.user_message.created_at),
+    ]
+}
+
+impl SessionStore for ActorStore {
+    fn session(&self) -> Result<Option<SessionState>, StoreError> {
+        let rows: Vec<SessionRow> = self.rows(sql::SELECT_SESSION, vec![])?;
+        rows.into_iter()
+            .next()
+            .map(SessionRow::into_state)
+            .transpose()
+    }
+
+    fn answered_key(&self, key: &str) -> Result<Option<AnsweredKey>, StoreError> {
+        Ok(self
+            .rows(sql::SELECT_KEY, vec![text(key)])?
+            .into_iter()
+            .next())
+    }
+
+    fn unconfirmed(&self) -> Result<Vec<TurnRecord>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            record: String,
+        }
+        self.rows::<Row>(sql::UNCONFIRMED_TURNS, vec![])?
+            .iter()
+            .map(|r| TurnRecord::decode(&r.record).map_err(|e| StoreError(e.to_string())))
+            .collect()
+    }
+
+    fn recent_turns(&self, n: u32) -> Result<Vec<StoredTurn>, StoreError> {
+        self.rows(sql::RECENT_TURNS, vec![int(i64::from(n))])
+    }
+
+    fn bind(
+        &self,
+        record: &TurnRecord,
+        key: &str,
+        answer: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut values = turn_values(record);
+        values.push(text(record.encode()));
+        self.exec(sql::BIND_TURN, values)?;
+        self.exec(
+            sql::INSERT_KEY,
+            vec![
+                text(key),
+                text(message_sha256(&record.user_message.content)),
+                text(record.turn_id),
+                text(answer),
+                int(now_ms),
+            ],
+        )
+    }
+
+    fn confirm(&self, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
+        self.exec(sql::CONFIRM_TURN, turn_values(record))?;
+        self.exec(sql::PRUNE_TURNS, vec![int(i64::from(keep))])?;
+        if record.game_over {
+            self.exec(sql::END_SESSION, vec![int(record.user_message.created_at)])?;
+        }
+        Ok(())
+    }
+}
+
+/// The turn queue as the flow's queue. In the local build the fault switch can reset the
+/// actor right after a turn's first send (`[fault:reset]`): the instance panics, which
+/// makes worker 0.8 start the wasm instance afresh on the next request, so that only what
+/// was written survives. (`ctx.abort()` would be the runtime's own reset, but it stops the
+/// wasm code mid-flight and leaves the isolate's futures hanging.)
+struct ActorQueue<'a> {
+    env: &'a Env,
+    reset_after_first_send: bool,
+}
+
+impl TurnQueue for ActorQueue<'_> {
+    async fn send(&self, record: &TurnRecord, attempt: Attempt) -> Result<(), String> {
+        let message = MessageBuilder::new(record.encode())
+            .content_type(QueueContentType::Text)
+            .build();
+        self.env
+            .queue(TURNS)
+            .map_err(|e| e.to_string())?
+            .send(message)
+            .await
+            .map_err(|e| e.to_string())?;
+        if self.reset_after_first_send && attempt == Attempt::First {
+            panic!("injected fault: the session actor is reset between the queue send and the confirmation");
+        }
+        Ok(())
+    }
+}
+
+/// A turn's failure as the client sees it.
+fn turn_error(e: TurnError) -> ApiError {
+    match e {
+        TurnError::NotFound => not_found(),
+        TurnError::KeyReused => ApiError::Unprocessable {
+            code: "idempotency_key_reused",
+            message: "this Idempotency-Key was already used for another message in this session; use a new key for each turn".into(),
+        },
+        TurnError::KeyExpired => ApiError::Unprocessable {
+            code: "idempotency_key_expired",
+            message: "this Idempotency-Key was answered more than 24 hours ago; use a new key".into(),
+        },
+        TurnError::Ended => ApiError::Conflict {
+            code: "session_ended",
+            message: "the game in this session is over; start a new session".into(),
+        },
+        TurnError::QueueUnavailable(detail) => ApiError::QueueUnavailable(detail),
+        TurnError::Store(detail) => ApiError::Internal(format!("the actor's storage: {detail}")),
+        TurnError::InvalidRecord(detail) => {
+            ApiError::Internal(format!("the turn's record is invalid: {detail}"))
+        }
+    }
+}
+
 impl SessionActor {
     async fn route(&self, mut req: Request) -> Result<Response, ApiError> {
-        self.ensure_schema()?;
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/start") => {
                 let session: SessionState = json_body(&mut req).await?;
@@ -172,52 +391,80 @@ impl SessionActor {
         }
     }
 
-    fn sql(&self) -> SqlStorage {
-        self.state.storage().sql()
+    fn store(&self) -> ActorStore {
+        ActorStore {
+            sql: self.state.storage().sql(),
+        }
     }
 
-    fn ensure_schema(&self) -> Result<(), ApiError> {
-        if !self.schema_ready.get() {
-            let sql = self.sql();
-            for statement in sql::ACTOR_SCHEMA {
-                sql.exec(statement, None)?;
-            }
-            self.schema_ready.set(true);
+    /// Opens the storage: upgrades an older schema in place, and answers whether a session
+    /// was ever started here. It writes nothing when none was: reading `sqlite_master`
+    /// creates no table.
+    fn open(&self) -> Result<bool, ApiError> {
+        if self.ready.get() {
+            return Ok(true);
         }
-        Ok(())
+        #[derive(Deserialize)]
+        struct Name {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: i64,
+        }
+        let store = self.store();
+        let bad = |e: StoreError| ApiError::Internal(format!("the actor's storage: {}", e.0));
+        let tables: Vec<String> = store
+            .rows::<Name>(sql::EXISTING_TABLES, vec![])
+            .map_err(bad)?
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        let version = if tables.iter().any(|t| t == "actor_meta") {
+            store
+                .rows::<Version>(sql::SELECT_VERSION, vec![])
+                .map_err(bad)?
+                .first()
+                .map(|v| v.schema_version)
+        } else {
+            None
+        };
+        match sql::schema(&tables, version).map_err(ApiError::Internal)? {
+            sql::Schema::Empty => return Ok(false),
+            sql::Schema::Ready => {}
+            sql::Schema::Upgrade(steps) => {
+                for step in steps {
+                    store.exec(step, vec![]).map_err(bad)?;
+                }
+                tracing::info!(to = sql::SCHEMA_VERSION, "session actor storage upgraded");
+            }
+        }
+        self.ready.set(true);
+        Ok(true)
     }
 
     fn start(&self, s: &SessionState) -> Result<(), ApiError> {
-        self.sql().exec(
-            sql::ACTOR_INSERT_SESSION,
-            vec![
-                text(s.id),
-                text(s.user_id),
-                text(s.character_type.as_str()),
-                text(s.locale.as_str()),
-                text(&s.username),
-                int(s.created_at),
-                s.ended_at.map_or(SqlStorageValue::Null, int),
-            ],
-        )?;
+        // Upgrade first: the schema's `CREATE TABLE IF NOT EXISTS` would leave an old table
+        // as it is.
+        self.open()?;
+        self.store()
+            .start(s)
+            .map_err(|e| ApiError::Internal(format!("the actor's storage: {}", e.0)))?;
+        self.ready.set(true);
         Ok(())
     }
 
     fn session(&self) -> Result<Option<SessionState>, ApiError> {
-        let rows: Vec<SessionRow> = self
-            .sql()
-            .exec(sql::ACTOR_SELECT_SESSION, None)?
-            .to_array()?;
-        rows.into_iter()
-            .next()
-            .map(SessionRow::into_state)
-            .transpose()
+        if !self.open()? {
+            return Ok(None);
+        }
+        self.store().session().map_err(|e| ApiError::Internal(e.0))
     }
 
     /// The session, adopting it from D1 when this actor has never seen it: a session started
     /// before the actors existed, or one whose `/start` was lost after its D1 row was written.
     /// The row is looked for in the asking player's database: a session of another player
-    /// is not theirs to adopt anyway.
+    /// is not theirs to adopt anyway. An unknown id writes nothing anywhere.
     async fn session_or_adopt(
         &self,
         id: Uuid,
@@ -226,7 +473,11 @@ impl SessionActor {
         if let Some(session) = self.session()? {
             return Ok(Some(session));
         }
-        let db = crate::shard_map::player_db(&self.env, player).await?;
+        let binding = crate::shard_map::player_binding(&self.env, player).await?;
+        let db = crate::services::Db {
+            db: database(&self.env, &binding)?,
+            binding,
+        };
         let Some(row) = db::find_session(&db, id).await? else {
             return Ok(None);
         };
@@ -239,32 +490,19 @@ impl SessionActor {
             created_at: row.created_at,
             ended_at: row.ended_at,
         }
-        .into_state()?;
+        .into_state()
+        .map_err(|e| ApiError::Internal(e.0))?;
         self.start(&adopted)?;
         tracing::info!(session_id = %id, "session actor adopted its session from D1");
         self.session()
     }
 
-    fn answered_key(&self, key: &str) -> Result<Option<AnsweredKey>, ApiError> {
-        let rows: Vec<AnsweredKey> = self
-            .sql()
-            .exec(sql::ACTOR_SELECT_KEY, vec![text(key)])?
-            .to_array()?;
-        Ok(rows.into_iter().next())
-    }
-
-    fn recent_turns(&self, n: u32) -> Result<Vec<StoredTurn>, ApiError> {
-        Ok(self
-            .sql()
-            .exec(sql::ACTOR_RECENT_TURNS, vec![int(i64::from(n))])?
-            .to_array()?)
-    }
-
     async fn turn(&self, ask: TurnAsk) -> Result<Response, ApiError> {
         let caller = ask.identity.user_id();
-        // Another player's turn is refused before it can wait in this session's line.
+        // An unknown session, or another player's, is refused before it can wait in this
+        // session's line.
         if !self
-            .session_or_adopt(ask.session_id, ask.identity.user_id())
+            .session_or_adopt(ask.session_id, caller)
             .await?
             .is_some_and(|s| s.owned_by(caller))
         {
@@ -282,156 +520,61 @@ impl SessionActor {
             let _waiting = Waiting::enter(&self.waiting);
             self.turn.lock().await
         };
-
-        // Read again under the lock: the turn before may have ended the game or used the key.
-        let session = self.session()?;
-        let known = match &ask.idempotency_key {
-            Some(key) => self.answered_key(key)?,
-            None => None,
-        };
-        match decide_turn(session.as_ref(), caller, &ask.message, known.as_ref()) {
-            Decision::NotFound => return Err(not_found()),
-            Decision::Replay(answer) => {
-                let mut response = json_text(answer.to_owned())?;
-                response.headers_mut().set(REPLAYED_HEADER, "true")?;
-                return Ok(response);
-            }
-            Decision::KeyReused => {
-                return Err(ApiError::Unprocessable {
-                    code: "idempotency_key_reused",
-                    message: "this Idempotency-Key was already used for another message in this session; use a new key for each turn".into(),
-                })
-            }
-            Decision::KeyExpired => {
-                return Err(ApiError::Unprocessable {
-                    code: "idempotency_key_expired",
-                    message: "this Idempotency-Key was answered more than 24 hours ago; use a new key".into(),
-                })
-            }
-            Decision::Ended => {
-                return Err(ApiError::Conflict {
-                    code: "session_ended",
-                    message: "the game in this session is over; start a new session".into(),
-                })
-            }
-            Decision::Proceed => {}
-        }
-        let session = session.ok_or_else(not_found)?;
-        self.play(&session, &ask).await
-    }
-
-    /// Asks the engine, queues the turn, records it, answers.
-    async fn play(&self, session: &SessionState, ask: &TurnAsk) -> Result<Response, ApiError> {
         let keep = history_turns(var(&self.env, "SESSION_HISTORY_TURNS").as_deref())
             .map_err(ApiError::Internal)?;
-        let history: Vec<_> = self
-            .recent_turns(keep)?
-            .iter()
-            .map(StoredTurn::history)
-            .collect();
-        let locale = ask.locale.unwrap_or(session.locale);
-        let message_at = now_ms();
-        let reply = Engine::from_env(&self.env)
-            .reply(&ReplyInput {
-                character: session.character_type,
-                locale,
-                player_name: &session.username,
-                history: &history,
-                message: &ask.message,
-            })
-            .await;
-        let key = ask.idempotency_key.as_deref();
-        let ids = match key {
-            // The same key in the same session names the same turn on every attempt, so even a
-            // turn queued by an attempt that failed before it was recorded is stored once.
-            Some(key) => TurnIds::keyed(session.id, session.created_at, key),
-            None => TurnIds::random(message_at, random10()),
+        let queue = ActorQueue {
+            env: &self.env,
+            reset_after_first_send: crate::faults::resets_after_send(&self.env, &ask.message),
         };
-        let record = TurnRecord::build(TurnInput {
-            ids,
-            session_id: session.id,
-            identity: &ask.identity,
-            character: session.character_type,
-            locale,
-            message: &ask.message,
-            message_at,
-            reply: &reply,
-            reply_at: now_ms(),
-            idempotency_key: key,
-        });
-        // Never queue what the consumer would dead-letter as invalid: the answer would be a
-        // promise the pipeline cannot keep.
-        record
-            .validate()
-            .map_err(|e| ApiError::Internal(format!("the turn's record is invalid: {e}")))?;
-        let message = MessageBuilder::new(record.encode())
-            .content_type(QueueContentType::Text)
-            .build();
-        self.env
-            .queue(TURNS)?
-            .send(message)
-            .await
-            .map_err(|e| ApiError::QueueUnavailable(e.to_string()))?;
-
-        let answer = TurnAnswer::of(&record).to_json();
-        self.record(&record, key, &answer, keep)?;
-        json_text(answer)
+        let answered = turn::play(
+            &self.store(),
+            &queue,
+            &Engine::from_env(&self.env),
+            &WorkerClock,
+            &ask,
+            keep,
+        )
+        .await
+        .map_err(turn_error)?;
+        if ask.idempotency_key.is_some() && !answered.replayed {
+            self.expire_answer_at(now_ms() + ANSWER_KEEP_MS).await;
+        }
+        let mut response = json_text(answered.body)?;
+        if answered.replayed {
+            response.headers_mut().set(REPLAYED_HEADER, "true")?;
+        }
+        Ok(response)
     }
 
-    /// Everything a queued turn changes in the actor, with no `await` in between.
-    fn record(
-        &self,
-        record: &TurnRecord,
-        key: Option<&str>,
-        answer: &str,
-        keep: u32,
-    ) -> Result<(), ApiError> {
-        let sql = self.sql();
-        let now = now_ms();
-        sql.exec(
-            sql::ACTOR_INSERT_TURN,
-            vec![
-                text(record.turn_id),
-                text(&record.user_message.content),
-                text(&record.agent_message.content),
-                int(i64::from(record.score.raw)),
-                text(record.agent_message.emotion.as_str()),
-                int(record.user_message.created_at),
-            ],
-        )?;
-        sql.exec(sql::ACTOR_PRUNE_TURNS, vec![int(i64::from(keep))])?;
-        if let Some(key) = key {
-            sql.exec(
-                sql::ACTOR_INSERT_KEY,
-                vec![
-                    text(key),
-                    text(message_sha256(&record.user_message.content)),
-                    text(record.turn_id),
-                    text(answer),
-                    int(now),
-                ],
-            )?;
+    /// Makes sure the alarm runs by `at`, when an answer given now expires. Answers are
+    /// given in time order, so an alarm already set is never later than `at`.
+    async fn expire_answer_at(&self, at: i64) {
+        let storage = self.state.storage();
+        let known = match self.alarm.get() {
+            Some(known) => known,
+            None => storage.get_alarm().await.ok().flatten(),
+        };
+        if known.is_some() {
+            self.alarm.set(Some(known));
+            return;
         }
-        sql.exec(sql::ACTOR_FORGET_ANSWERS, vec![int(now - ANSWER_KEEP_MS)])?;
-        if record.game_over {
-            sql.exec(
-                sql::ACTOR_END_SESSION,
-                vec![int(record.user_message.created_at)],
-            )?;
+        match storage.set_alarm(at - now_ms()).await {
+            Ok(()) => self.alarm.set(Some(Some(at))),
+            Err(e) => tracing::error!(error = %e, "setting the answers' alarm failed"),
         }
-        Ok(())
     }
 
     fn describe(&self) -> Result<Response, ApiError> {
         let session = self.session()?.ok_or_else(not_found)?;
-        let counts: Counts = self.sql().exec(sql::ACTOR_COUNTS, None)?.one()?;
+        let counts: Counts = self.state.storage().sql().exec(sql::COUNTS, None)?.one()?;
         Ok(Response::from_json(&json!({
             "session": session,
             "turnsHeld": counts.turns_held,
+            "turnsUnconfirmed": counts.turns_unconfirmed,
             "keysHeld": counts.keys_held,
             "answersHeld": counts.answers_held,
             "turnsWaiting": self.waiting.get(),
-            "storageBytes": self.sql().database_size(),
+            "storageBytes": self.state.storage().sql().database_size(),
             "wasmMemoryBytes": worker_support::memory::wasm_memory_bytes(),
         }))?)
     }

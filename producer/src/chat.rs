@@ -6,7 +6,7 @@
 use crate::actor;
 use crate::body;
 use crate::error::ApiError;
-use crate::rate_limit;
+use crate::rate_limit::{self, Limiter};
 use crate::services::Services;
 use chat_core::ids::valid_idempotency_key;
 use chat_core::request::ChatTurn;
@@ -20,7 +20,8 @@ pub async fn post(mut req: Request, env: &Env, services: &Services) -> Result<Re
     let identity = services.auth.resolve(&req).await?;
     let key = idempotency_key(&req)?;
     let turn = ChatTurn::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
-    rate_limit::check(env, &identity).await?;
+    rate_limit::check(env, Limiter::Turns, &identity).await?;
+    crate::sessions::reachable(env, services, &identity, turn.session_id).await?;
     actor::turn(
         env,
         &TurnAsk {

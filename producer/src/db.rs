@@ -1,7 +1,9 @@
 //! Every D1 call of the chat Worker. The SQL itself lives in `chat_core::sql`, shared with the
 //! native tests. D1 binds no 64-bit integers, so times go in as JavaScript numbers (< 2^53).
 
+use crate::databases::failed;
 use crate::error::ApiError;
+use crate::services::Db;
 use chat_core::admin::{Cursor, LetterFilter, LetterStatus, ReconcileRequest};
 use chat_core::batch::{user_json, StoredTurn};
 use chat_core::identity::Identity;
@@ -51,54 +53,76 @@ fn number(n: i64) -> JsValue {
     JsValue::from(n as f64)
 }
 
-/// Upserts the player and inserts the session, atomically.
+/// Upserts the player and inserts the session, atomically. Returns false, having written
+/// nothing, when this database has fenced the player's bucket (it is moving, or this
+/// isolate's map is stale).
 pub async fn create_session(
-    db: &D1Database,
+    db: &Db,
     identity: &Identity,
     session_id: Uuid,
     session: &NewSession,
     now_ms: i64,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
+    let fail = failed(&db.binding);
     let upsert = db
+        .db
         .prepare(sql::UPSERT_USERS)
-        .bind(&[text(user_json(identity, now_ms))])?;
-    let insert = db.prepare(sql::INSERT_SESSION).bind(&[
-        text(session_id),
-        text(identity.user_id()),
-        text(session.character.as_str()),
-        text(&session.username),
-        text(session.locale.as_str()),
-        number(now_ms),
-    ])?;
-    db.batch(vec![upsert, insert]).await?;
-    Ok(())
+        .bind(&[text(user_json(identity, now_ms))])
+        .map_err(&fail)?;
+    let insert = db
+        .db
+        .prepare(sql::INSERT_SESSION)
+        .bind(&[
+            text(session_id),
+            text(identity.user_id()),
+            text(session.character.as_str()),
+            text(&session.username),
+            text(session.locale.as_str()),
+            number(now_ms),
+        ])
+        .map_err(&fail)?;
+    let results = db.db.batch(vec![upsert, insert]).await.map_err(&fail)?;
+    let inserted = results
+        .get(1)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    Ok(inserted == 1)
 }
 
-pub async fn find_session(db: &D1Database, id: Uuid) -> Result<Option<SessionRow>, ApiError> {
-    Ok(db
+pub async fn find_session(db: &Db, id: Uuid) -> Result<Option<SessionRow>, ApiError> {
+    let fail = failed(&db.binding);
+    db.db
         .prepare(sql::SELECT_SESSION)
-        .bind(&[text(id)])?
+        .bind(&[text(id)])
+        .map_err(&fail)?
         .first(None)
-        .await?)
+        .await
+        .map_err(&fail)
 }
 
-pub async fn read_stats(db: &D1Database, user_id: Uuid) -> Result<Option<StatsRow>, ApiError> {
-    Ok(db
+pub async fn read_stats(db: &Db, user_id: Uuid) -> Result<Option<StatsRow>, ApiError> {
+    let fail = failed(&db.binding);
+    db.db
         .prepare(sql::SELECT_STATS)
-        .bind(&[text(user_id)])?
+        .bind(&[text(user_id)])
+        .map_err(&fail)?
         .first(None)
-        .await?)
+        .await
+        .map_err(&fail)
 }
 
 /// One page of a session's messages, oldest first: the newest `limit` before `before`.
 pub async fn list_messages(
-    db: &D1Database,
+    db: &Db,
     user_id: Uuid,
     session_id: Uuid,
     before: Option<MessageCursor>,
     limit: u32,
 ) -> Result<Vec<MessageRow>, ApiError> {
+    let fail = failed(&db.binding);
     let result = db
+        .db
         .prepare(sql::SELECT_SESSION_MESSAGES)
         .bind(&[
             text(user_id),
@@ -106,10 +130,12 @@ pub async fn list_messages(
             before.map_or(JsValue::NULL, |c| number(c.created_at)),
             before.map_or(JsValue::NULL, |c| text(c.id)),
             number(i64::from(limit)),
-        ])?
+        ])
+        .map_err(&fail)?
         .all()
-        .await?;
-    Ok(result.results()?)
+        .await
+        .map_err(&fail)?;
+    result.results().map_err(&fail)
 }
 
 // ---- Admin -------------------------------------------------------------------------------
@@ -284,15 +310,18 @@ pub struct PageSpan {
 
 /// One page of users: its span, its drifted users and, unless `dry_run`, their repair, in one
 /// atomic batch.
+/// `buckets` is a JSON array of the bucket prefixes to check (`ShardMap::prefixes_json`).
 pub async fn reconcile(
     db: &D1Database,
     request: &ReconcileRequest,
+    buckets: &str,
     now_ms: i64,
 ) -> Result<(PageSpan, Vec<DriftRow>, usize), ApiError> {
     let page = || {
         [
             opt_text(request.after.as_deref()),
             number(i64::from(request.limit)),
+            text(buckets),
         ]
     };
     let mut statements = vec![
@@ -300,10 +329,11 @@ pub async fn reconcile(
         db.prepare(sql::SELECT_DRIFT.as_str()).bind(&page())?,
     ];
     if !request.dry_run {
-        let [after, limit] = page();
+        let [after, limit, buckets] = page();
         statements.push(db.prepare(sql::FIX_DRIFT.as_str()).bind(&[
             after,
             limit,
+            buckets,
             number(now_ms),
         ])?);
     }
@@ -327,8 +357,19 @@ pub async fn reconcile(
     Ok((span, drift, fixed))
 }
 
-/// The one-row figures of `GET /admin/stats`.
-pub async fn admin_stats(db: &D1Database) -> Result<serde_json::Value, ApiError> {
-    let row: Option<serde_json::Value> = db.prepare(sql::ADMIN_STATS).first(None).await?;
-    row.ok_or_else(|| ApiError::Internal("the stats query returned no row".into()))
+/// One database's player figures for `GET /admin/stats`, counting only the buckets of
+/// `buckets` (a JSON array of prefixes).
+pub async fn player_stats(db: &D1Database, buckets: &str) -> worker::Result<serde_json::Value> {
+    let row: Option<serde_json::Value> = db
+        .prepare(sql::PLAYER_STATS)
+        .bind(&[text(buckets)])?
+        .first(None)
+        .await?;
+    row.ok_or_else(|| worker::Error::RustError("the stats query returned no row".into()))
+}
+
+/// The control database's figures for `GET /admin/stats`: dead letters and replay runs.
+pub async fn control_stats(db: &D1Database) -> worker::Result<serde_json::Value> {
+    let row: Option<serde_json::Value> = db.prepare(sql::CONTROL_STATS).first(None).await?;
+    row.ok_or_else(|| worker::Error::RustError("the stats query returned no row".into()))
 }

@@ -29,6 +29,11 @@ pub enum ApiError {
     SessionUnavailable(String),
     /// 503: the player's data is being moved to another database; retry in a few seconds.
     BucketMoving,
+    /// 503: the player's database failed; retry in a few seconds. The text is logged only.
+    DatabaseUnavailable(String),
+    /// 409: a step of a bucket move that cannot run now (see `chat_core::moves`), with how
+    /// long to wait when waiting is the answer.
+    MoveRefused(chat_core::moves::Refusal),
     /// 500: anything else. The text is logged only.
     Internal(String),
 }
@@ -57,7 +62,7 @@ impl ApiError {
             Self::RateLimited { retry_after } => (
                 429,
                 "rate_limited",
-                format!("too many turns; retry in {retry_after} s with the same Idempotency-Key"),
+                format!("too many requests from this player; retry in {retry_after} s (a turn with the same Idempotency-Key)"),
             ),
             Self::UnsupportedMediaType => (
                 415,
@@ -79,6 +84,12 @@ impl ApiError {
                 "player_data_moving",
                 "this player's data is moving to another database; retry in a few seconds".into(),
             ),
+            Self::DatabaseUnavailable(_) => (
+                503,
+                "database_unavailable",
+                "this player's database is not answering; retry in a few seconds".into(),
+            ),
+            Self::MoveRefused(r) => (409, r.code, r.message.clone()),
             Self::Internal(_) => (500, "internal", "something went wrong on our side".into()),
         }
     }
@@ -92,6 +103,9 @@ impl ApiError {
             Self::SessionUnavailable(detail) => {
                 tracing::error!(error = %detail, "session actor unreachable")
             }
+            Self::DatabaseUnavailable(detail) => {
+                tracing::error!(error = %detail, "database unavailable")
+            }
             _ => {}
         }
         let mut response =
@@ -102,8 +116,14 @@ impl ApiError {
         if let Self::MethodNotAllowed { allowed } = self {
             let _ = headers.set("Allow", allowed);
         }
-        if matches!(self, Self::BucketMoving) {
+        if matches!(self, Self::BucketMoving | Self::DatabaseUnavailable(_)) {
             let _ = headers.set("Retry-After", "5");
+        } else if let Self::MoveRefused(chat_core::moves::Refusal {
+            retry_after: Some(seconds),
+            ..
+        }) = &self
+        {
+            let _ = headers.set("Retry-After", &seconds.to_string());
         } else if status == 503 || code == "turn_in_progress" {
             let _ = headers.set("Retry-After", "1");
         }

@@ -1,13 +1,17 @@
 //! `GET /api/leaderboard?limit=1..100`: the top players by `total_points`, across every
-//! database. Each database gives its own top `limit` (through the `user_stats_points` index),
-//! and the pages are merged: highest total first, ties broken by user id.
+//! database. Each database gives its own top `limit` (through the `user_stats_points` index)
+//! among the buckets the live map gives it, so a bucket's copy during a move, or its old copy
+//! before the purge, never shows a player twice; the pages are merged: highest total first,
+//! ties broken by user id. A database that fails is left out and named (`partial`,
+//! `missing`): one database's outage does not take the leaderboard from everyone.
 
+use crate::databases::database;
 use crate::error::ApiError;
 use crate::services::Services;
 use chat_core::request::leaderboard_limit;
 use chat_core::shards::{merge_leaders, Leader};
 use chat_core::sql::shards::LEADERBOARD;
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use serde_json::json;
 use worker::{Request, Response};
 
@@ -16,18 +20,34 @@ pub async fn top(req: Request, services: &Services) -> Result<Response, ApiError
     let url = req.url()?;
     let pairs: Vec<_> = url.query_pairs().collect();
     let limit = leaderboard_limit(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))?;
-    let dbs = services.all_dbs().await?;
-    let pages = try_join_all(dbs.iter().map(|(_, db)| async move {
-        let rows = db
-            .prepare(LEADERBOARD)
-            .bind(&[limit.into()])?
-            .all()
-            .await?
-            .results::<Leader>()?;
-        Ok::<_, ApiError>(rows)
+    let map = services.map().await?;
+    let bindings = map.bindings();
+    let pages = join_all(bindings.iter().map(|&binding| {
+        let buckets = map.prefixes_json(binding, false);
+        async move {
+            let db = database(&services.env, binding).map_err(|e| format!("{e:?}"))?;
+            db.prepare(LEADERBOARD)
+                .bind(&[limit.into(), buckets.into()])
+                .map_err(|e| e.to_string())?
+                .all()
+                .await
+                .and_then(|r| r.results::<Leader>())
+                .map_err(|e| e.to_string())
+        }
     }))
-    .await?;
-    let leaders: Vec<_> = merge_leaders(pages, limit as usize)
+    .await;
+    let mut missing = Vec::new();
+    let mut found = Vec::new();
+    for (binding, page) in bindings.iter().zip(pages) {
+        match page {
+            Ok(rows) => found.push(rows),
+            Err(error) => {
+                tracing::error!(database = binding, error = %error, "leaderboard: a database did not answer; answering without it");
+                missing.push(*binding);
+            }
+        }
+    }
+    let leaders: Vec<_> = merge_leaders(found, limit as usize)
         .into_iter()
         .enumerate()
         .map(|(i, l)| {
@@ -40,5 +60,9 @@ pub async fn top(req: Request, services: &Services) -> Result<Response, ApiError
             })
         })
         .collect();
-    Ok(Response::from_json(&json!({ "leaders": leaders }))?)
+    Ok(Response::from_json(&json!({
+        "leaders": leaders,
+        "partial": !missing.is_empty(),
+        "missing": missing,
+    }))?)
 }

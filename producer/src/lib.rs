@@ -13,12 +13,15 @@
 //! - [`body`]: reading a JSON body within its size limit.
 //! - [`chat`]: `POST /api/chat`, the hot path: authenticate, validate, hand to the actor.
 //! - [`sessions`]: starting a session and listing its messages.
-//! - [`rate_limit`]: the per-player turn rate limit (the `[[ratelimits]]` binding).
+//! - [`rate_limit`]: the per-player limits on turns and session starts (`[[ratelimits]]`).
 //! - [`stats`]: a player's points and intimacy level.
 //! - [`leaderboard`]: the top players across every database.
 //! - [`info`]: `GET /api/info`, what the play page needs to know: sign-in mode, characters.
 //! - [`ready`]: `GET /readyz`, every database migrated.
 //! - [`shard_map`]: the live bucket map: which database holds a player's rows.
+//! - [`databases`]: the D1 databases by binding; a failing one is 503 for its players only.
+//! - [`faults`]: the local build's fault hooks (a database down, an actor reset); constants
+//!   in the deployable build.
 //! - [`db`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
 //! - [`error`]: the one error type of this boundary, mapped to a status once.
 
@@ -27,9 +30,11 @@ mod admin;
 mod auth;
 mod body;
 mod chat;
+mod databases;
 mod db;
 mod engine;
 mod error;
+mod faults;
 mod info;
 mod leaderboard;
 mod rate_limit;

@@ -1,7 +1,9 @@
-//! The per-player turn rate limit: Cloudflare's rate limiting binding `TURN_LIMITER`
-//! (`[[ratelimits]]` in `wrangler.toml`, 30 turns a minute), keyed by the player's user id,
-//! checked before a turn reaches its session. `TURN_RATE_LIMIT = "off"` turns it off; only the
-//! local scripts and the tests set that, so load runs on one machine are not throttled.
+//! The per-player rate limits: Cloudflare's rate limiting bindings (`[[ratelimits]]` in
+//! `wrangler.toml`), keyed by the player's user id: `TURN_LIMITER` (30 turns a minute),
+//! checked before a turn reaches its session, and `SESSION_LIMITER` (10 session starts a
+//! minute), checked before a start writes anything. `TURN_RATE_LIMIT = "off"` turns both
+//! off; only the local scripts and the tests set that, so load runs on one machine are not
+//! throttled.
 //!
 //! The binding counts per Cloudflare location and is eventually consistent: it stops points
 //! farming at scale, not a single turn over the line. If the binding itself fails, turns go
@@ -12,16 +14,31 @@ use chat_core::identity::Identity;
 use worker::Env;
 use worker_support::env::var;
 
-/// The rate limiting binding.
-pub const TURN_LIMITER: &str = "TURN_LIMITER";
-/// What a refused turn is told to wait: the binding's period (60 s), the most it can take.
+/// What a player's requests are limited by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limiter {
+    Turns,
+    Sessions,
+}
+
+impl Limiter {
+    /// The rate limiting binding.
+    pub fn binding(self) -> &'static str {
+        match self {
+            Self::Turns => "TURN_LIMITER",
+            Self::Sessions => "SESSION_LIMITER",
+        }
+    }
+}
+
+/// What a refused request is told to wait: the bindings' period (60 s), the most it can take.
 const RETRY_AFTER_SECONDS: u32 = 60;
 
-pub async fn check(env: &Env, identity: &Identity) -> Result<(), ApiError> {
+pub async fn check(env: &Env, limiter: Limiter, identity: &Identity) -> Result<(), ApiError> {
     if var(env, "TURN_RATE_LIMIT").as_deref() == Some("off") {
         return Ok(());
     }
-    let outcome = match env.rate_limiter(TURN_LIMITER) {
+    let outcome = match env.rate_limiter(limiter.binding()) {
         Ok(limiter) => limiter.limit(identity.user_id().to_string()).await,
         Err(e) => Err(e),
     };
@@ -31,7 +48,7 @@ pub async fn check(env: &Env, identity: &Identity) -> Result<(), ApiError> {
             retry_after: RETRY_AFTER_SECONDS,
         }),
         Err(e) => {
-            tracing::error!(error = %e, "the turn rate limiter failed; letting the turn through");
+            tracing::error!(error = %e, limiter = limiter.binding(), "a rate limiter failed; letting the request through");
             Ok(())
         }
     }

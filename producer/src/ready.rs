@@ -1,46 +1,72 @@
-//! `GET /readyz`: whether every database of the bucket map has every migration. A database
-//! that lacks one (a new `DB_k` bound before `wrangler d1 migrations apply` reached it)
-//! answers 503 here with its name, before any turn for it fails in the consumer.
+//! `GET /readyz`: whether every database this Worker is bound to has every migration,
+//! whether or not the bucket map uses it yet. A database that lacks one (a new `DB_k` bound
+//! before `wrangler d1 migrations apply` reached it), or does not answer, makes this 503
+//! with its name, before any move to it or turn for it could fail.
 
+use crate::databases::database;
 use crate::error::ApiError;
-use crate::shard_map;
 use chat_core::sql::{APPLIED_MIGRATION, LATEST_MIGRATION};
 use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Response};
+use worker_support::env::database_bindings;
 
 #[derive(Deserialize)]
 struct Applied {
     name: String,
 }
 
+/// The newest migration applied to `binding`, or why it cannot be read.
+pub async fn applied_migration(env: &Env, binding: &str) -> Result<Option<String>, String> {
+    let db = database(env, binding).map_err(|e| format!("{e:?}"))?;
+    db.prepare(APPLIED_MIGRATION)
+        .first::<Applied>(None)
+        .await
+        .map(|row| row.map(|r| r.name))
+        .map_err(|e| e.to_string())
+}
+
 pub async fn check(env: &Env) -> Result<Response, ApiError> {
     let mut databases = serde_json::Map::new();
     let mut missing = Vec::new();
-    for (binding, db) in shard_map::all_dbs(env).await? {
-        let applied = match db.prepare(APPLIED_MIGRATION).first::<Applied>(None).await {
-            Ok(row) => row.map(|r| r.name),
-            Err(_) => None,
-        };
-        if applied.as_deref() != Some(LATEST_MIGRATION) {
-            missing.push(format!(
-                "{binding} has {} (needs {LATEST_MIGRATION})",
-                applied.as_deref().unwrap_or("no migrations")
-            ));
+    let mut bound = database_bindings(env);
+    // The map may name a binding this Worker lacks: that is a failure too.
+    if let Ok(map) = crate::shard_map::live(env).await {
+        for b in map.bindings() {
+            if !bound.iter().any(|x| x == b) {
+                bound.push(b.to_owned());
+            }
         }
-        databases.insert(binding, json!(applied));
+    }
+    for binding in bound {
+        match applied_migration(env, &binding).await {
+            Ok(applied) => {
+                if applied.as_deref() != Some(LATEST_MIGRATION) {
+                    missing.push(format!(
+                        "{binding} has {} (needs {LATEST_MIGRATION})",
+                        applied.as_deref().unwrap_or("no migrations")
+                    ));
+                }
+                databases.insert(binding, json!(applied));
+            }
+            Err(error) => {
+                missing.push(format!("{binding} does not answer"));
+                tracing::error!(database = %binding, error = %error, "readyz: a database does not answer");
+                databases.insert(binding, serde_json::Value::Null);
+            }
+        }
     }
     if missing.is_empty() {
         return Ok(Response::from_json(
             &json!({ "ok": true, "databases": databases }),
         )?);
     }
-    tracing::error!(missing = %missing.join("; "), "a database lacks migrations: run wrangler d1 migrations apply on each");
+    tracing::error!(missing = %missing.join("; "), "a database is not ready: run wrangler d1 migrations apply on each, and check the bindings");
     Ok(Response::from_json(&json!({
         "ok": false,
         "error": {
             "code": "migrations_missing",
-            "message": format!("apply the migrations to every database: {}", missing.join("; ")),
+            "message": format!("every bound database must answer with every migration: {}", missing.join("; ")),
         },
         "databases": databases,
     }))?

@@ -2,8 +2,10 @@
 //! session actor reads its own: the engine and the turn queue are used only there.)
 
 use crate::auth::Auth;
+use crate::databases::database;
 use crate::error::ApiError;
-use chat_core::shards::CONTROL;
+use chat_core::shards::{ShardMap, CONTROL};
+use std::rc::Rc;
 use uuid::Uuid;
 use worker::{D1Database, Env, Queue};
 
@@ -11,36 +13,51 @@ use worker::{D1Database, Env, Queue};
 pub const TURNS: &str = "TURNS";
 
 pub struct Services {
-    /// The control database (`DB_0`): dead letters, replay runs, the bucket map's overrides.
-    /// Players' rows are found through `shard_map`.
-    pub control: D1Database,
     pub turns: Queue,
     pub auth: Auth,
     pub env: Env,
 }
 
+/// A database with its binding, so that its failures name it.
+pub struct Db {
+    pub binding: String,
+    pub db: D1Database,
+}
+
 impl Services {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
         Ok(Self {
-            control: env.d1(CONTROL)?,
             turns: env.queue(TURNS)?,
             auth: Auth::from_env(env),
             env: env.clone(),
         })
     }
 
+    /// The control database (`DB_0`): dead letters, replay runs, the bucket map's overrides.
+    pub fn control(&self) -> Result<D1Database, ApiError> {
+        database(&self.env, CONTROL)
+    }
+
     /// The database holding `user`'s rows, for reading.
-    pub async fn player_db(&self, user: Uuid) -> Result<D1Database, ApiError> {
-        crate::shard_map::player_db(&self.env, user).await
+    pub async fn player_db(&self, user: Uuid) -> Result<Db, ApiError> {
+        let binding = crate::shard_map::player_binding(&self.env, user).await?;
+        Ok(Db {
+            db: database(&self.env, &binding)?,
+            binding,
+        })
     }
 
     /// The database holding `user`'s rows, for writing (refused while the bucket moves).
-    pub async fn player_db_for_write(&self, user: Uuid) -> Result<D1Database, ApiError> {
-        crate::shard_map::player_db_for_write(&self.env, user).await
+    pub async fn player_db_for_write(&self, user: Uuid) -> Result<Db, ApiError> {
+        let binding = crate::shard_map::player_binding_for_write(&self.env, user).await?;
+        Ok(Db {
+            db: database(&self.env, &binding)?,
+            binding,
+        })
     }
 
-    /// Every database of the bucket map, with its binding.
-    pub async fn all_dbs(&self) -> Result<Vec<(String, D1Database)>, ApiError> {
-        crate::shard_map::all_dbs(&self.env).await
+    /// The live map this isolate routes with.
+    pub async fn map(&self) -> Result<Rc<ShardMap>, ApiError> {
+        crate::shard_map::live(&self.env).await
     }
 }

@@ -1,17 +1,18 @@
-//! `POST /api/sessions` (the one synchronous D1 write: starting a session is rare; it also
-//! starts the session's actor) and `GET /api/sessions/{id}/messages` (from D1, the system of
-//! record).
+//! `POST /api/sessions` (the one synchronous D1 write: starting a session is rare, and
+//! limited per player; it also starts the session's actor) and
+//! `GET /api/sessions/{id}/messages` (from D1, the system of record).
 
 use crate::actor;
 use crate::body;
 use crate::db::{self, SessionRow};
 use crate::error::ApiError;
+use crate::rate_limit::{self, Limiter};
 use crate::services::Services;
 use chat_core::identity::Identity;
-use chat_core::ids::time_ordered;
 use chat_core::request::NewSession;
 use chat_core::request::{HistoryQuery, MessageCursor, MAX_BODY_BYTES};
 use chat_core::session::SessionState;
+use chat_core::session_id;
 use chat_core::time::to_rfc3339;
 use serde_json::json;
 use uuid::Uuid;
@@ -25,12 +26,19 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let identity = services.auth.resolve(&req).await?;
     let new = NewSession::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
+    // Each start writes D1 and an actor: one account must not be able to fill either.
+    rate_limit::check(env, Limiter::Sessions, &identity).await?;
     let now = now_ms();
-    let id = time_ordered(now, random10());
+    let key = id_key(env);
+    let id = session_id::issue(now, random10(), key.as_deref().map(str::as_bytes));
     // D1 first: if the actor's start is lost after it, the actor adopts the row on the first
     // turn. The other order could leave an actor for a session D1 never heard of.
     let db = services.player_db_for_write(identity.user_id()).await?;
-    db::create_session(&db, &identity, id, &new, now).await?;
+    if !db::create_session(&db, &identity, id, &new, now).await? {
+        // The database has fenced the player's bucket: it is moving, or this isolate's map
+        // is older than the move. Nothing was written; the retry finds the new home.
+        return Err(ApiError::BucketMoving);
+    }
     actor::start(
         env,
         &SessionState {
@@ -46,6 +54,35 @@ pub async fn create(
     .await?;
     tracing::info!(session_id = %id, user_id = %identity.user_id(), character = new.character.as_str(), "session started");
     Ok(Response::from_json(&json!({ "sessionId": id }))?.with_status(201))
+}
+
+/// The secret session ids are tagged with (`SESSION_ID_KEY`), if set. Without it ids are
+/// plain UUIDv7s, and every turn reads D1 to find its session (logged once per isolate).
+pub fn id_key(env: &Env) -> Option<String> {
+    thread_local! {
+        static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    let key = worker_support::env::var(env, "SESSION_ID_KEY").filter(|k| !k.is_empty());
+    if key.is_none() && !WARNED.replace(true) {
+        tracing::error!("SESSION_ID_KEY is not set: session ids are not tagged, and every turn reads D1 to find its session (wrangler secret put SESSION_ID_KEY)");
+    }
+    key
+}
+
+/// Refuses a turn for session `id` unless it may reach the session's actor: an id this
+/// Worker issued (known without any read), or a session D1 holds for this player (one
+/// started before ids were tagged). A call creates the actor, so an id nobody issued must
+/// never reach one.
+pub async fn reachable(
+    env: &Env,
+    services: &Services,
+    identity: &Identity,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    if id_key(env).is_some_and(|key| session_id::is_issued(&id, key.as_bytes())) {
+        return Ok(());
+    }
+    owned(services, identity, id).await.map(|_| ())
 }
 
 /// The session `id` if it belongs to the player; another player's session is "not found" too,

@@ -19,3 +19,17 @@ pub fn random10() -> [u8; 10] {
 pub fn unit_random() -> f64 {
     worker::js_sys::Math::random()
 }
+
+/// The runtime's clock and randomness, as the core's flows take them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerClock;
+
+impl chat_core::turn::Clock for WorkerClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    fn random10(&self) -> [u8; 10] {
+        random10()
+    }
+}

@@ -53,6 +53,8 @@ fn free_port() -> u16 {
 
 /// The admin token the harness gives the chat Worker.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The key the harness gives the chat Worker to tag session ids with.
+pub const SESSION_ID_KEY: &str = "test-session-id-key-0123456789";
 
 /// How to start the Workers.
 #[derive(Debug, Clone)]
@@ -79,6 +81,11 @@ pub struct Options {
     /// holding its `wrangler.toml` (the benchmark's inline-write Worker, `bench/inline`).
     /// The consumer still runs beside it.
     pub first_worker: Option<&'static str>,
+    /// More databases bound in the chat Worker beyond the map's (`DB_n`, `DB_n+1`, …): each
+    /// with every migration but the newest, as a database added before its migrations were
+    /// all applied ([`Workers::finish_migrations`] applies the rest). `true` binds it in the
+    /// consumer too; `false` leaves the consumer without it, as a deploy that forgot it.
+    pub extra_databases: Vec<bool>,
 }
 
 impl Default for Options {
@@ -92,6 +99,7 @@ impl Default for Options {
             letter_queue: Vec::new(),
             consumer_vars: Vec::new(),
             first_worker: None,
+            extra_databases: Vec::new(),
         }
     }
 }
@@ -118,10 +126,20 @@ fn bindings_of(n: usize) -> Vec<String> {
 }
 
 /// Gives a config `n` local databases (`DB_0` as the file has it, then `DB_1`, … named
-/// `chat-k`), absolutizing every `migrations_dir`, and their bucket map.
-fn local_databases(doc: &mut toml_edit::DocumentMut, n: usize) {
+/// `chat-k`), absolutizing every `migrations_dir`, and their bucket map; then the `extra`
+/// databases `DB_n`, … (not in the map), whose migrations come from `partial`.
+fn local_databases(doc: &mut toml_edit::DocumentMut, n: usize, extra: &[usize], partial: &Path) {
     let dbs = doc["d1_databases"].as_array_of_tables_mut().unwrap();
     let first = dbs.get(0).expect("DB_0").clone();
+    for &k in extra {
+        let mut more = first.clone();
+        more["binding"] = toml_edit::value(format!("DB_{k}"));
+        more["database_name"] = toml_edit::value(format!("chat-{k}"));
+        more["database_id"] = toml_edit::value(format!("00000000-0000-4000-8000-{k:012}"));
+        more["migrations_dir"] = toml_edit::value(partial.to_string_lossy().into_owned());
+        dbs.push(more);
+    }
+    let dbs = doc["d1_databases"].as_array_of_tables_mut().unwrap();
     for k in 1..n {
         let mut more = first.clone();
         more["binding"] = toml_edit::value(format!("DB_{k}"));
@@ -130,9 +148,22 @@ fn local_databases(doc: &mut toml_edit::DocumentMut, n: usize) {
         dbs.push(more);
     }
     for db in dbs.iter_mut() {
-        db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
+        if db["migrations_dir"].as_str() != Some(&*partial.to_string_lossy()) {
+            db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
+        }
     }
     doc["vars"]["SHARD_MAP"] = toml_edit::value(shard_map_of(n));
+}
+
+/// A copy of `migrations/` without the newest file, in `dir`.
+fn partial_migrations(dir: &Path) -> PathBuf {
+    let partial = dir.join("migrations-but-newest");
+    std::fs::create_dir_all(&partial).unwrap();
+    let files = chat_core::native::migration_files(&root().join("migrations")).unwrap();
+    for file in &files[..files.len() - 1] {
+        std::fs::copy(file, partial.join(file.file_name().unwrap())).unwrap();
+    }
+    partial
 }
 
 /// The folder of the build a run uses, in each Worker's crate.
@@ -151,7 +182,13 @@ fn abs(rel: &str, path: &str) -> String {
 
 /// A copy of `wrangler.toml` (or of `first`'s) running the chosen build, with absolute
 /// paths, written to `dir`.
-fn chat_config(dir: &Path, build: &str, databases: usize, first: Option<&str>) -> PathBuf {
+fn chat_config(
+    dir: &Path,
+    build: &str,
+    databases: usize,
+    extra: &[usize],
+    first: Option<&str>,
+) -> PathBuf {
     let (config, code) = match first {
         Some(folder) => (format!("{folder}/wrangler.toml"), folder),
         None => ("wrangler.toml".to_string(), "producer"),
@@ -162,7 +199,7 @@ fn chat_config(dir: &Path, build: &str, databases: usize, first: Option<&str>) -
     if doc.contains_key("assets") {
         doc["assets"]["directory"] = toml_edit::value(abs(".", "web/dist"));
     }
-    local_databases(&mut doc, databases);
+    local_databases(&mut doc, databases, extra, &partial_migrations(dir));
     let path = dir.join("chat.wrangler.toml");
     std::fs::write(&path, doc.to_string()).unwrap();
     path
@@ -174,6 +211,7 @@ fn consumer_config(
     dir: &Path,
     build: &str,
     databases: usize,
+    extra: &[usize],
     vars: &[(&str, String)],
     queue: &[(&str, i64)],
     letter_queue: &[(&str, i64)],
@@ -181,7 +219,7 @@ fn consumer_config(
     let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
     doc["main"] = toml_edit::value(abs("consumer", &format!("{build}/index.js")));
-    local_databases(&mut doc, databases);
+    local_databases(&mut doc, databases, extra, &partial_migrations(dir));
     for (k, v) in vars {
         doc["vars"][k] = toml_edit::value(v.as_str());
     }
@@ -211,8 +249,11 @@ pub struct Workers {
     pub http: reqwest::Client,
     state: tempfile::TempDir,
     log: PathBuf,
-    /// Each local database's SQLite file, by binding (`DB_0` first).
+    /// Each local database's SQLite file, by binding (`DB_0` first; the map's, then the
+    /// extra ones).
     databases: Vec<(String, PathBuf)>,
+    /// How many of `databases` the bucket map uses.
+    mapped: usize,
 }
 
 /// The local D1 files under `persist`.
@@ -251,9 +292,20 @@ impl Workers {
         let persist = state.path().join("state");
         let log = state.path().join("wrangler.log");
         // Every database gets every migration; the file that appears is that database's.
-        let chat = chat_config(state.path(), build, options.databases, options.first_worker);
+        let extra: Vec<usize> = (0..options.extra_databases.len())
+            .map(|i| options.databases + i)
+            .collect();
+        let chat = chat_config(
+            state.path(),
+            build,
+            options.databases,
+            &extra,
+            options.first_worker,
+        );
         let mut databases = Vec::new();
-        for binding in bindings_of(options.databases) {
+        let mut all = bindings_of(options.databases);
+        all.extend(extra.iter().map(|k| format!("DB_{k}")));
+        for binding in all {
             let before = d1_files(&persist);
             let status = wrangler()
                 .args([
@@ -281,10 +333,17 @@ impl Workers {
         }
 
         let port = free_port();
+        let in_consumer: Vec<usize> = extra
+            .iter()
+            .zip(&options.extra_databases)
+            .filter(|(_, &bound)| bound)
+            .map(|(&k, _)| k)
+            .collect();
         let consumer = consumer_config(
             state.path(),
             build,
             options.databases,
+            &in_consumer,
             &options.consumer_vars,
             &options.consumer_queue,
             &options.letter_queue,
@@ -298,6 +357,7 @@ impl Workers {
             .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
+            .args(["--var", &format!("SESSION_ID_KEY:{SESSION_ID_KEY}")])
             .args([
                 "--var",
                 &format!("SHARD_MAP:{}", shard_map_of(options.databases)),
@@ -340,6 +400,7 @@ impl Workers {
             state,
             log,
             databases,
+            mapped: options.databases,
         };
         workers.wait_ready().await;
         workers
@@ -431,7 +492,7 @@ impl Workers {
                 .map(Result::unwrap)
                 .collect()
         };
-        for (i, (_, path)) in self.databases.iter().enumerate().skip(1) {
+        for (i, (_, path)) in self.databases.iter().enumerate().take(self.mapped).skip(1) {
             conn.execute(
                 &format!("ATTACH DATABASE ?1 AS shard{i}"),
                 [path.to_string_lossy()],
@@ -440,7 +501,7 @@ impl Workers {
         }
         for table in tables {
             let mut union = format!("SELECT * FROM main.{table}");
-            for i in 1..self.databases.len() {
+            for i in 1..self.mapped {
                 union.push_str(&format!(" UNION ALL SELECT * FROM shard{i}.{table}"));
             }
             conn.execute_batch(&format!("CREATE TEMP VIEW {table} AS {union}"))
@@ -461,9 +522,48 @@ impl Workers {
         conn
     }
 
+    /// Applies to `binding` the migrations it lacks (an extra database is created without
+    /// the newest), recording them as wrangler does.
+    pub fn finish_migrations(&self, binding: &str) {
+        let conn = self.shard(binding);
+        for file in chat_core::native::migration_files(&root().join("migrations")).unwrap() {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let applied: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM d1_migrations WHERE name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            if applied == 0 {
+                conn.execute_batch(&std::fs::read_to_string(&file).unwrap())
+                    .unwrap();
+                conn.execute("INSERT INTO d1_migrations (name) VALUES (?1)", [&name])
+                    .unwrap();
+            }
+        }
+    }
+
+    /// How many session actors have storage on disk (one SQLite file each).
+    pub fn actor_files(&self) -> usize {
+        let dir = self.state.path().join("state/v3/do");
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|d| d.file_name().to_string_lossy().contains("SessionActor"))
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .filter(|f| f.path().extension().is_some_and(|x| x == "sqlite"))
+            .count()
+    }
+
     /// The local databases' bindings, `DB_0` first.
     pub fn shards(&self) -> Vec<&str> {
-        self.databases.iter().map(|(b, _)| b.as_str()).collect()
+        self.databases
+            .iter()
+            .take(self.mapped)
+            .map(|(b, _)| b.as_str())
+            .collect()
     }
 
     /// Bytes the local databases hold (pages in use, WAL included), summed.

@@ -397,7 +397,88 @@ async fn the_workers_ai_engine_falls_back_offline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_player_over_the_turn_rate_limit_gets_429_and_nothing_is_queued() {
+async fn a_reset_between_send_and_record_keeps_the_key_bound_to_its_message() {
+    // `[fault:reset]`: the actor is reset right after the turn's queue send, before it
+    // confirms the turn. The record is on the queue; the client got no answer.
+    let w = Workers::start_with(Options {
+        chat_vars: vec![("FAULTS", "markers".into())],
+        ..Options::default()
+    })
+    .await;
+    let user = "x:reset";
+    let session = w.session(user, "sakura").await;
+    let message = "thank you [fault:reset]";
+    // Locally the actor shares the chat Worker's isolate, so the reset leaves that request
+    // hanging instead of answering 503: either way the client has no answer, and gives up.
+    let failed = |r: reqwest::Result<reqwest::Response>| match r {
+        Ok(r) => r.status().is_server_error(),
+        Err(_) => true,
+    };
+    let give_up = Duration::from_secs(4);
+    let first = w
+        .chat_request(user, &session, message, Some("k-1"))
+        .timeout(give_up)
+        .send()
+        .await;
+    assert!(failed(first), "the reset fails the request");
+
+    // The client edits its message and retries with the same key: refused, at once.
+    let (status, _, body) = chat_raw(&w, user, &session, "thank you", Some("k-1")).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(parse(&body)["error"]["code"], "idempotency_key_reused");
+    // The same message with the same key: the turn bound before the send, answered.
+    let (status, replayed, answer) = chat_raw(&w, user, &session, message, Some("k-1")).await;
+    assert_eq!((status, replayed), (200, true), "{answer}");
+    let (status, _, again) = chat_raw(&w, user, &session, message, Some("k-1")).await;
+    assert_eq!((status, again.as_str()), (200, answer.as_str()));
+    // A reset on a second key, and the player moves on with a third: the bound turn is
+    // sent again before the next one plays.
+    let second = w
+        .chat_request(user, &session, "you are sweet [fault:reset]", Some("k-2"))
+        .timeout(give_up)
+        .send()
+        .await;
+    assert!(failed(second));
+    let (status, _, body) = chat_raw(&w, user, &session, "hello", Some("k-3")).await;
+    assert_eq!(status, 200, "{body}");
+
+    drain(&w).await;
+    assert_eq!(stored(&w, &session), 3, "k-1, k-2 and k-3, each once");
+    let stored_text: String = w
+        .db()
+        .query_row(
+            "SELECT content FROM chat_messages WHERE id = ?1",
+            [parse(&answer)["messageId"].as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        stored_text, message,
+        "the words bound to the key are stored"
+    );
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM dead_letters"),
+        0,
+        "no conflict letter"
+    );
+    let duplicates: i64 = w
+        .log_events("turn batch")
+        .iter()
+        .map(|b| b["duplicate"].as_i64().unwrap_or(0))
+        .sum();
+    assert!(
+        duplicates >= 2,
+        "the resent records were duplicates: {duplicates}"
+    );
+}
+
+/// Every row of the player tables, summed over the databases.
+fn player_rows(w: &Workers) -> i64 {
+    w.count("SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM chat_sessions) + (SELECT COUNT(*) FROM chat_messages) + (SELECT COUNT(*) FROM point_events) + (SELECT COUNT(*) FROM user_stats)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_are_rate_limited_and_unknown_sessions_write_nothing() {
     let w = Workers::start_with(Options {
         chat_vars: vec![("TURN_RATE_LIMIT", "on".into())],
         ..Options::default()
@@ -448,4 +529,70 @@ async fn a_player_over_the_turn_rate_limit_gets_429_and_nothing_is_queued() {
     assert!(wait_for(Duration::from_secs(30), || stored(&w, &session) == 30).await);
     drain(&w).await;
     assert_eq!(stored(&w, &session), 30);
+
+    // Session starts: 10 a minute per player. The rest get 429 and write nothing.
+    let (rows, actors) = (player_rows(&w), w.actor_files());
+    let mut started = 0;
+    for i in 0..50 {
+        let body = json!({ "characterType": "kai", "username": format!("s{i}"), "locale": "en" });
+        let r = w
+            .http
+            .post(w.url("/api/sessions"))
+            .header("X-Dev-User", "x:starter")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            201 => started += 1,
+            429 => {
+                assert_eq!(
+                    r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+                    Some("60")
+                );
+                assert_eq!(
+                    r.json::<Value>().await.unwrap()["error"]["code"],
+                    "rate_limited"
+                );
+            }
+            other => panic!("session start {i}: {other}"),
+        }
+    }
+    assert_eq!(started, 10, "10 session starts a minute go through");
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM chat_sessions WHERE username LIKE 's%'"),
+        10
+    );
+    assert_eq!(
+        player_rows(&w),
+        rows + 11,
+        "10 sessions and the player, nothing more"
+    );
+    assert_eq!(w.actor_files(), actors + 10, "10 actors, nothing more");
+
+    // Turns and history reads with session ids that do not exist: 404, and nothing is
+    // written anywhere, no actor storage included.
+    let (rows, actors) = (player_rows(&w), w.actor_files());
+    for i in 0..20 {
+        let ghost = uuid::Uuid::now_v7().to_string();
+        let (status, _, body) = chat_raw(
+            &w,
+            "x:prober",
+            &ghost,
+            "anyone there?",
+            Some(&format!("g{i}")),
+        )
+        .await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(parse(&body)["error"]["code"], "session_not_found");
+        let (status, body) = w
+            .get(&format!("/api/sessions/{ghost}/messages"), "x:prober")
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (404, &json!("session_not_found"))
+        );
+    }
+    assert_eq!(player_rows(&w), rows, "no D1 row");
+    assert_eq!(w.actor_files(), actors, "no actor storage");
 }

@@ -239,3 +239,235 @@ async fn players_live_in_their_database_and_an_outage_holds_back_only_its_own() 
         "{message}"
     );
 }
+
+/// A player name whose bucket the map gives `binding` (`0-127=DB_0,128-255=DB_1`).
+fn player_in(binding: &str, tag: &str) -> String {
+    (0..)
+        .map(|i| format!("{tag}-{i}"))
+        .find(|n| {
+            let b = bucket(&user_id("x", n));
+            (b < 128) == (binding == "DB_0")
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_database_down_stops_only_its_own_players() {
+    // DB_0, which holds the bucket map, the dead letters and half the players, is down for
+    // both Workers from the start, for longer than every retry (retries are immediate).
+    let until = now_ms() + 45_000;
+    let down = format!("down=DB_0@{until}");
+    let w = Workers::start_with(Options {
+        chat_vars: vec![("FAULTS", down.clone())],
+        consumer_vars: vec![("FAULTS", down), ("RETRY_BASE_SECONDS", "0".into())],
+        ..Options::default()
+    })
+    .await;
+    let (one, zero) = (
+        format!("x:{}", player_in("DB_1", "up")),
+        format!("x:{}", player_in("DB_0", "down")),
+    );
+    let body = json!({ "characterType": "kai", "username": "p", "locale": "en" });
+    // DB_0's player cannot start: 503, retry later.
+    let r = w
+        .http
+        .post(w.url("/api/sessions"))
+        .header("X-Dev-User", &zero)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "database_unavailable"
+    );
+    // DB_1's player plays, and is stored on time: none of it waits for DB_0.
+    let session = w.session(&one, "kai").await;
+    let mut told = 0;
+    for i in 0..5 {
+        let (status, answer) = w
+            .post(
+                "/api/chat",
+                &one,
+                &json!({ "sessionId": session, "message": format!("hello {i}") }),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        told += answer["score"].as_i64().unwrap();
+    }
+    let stored = || {
+        w.shard("DB_1")
+            .query_row("SELECT COUNT(*) FROM point_events", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+    };
+    assert!(
+        wait_for(Duration::from_secs(15), || stored() == 5).await,
+        "DB_1's turns are stored while DB_0 is down\n{}",
+        w.log_tail()
+    );
+    let (status, stats) = w.get("/api/me/stats", &one).await;
+    assert_eq!(
+        (status, &stats["totalPoints"]),
+        (200, &json!(told)),
+        "{stats}"
+    );
+    // The leaderboard and the figures answer from DB_1 and name DB_0.
+    let (status, board) = w.get("/api/leaderboard", "x:viewer").await;
+    assert_eq!(status, 200, "{board}");
+    assert_eq!(
+        (&board["partial"], &board["missing"]),
+        (&json!(true), &json!(["DB_0"]))
+    );
+    assert_eq!(board["leaders"].as_array().unwrap().len(), 1);
+    let (status, figures) = w.admin("GET", "/admin/stats", None).await;
+    assert_eq!(status, 200, "{figures}");
+    assert_eq!(
+        (&figures["partial"], &figures["users"]),
+        (&json!(true), &json!(1))
+    );
+    assert!(figures["missing"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("DB_0")));
+    assert!(now_ms() < until, "all of this happened during the outage");
+
+    // DB_0 comes back: its player starts and plays, the leaderboard is whole again.
+    tokio::time::sleep(Duration::from_millis(
+        (until - now_ms()).max(0) as u64 + 6_000,
+    ))
+    .await;
+    let other = w.session(&zero, "kai").await;
+    let (status, answer) = w
+        .post(
+            "/api/chat",
+            &zero,
+            &json!({ "sessionId": other, "message": "back" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        wait_for(Duration::from_secs(20), || w
+            .count("SELECT COUNT(*) FROM point_events")
+            == 6)
+        .await
+    );
+    let (_, board) = w.get("/api/leaderboard", "x:viewer").await;
+    assert_eq!(
+        (
+            &board["partial"],
+            board["leaders"].as_array().unwrap().len()
+        ),
+        (&json!(false), 2)
+    );
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM dead_letters"),
+        0,
+        "nothing was dead-lettered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_refuses_an_unready_target_and_a_missing_binding_holds_turns() {
+    // DB_2 is bound in the chat Worker only, and lacks the newest migration.
+    let w = Workers::start_with(Options {
+        extra_databases: vec![false],
+        chat_vars: vec![("SHARD_MAP_CACHE_SECONDS", "1".into())],
+        consumer_vars: vec![("SHARD_MAP_CACHE_SECONDS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let player = player_in("DB_0", "target");
+    let b = bucket(&user_id("x", &player));
+    let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
+    assert_eq!(
+        ready.status(),
+        503,
+        "every bound database is checked, not only the map's"
+    );
+    let body: Value = ready.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("DB_2"),
+        "{body}"
+    );
+    let hold = json!({ "bucket": b, "to": "DB_2" });
+    let (status, refused) = w.admin("POST", "/admin/shards/hold", Some(&hold)).await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (409, &json!("migrations_missing")),
+        "{refused}"
+    );
+
+    w.finish_migrations("DB_2");
+    let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // The consumer is asked over the queue; once it answered, it cannot reach DB_2.
+    let mut codes = Vec::new();
+    for _ in 0..30 {
+        let (status, refused) = w.admin("POST", "/admin/shards/hold", Some(&hold)).await;
+        assert_eq!(status, 409, "{refused}");
+        let code = refused["error"]["code"].as_str().unwrap().to_owned();
+        codes.push(code.clone());
+        if code != "consumer_unconfirmed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        codes.first().map(String::as_str),
+        Some("consumer_unconfirmed")
+    );
+    assert_eq!(
+        codes.last().map(String::as_str),
+        Some("consumer_cannot_reach"),
+        "{codes:?}"
+    );
+    let (_, shards) = w.admin("GET", "/admin/shards", None).await;
+    assert!(
+        shards["overrides"].as_array().unwrap().is_empty(),
+        "nothing was held: {shards}"
+    );
+
+    // Say the map sends the bucket to DB_2 anyway (a deploy that forgot the consumer's
+    // binding): its turns wait in the queue, loudly, and none becomes a dead letter.
+    w.shard("DB_0")
+        .execute(
+            "INSERT INTO shard_buckets (bucket, binding, moving, updated_at) VALUES (?1, 'DB_2', 0, 0)",
+            [b],
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let user = format!("x:{player}");
+    let session = w.session(&user, "kai").await;
+    let (status, answer) = w
+        .post(
+            "/api/chat",
+            &user,
+            &json!({ "sessionId": session, "message": "hi" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        wait_for(Duration::from_secs(15), || w.log().contains(
+            "the bucket map names a database this Worker has no binding for"
+        ))
+        .await,
+        "{}",
+        w.log_tail()
+    );
+    assert!(w
+        .log_events("turn batch")
+        .iter()
+        .any(|b| b["held"].as_i64() > Some(0)));
+    assert_eq!(w.count("SELECT COUNT(*) FROM dead_letters"), 0);
+    assert_eq!(
+        w.shard("DB_2")
+            .query_row("SELECT COUNT(*) FROM point_events", [], |r| r
+                .get::<_, i64>(0))
+            .unwrap(),
+        0
+    );
+}

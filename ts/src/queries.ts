@@ -2,10 +2,10 @@
 // databases. Players are sharded: each player's rows live in the database of their bucket
 // (see shards.ts), so every read first picks the binding for the user.
 // `tsc --noEmit` compiles this file in the test suite, so the README's example stays true.
-import { and, asc, desc, eq } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import * as schema from "./schema";
-import { databaseFor, liveShardMap } from "./shards";
+import { bucketPrefixesOf, databaseFor, liveShardMap } from "./shards";
 
 export interface Env {
   /** The same value as the Rust Workers' SHARD_MAP, e.g. "0-127=DB_0,128-255=DB_1". */
@@ -37,7 +37,11 @@ export async function sessionHistory(env: Env, userId: string, sessionId: string
     .all();
 }
 
-/** The top players by points across every database, ties broken by user id (as the API does). */
+/**
+ * The top players by points across every database, ties broken by user id (as the API does).
+ * Each database counts only the buckets the live map gives it: during a bucket move, or until
+ * its old copy is purged, a player's rows exist in two databases, and must be counted once.
+ */
 export async function leaderboard(env: Env, limit = 10) {
   const map = await liveShardMap(env, env.SHARD_MAP);
   const bindings = [...new Set(map)];
@@ -47,6 +51,7 @@ export async function leaderboard(env: Env, limit = 10) {
         .select({ userId: schema.users.id, name: schema.users.displayName, points: schema.userStats.totalPoints })
         .from(schema.userStats)
         .innerJoin(schema.users, eq(schema.users.id, schema.userStats.userId))
+        .where(inArray(sql`substr(${schema.userStats.userId}, 1, 2)`, bucketPrefixesOf(map, binding)))
         .orderBy(desc(schema.userStats.totalPoints), asc(schema.userStats.userId))
         .limit(limit)
         .all(),

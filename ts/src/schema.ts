@@ -133,13 +133,32 @@ export const replayRuns = sqliteTable("replay_runs", {
   invalid: integer("invalid").notNull().default(0),
 });
 
-// The live part of the bucket map (control database only; see shards.ts).
+// The live part of the bucket map (control database only; see shards.ts), with the state of
+// each bucket's move.
 export const shardBuckets = sqliteTable("shard_buckets", {
   bucket: integer("bucket").primaryKey().notNull(),
   binding: text("binding").notNull(),
   moving: integer("moving").notNull().default(0),
   movedFrom: text("moved_from"),
   updatedAt: integer("updated_at").notNull(),
+  heldAt: integer("held_at"),
+  copyTo: text("copy_to"),
+  flippedAt: integer("flipped_at"),
+});
+
+// The buckets a database refuses to write (being moved away, or moved away): every database.
+export const fenceReasons = ["moving", "moved"] as const;
+export const bucketFences = sqliteTable("bucket_fences", {
+  bucket: text("bucket").primaryKey().notNull(),
+  reason: text("reason", { enum: fenceReasons }).notNull(),
+  fencedAt: integer("fenced_at").notNull(),
+});
+
+// What the consumer Worker reported it can reach (control database only).
+export const consumerDatabases = sqliteTable("consumer_databases", {
+  binding: text("binding").primaryKey().notNull(),
+  migration: text("migration"),
+  reportedAt: integer("reported_at").notNull(),
 });
 
 export type User = typeof users.$inferSelect;

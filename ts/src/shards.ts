@@ -69,6 +69,19 @@ export async function liveShardMap(env: Record<string, unknown>, spec: string): 
   return map;
 }
 
+/**
+ * The buckets the map gives `binding`, as the two hex digits user ids of the bucket start
+ * with: what a query over one database filters on, so that a copy in progress or one not
+ * purged yet is never counted.
+ */
+export function bucketPrefixesOf(map: string[], binding: string): string[] {
+  const prefixes: string[] = [];
+  map.forEach((b, bucket) => {
+    if (b === binding) prefixes.push(bucket.toString(16).padStart(2, "0"));
+  });
+  return prefixes;
+}
+
 /** The D1 database holding this player's rows. */
 export function databaseFor(env: Record<string, unknown>, map: string[], userId: string): D1Database {
   const binding = map[bucketOf(userId)];

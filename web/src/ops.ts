@@ -184,8 +184,10 @@ async function loadStats(): Promise<void> {
   byId("console").hidden = false;
   const dl = s.deadLetters ?? {};
   const byClass = Object.entries(dl.pendingByClass ?? {}).map(([k, v]) => `${k}: ${v}`).join(", ") || "–";
+  const missing: string[] = s.missing ?? [];
   fill(
     byId("stats"),
+    ...(missing.length ? [h("p", { class: "error", id: "stats-missing" }, `${w.missingDatabases} ${missing.join(", ")}`)] : []),
     h(
       "table",
       { class: "figures" },

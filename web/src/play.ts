@@ -423,7 +423,10 @@ async function waitForStored(messageId: string): Promise<void> {
 
 async function refreshLeaders(): Promise<void> {
   try {
-    const { leaders } = await call<{ leaders: { rank: number; displayName: string | null; userId: string; totalPoints: number; intimacyLevel: number }[] }>(
+    const { leaders, partial } = await call<{
+      leaders: { rank: number; displayName: string | null; userId: string; totalPoints: number; intimacyLevel: number }[];
+      partial?: boolean;
+    }>(
       "/api/leaderboard?limit=10",
       { headers: auth() },
     );
@@ -441,7 +444,9 @@ async function refreshLeaders(): Promise<void> {
         h("td", {}, String(l.intimacyLevel)),
       );
     });
-    fill(byId("leaderboard"), ...(rows.length ? rows : [h("tr", {}, h("td", { colspan: "4" }, w.noLeaders))]));
+    if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: "4" }, w.noLeaders)));
+    if (partial) rows.push(h("tr", { class: "partial" }, h("td", { colspan: "4" }, w.leadersPartial)));
+    fill(byId("leaderboard"), ...rows);
   } catch {
     // The leaderboard is a nicety: its failure never blocks play.
   }

@@ -11,11 +11,18 @@
 //!   parser reads `ON` as a join constraint (`near "DO": syntax error`).
 //! - Statement order is the idempotency: `user_stats` moves by the events that are *not yet*
 //!   in `point_events`, so it runs before the events are inserted, inside one transaction.
+//!
+//! Every write of a player's rows skips the players whose bucket the database has fenced
+//! (`bucket_fences`, migration 0006): a bucket being moved away, or moved away already.
+//! The fence is read inside the write's own transaction, so a write routed by a stale copy
+//! of the bucket map can never land in a database that no longer holds the bucket; the
+//! consumer reads the fenced buckets first ([`SELECT_FENCED`]) and holds those turns.
 
+pub mod actor;
 pub mod shards;
 
 /// The newest migration: every database must have it (`GET /readyz` checks each one).
-pub const LATEST_MIGRATION: &str = "0005_shards.sql";
+pub const LATEST_MIGRATION: &str = "0006_fences.sql";
 
 /// The newest migration wrangler applied to a database.
 pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1";
@@ -23,12 +30,26 @@ pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id 
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
 
+/// True for a row `r` of `json_each(?1)` whose player's bucket this database has not fenced.
+macro_rules! unfenced {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM bucket_fences AS f WHERE f.bucket = substr(r.value ->> '$.user_id', 1, 2))"
+    };
+}
+
+/// The buckets of `?1`'s players that this database has fenced (as the batch starts: it runs
+/// first). Their turns are not written here; the consumer holds them.
+pub const SELECT_FENCED: &str = "\
+SELECT bucket FROM bucket_fences
+WHERE bucket IN (SELECT DISTINCT substr(r.value ->> '$.user_id', 1, 2) FROM json_each(?1) AS r)";
+
 /// Upserts the users of the rows in `?1` (`batch::UserRow` fields) whose turn is not stored yet (rows without a
 /// `turn_id`, as when a session starts, always count). The id derives from the identity, so
 /// it is the conflict target; a profile (display name, wallet) only moves forward in time,
 /// and a row without a profile field keeps the one stored. Duplicates and conflicts touch
 /// nothing.
-pub const UPSERT_USERS: &str = "\
+pub const UPSERT_USERS: &str = concat!(
+    "\
 INSERT INTO users (id, auth_provider, auth_provider_user_id, display_name, wallet_address,
                    x_user_id, x_username, created_at, updated_at)
 SELECT r.value ->> '$.user_id', r.value ->> '$.provider', r.value ->> '$.provider_user_id',
@@ -37,13 +58,17 @@ SELECT r.value ->> '$.user_id', r.value ->> '$.provider', r.value ->> '$.provide
        r.value ->> '$.seen_at', r.value ->> '$.seen_at'
 FROM json_each(?1) AS r
 WHERE NOT EXISTS (SELECT 1 FROM chat_messages AS m WHERE m.id = r.value ->> '$.turn_id')
+  AND ",
+    unfenced!(),
+    "
 ON CONFLICT (id) DO UPDATE SET
   display_name = COALESCE(excluded.display_name, users.display_name),
   wallet_address = COALESCE(excluded.wallet_address, users.wallet_address),
   x_user_id = COALESCE(excluded.x_user_id, users.x_user_id),
   x_username = COALESCE(excluded.x_username, users.x_username),
   updated_at = excluded.updated_at
-WHERE excluded.updated_at > users.updated_at";
+WHERE excluded.updated_at > users.updated_at"
+);
 
 /// `CASE` expression giving the intimacy level of the total `expr`, from the same
 /// thresholds as `scoring::intimacy_level`.
@@ -67,6 +92,7 @@ FROM (
   SELECT r.value ->> '$.user_id' AS user_id, r.value ->> '$.delta' AS delta, r.value ->> '$.agent_at' AS at
   FROM json_each(?1) AS r
   WHERE NOT EXISTS (SELECT 1 FROM point_events AS p WHERE p.id = r.value ->> '$.event_id')
+    AND {unfenced}
 ) AS n
 GROUP BY n.user_id
 ON CONFLICT (user_id) DO UPDATE SET
@@ -76,37 +102,50 @@ ON CONFLICT (user_id) DO UPDATE SET
   updated_at = MAX(user_stats.updated_at, excluded.updated_at)",
         insert_level = level_of("SUM(n.delta)"),
         update_level = level_of("(user_stats.total_points + excluded.total_points)"),
+        unfenced = unfenced!(),
     )
 });
 
 /// Inserts both messages of each turn: the player's (scored) and the character's (with its
 /// emotion). Existing ids are left alone.
-pub const INSERT_MESSAGES: &str = "\
+pub const INSERT_MESSAGES: &str = concat!(
+    "\
 INSERT INTO chat_messages (id, user_id, session_id, role, content, score_raw, score_adjusted, emotion, created_at)
 SELECT r.value ->> '$.turn_id', r.value ->> '$.user_id', r.value ->> '$.session_id', 'user',
        r.value ->> '$.user_content', r.value ->> '$.score_raw', r.value ->> '$.score_adjusted', NULL,
        r.value ->> '$.user_at'
 FROM json_each(?1) AS r
+WHERE ",
+    unfenced!(),
+    "
 UNION ALL
 SELECT r.value ->> '$.agent_id', r.value ->> '$.user_id', r.value ->> '$.session_id', 'agent',
        r.value ->> '$.agent_content', NULL, NULL, r.value ->> '$.emotion', r.value ->> '$.agent_at'
 FROM json_each(?1) AS r
-WHERE true
-ON CONFLICT (id) DO NOTHING";
+WHERE ",
+    unfenced!(),
+    "
+ON CONFLICT (id) DO NOTHING"
+);
 
 /// Inserts each turn's point event. Its `changes` count is the number of turns newly applied.
-pub const INSERT_POINT_EVENTS: &str = "\
+pub const INSERT_POINT_EVENTS: &str = concat!(
+    "\
 INSERT INTO point_events (id, user_id, session_id, message_id, delta, reason, metadata_json, created_at)
 SELECT r.value ->> '$.event_id', r.value ->> '$.user_id', r.value ->> '$.session_id', r.value ->> '$.turn_id',
        r.value ->> '$.delta', r.value ->> '$.reason', r.value ->> '$.metadata_json', r.value ->> '$.agent_at'
 FROM json_each(?1) AS r
-WHERE true
-ON CONFLICT (id) DO NOTHING";
+WHERE ",
+    unfenced!(),
+    "
+ON CONFLICT (id) DO NOTHING"
+);
 
 /// Ends the sessions in which a new turn of `?1` ended the game. Deliveries come in any
 /// order, so the earliest game-over time wins, whichever batch brought it. Must run before
 /// [`INSERT_POINT_EVENTS`].
-pub const END_SESSIONS: &str = "\
+pub const END_SESSIONS: &str = concat!(
+    "\
 UPDATE chat_sessions
 SET ended_at = MIN(COALESCE(ended_at, g.at), g.at)
 FROM (
@@ -114,9 +153,13 @@ FROM (
   FROM json_each(?1) AS r
   WHERE r.value ->> '$.game_over' = 1
     AND NOT EXISTS (SELECT 1 FROM point_events AS p WHERE p.id = r.value ->> '$.event_id')
+    AND ",
+    unfenced!(),
+    "
   GROUP BY r.value ->> '$.session_id'
 ) AS g
-WHERE chat_sessions.id = g.id";
+WHERE chat_sessions.id = g.id"
+);
 
 /// What is already stored under the turn ids of `?1` (as the batch starts: it runs first).
 /// The consumer compares it with each record to tell a duplicate from a conflict; a replay
@@ -127,9 +170,11 @@ FROM chat_messages AS m
 WHERE m.id IN (SELECT r.value ->> '$.turn_id' FROM json_each(?1) AS r)";
 
 /// The consumer's whole batch, in order; each statement binds `batch::turns_json` as `?1`.
-/// Every write skips turns already stored, so duplicates and conflicts change nothing.
-pub fn apply_turns() -> [&'static str; 6] {
+/// Every write skips turns already stored, so duplicates and conflicts change nothing, and
+/// turns of fenced buckets, which the consumer holds.
+pub fn apply_turns() -> [&'static str; 7] {
     [
+        SELECT_FENCED,
         SELECT_STORED_TURNS,
         UPSERT_USERS,
         ADD_NEW_POINTS.as_str(),
@@ -139,10 +184,12 @@ pub fn apply_turns() -> [&'static str; 6] {
     ]
 }
 
+/// Position of [`SELECT_FENCED`] in [`apply_turns`]: the buckets whose turns were held.
+pub const FENCED_STATEMENT: usize = 0;
 /// Position of [`SELECT_STORED_TURNS`] in [`apply_turns`]: its rows are the pre-batch state.
-pub const STORED_STATEMENT: usize = 0;
+pub const STORED_STATEMENT: usize = 1;
 /// Position of [`INSERT_POINT_EVENTS`] in [`apply_turns`]: its `changes` count new turns.
-pub const APPLIED_STATEMENT: usize = 5;
+pub const APPLIED_STATEMENT: usize = 6;
 
 /// Archives the dead-letter envelopes of `?1` (`dead_letter::Envelope`, camelCase) at time
 /// `?2`. A letter delivered again widens its failure window and keeps its status.
@@ -160,11 +207,14 @@ ON CONFLICT (id) DO UPDATE SET
   last_failed_at = MAX(dead_letters.last_failed_at, excluded.last_failed_at),
   updated_at = excluded.updated_at";
 
-/// Starts a session (after [`UPSERT_USERS`] in the same batch).
-/// Binds: id, user_id, character_type, username, locale, created_at.
+/// Starts a session (after [`UPSERT_USERS`] in the same batch), unless the player's bucket
+/// is fenced here: then no row changes, and the player is told to retry (the bucket is
+/// moving, or this isolate's map is stale). Binds: id, user_id, character_type, username,
+/// locale, created_at.
 pub const INSERT_SESSION: &str = "\
 INSERT INTO chat_sessions (id, user_id, character_type, username, locale, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+SELECT ?1, ?2, ?3, ?4, ?5, ?6
+WHERE NOT EXISTS (SELECT 1 FROM bucket_fences WHERE bucket = substr(?2, 1, 2))";
 
 /// One session by id. Binds: id.
 pub const SELECT_SESSION: &str = "\
@@ -248,10 +298,15 @@ ON CONFLICT (id) DO UPDATE SET
   conflicts = replay_runs.conflicts + excluded.conflicts,
   invalid = replay_runs.invalid + excluded.invalid";
 
-/// One page of users: ids after ?1 (NULL or '' for the first page), at most ?2, in id order.
-/// `id > COALESCE(?1, '')` keeps it a range scan of the primary key, so every page costs the
-/// same however far the reconcile has gone.
-const USER_PAGE: &str = "SELECT id FROM users WHERE id > COALESCE(?1, '') ORDER BY id LIMIT ?2";
+/// One page of users: ids after ?1 (NULL or '' for the first page), at most ?2, in id order,
+/// of the buckets in ?3 (a JSON array of bucket prefixes: the ones the live map gives this
+/// database and that are not moving, so a copy in progress or left behind is never
+/// "repaired"). `id > COALESCE(?1, '')` keeps it a range scan of the primary key, so every
+/// page costs the same however far the reconcile has gone.
+const USER_PAGE: &str = "\
+SELECT id FROM users
+WHERE id > COALESCE(?1, '') AND substr(id, 1, 2) IN (SELECT value FROM json_each(?3))
+ORDER BY id LIMIT ?2";
 
 /// The users of one page whose `user_stats` snapshot differs from what `point_events`
 /// (total, level) and `chat_messages` (last message) say, with both sides. Each user's
@@ -284,22 +339,23 @@ WHERE (missing AND (events > 0 OR expected_last IS NOT NULL))
 });
 
 /// How many users one page checked, and the last one (the next page's cursor). Binds: after,
-/// limit.
+/// limit, buckets.
 pub static USER_PAGE_SPAN: LazyLock<String> =
     LazyLock::new(|| format!("SELECT COUNT(*) AS checked, MAX(id) AS last_id FROM ({USER_PAGE})"));
 
-/// The drifted users of one page (see `DRIFT`), for a reconcile report. Binds: after, limit.
+/// The drifted users of one page (see `DRIFT`), for a reconcile report. Binds: after, limit,
+/// buckets.
 pub static SELECT_DRIFT: LazyLock<String> =
     LazyLock::new(|| format!("{} ORDER BY user_id", *DRIFT));
 
-/// Rewrites the snapshot of every drifted user of one page from the ledger, at `?3`. Run in
+/// Rewrites the snapshot of every drifted user of one page from the ledger, at `?4`. Run in
 /// the same batch as [`SELECT_DRIFT`] so the report and the fix see the same state. Binds:
-/// after, limit, now.
+/// after, limit, buckets, now.
 pub static FIX_DRIFT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "\
 INSERT INTO user_stats (user_id, total_points, intimacy_level, last_message_at, updated_at)
-SELECT d.user_id, d.ledger_total, d.expected_level, d.expected_last, ?3 FROM ({}) AS d
+SELECT d.user_id, d.ledger_total, d.expected_level, d.expected_last, ?4 FROM ({}) AS d
 WHERE true
 ON CONFLICT (user_id) DO UPDATE SET
   total_points = excluded.total_points,
@@ -310,104 +366,27 @@ ON CONFLICT (user_id) DO UPDATE SET
     )
 });
 
-/// Figures for `GET /admin/stats`, one row.
-pub const ADMIN_STATS: &str = "\
-SELECT (SELECT COUNT(*) FROM users) AS users,
-       (SELECT COUNT(*) FROM chat_sessions) AS sessions,
-       (SELECT COUNT(*) FROM point_events) AS turns,
-       (SELECT COALESCE(SUM(total_points), 0) FROM user_stats) AS total_points,
-       (SELECT COUNT(*) FROM dead_letters WHERE status = 'pending') AS pending,
+/// A database's player figures for `GET /admin/stats`, one row: only the players of the
+/// buckets in ?1 (a JSON array of bucket prefixes: the ones the live map gives this
+/// database), so a bucket's copy in progress, or its old copy before the purge, is never
+/// counted twice.
+pub const PLAYER_STATS: &str = "\
+WITH b(prefix) AS (SELECT value FROM json_each(?1))
+SELECT (SELECT COUNT(*) FROM users WHERE substr(id, 1, 2) IN (SELECT prefix FROM b)) AS users,
+       (SELECT COUNT(*) FROM chat_sessions WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS sessions,
+       (SELECT COUNT(*) FROM point_events WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS turns,
+       (SELECT COALESCE(SUM(total_points), 0) FROM user_stats
+        WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS total_points";
+
+/// The control database's figures for `GET /admin/stats`, one row: dead letters by status
+/// and pending class, replay runs.
+pub const CONTROL_STATS: &str = "\
+SELECT (SELECT COUNT(*) FROM dead_letters WHERE status = 'pending') AS pending,
        (SELECT COUNT(*) FROM dead_letters WHERE status = 'replayed') AS replayed,
        (SELECT COUNT(*) FROM dead_letters WHERE status = 'discarded') AS discarded,
        (SELECT COUNT(*) FROM replay_runs) AS replay_runs,
        (SELECT json_group_object(error_class, n) FROM
           (SELECT error_class, COUNT(*) AS n FROM dead_letters WHERE status = 'pending' GROUP BY error_class)) AS pending_by_class";
-
-// ---- The session actor's own SQLite (its Durable Object storage, not D1) ----------------
-//
-// One small database per session: the session row, its last turns for the engine's context,
-// and the idempotency keys it has answered. The statements are plain SQLite, so the native
-// tests run them on rusqlite exactly as the actor runs them through `storage.sql`.
-
-/// The actor's tables, created on its first request (each statement on its own: the actor
-/// runs them one by one).
-pub const ACTOR_SCHEMA: [&str; 4] = [
-    "CREATE TABLE IF NOT EXISTS session (
-  id TEXT PRIMARY KEY,
-  user_id TEXT NOT NULL,
-  character_type TEXT NOT NULL,
-  locale TEXT NOT NULL,
-  username TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  ended_at INTEGER
-)",
-    // `seq` orders the turns; pruning deletes from the oldest, so it never reuses a value.
-    "CREATE TABLE IF NOT EXISTS turns (
-  seq INTEGER PRIMARY KEY,
-  turn_id TEXT NOT NULL UNIQUE,
-  user_content TEXT NOT NULL,
-  agent_content TEXT NOT NULL,
-  score_raw INTEGER NOT NULL,
-  emotion TEXT NOT NULL,
-  created_at INTEGER NOT NULL
-)",
-    // A key keeps its message digest for the session's life (so reusing it for another
-    // message is always refused) and its exact answer for `session::ANSWER_KEEP_MS`.
-    "CREATE TABLE IF NOT EXISTS answered_keys (
-  key TEXT PRIMARY KEY,
-  message_sha256 TEXT NOT NULL,
-  turn_id TEXT NOT NULL,
-  answer TEXT,
-  answered_at INTEGER NOT NULL
-)",
-    "CREATE INDEX IF NOT EXISTS answered_keys_with_answer ON answered_keys (answered_at) WHERE answer IS NOT NULL",
-];
-
-/// Binds: id, user_id, character_type, locale, username, created_at, ended_at. A second
-/// start of the same session changes nothing.
-pub const ACTOR_INSERT_SESSION: &str = "\
-INSERT INTO session (id, user_id, character_type, locale, username, created_at, ended_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING";
-
-pub const ACTOR_SELECT_SESSION: &str = "\
-SELECT id, user_id, character_type, locale, username, created_at, ended_at FROM session LIMIT 1";
-
-/// Binds: ended_at. The first game over wins.
-pub const ACTOR_END_SESSION: &str = "UPDATE session SET ended_at = ?1 WHERE ended_at IS NULL";
-
-/// Binds: key.
-pub const ACTOR_SELECT_KEY: &str =
-    "SELECT message_sha256, answer FROM answered_keys WHERE key = ?1";
-
-/// Binds: key, message_sha256, turn_id, answer, answered_at.
-pub const ACTOR_INSERT_KEY: &str = "\
-INSERT INTO answered_keys (key, message_sha256, turn_id, answer, answered_at)
-VALUES (?1, ?2, ?3, ?4, ?5)";
-
-/// Drops the answers (not the keys) older than ?1 (ms since the epoch).
-pub const ACTOR_FORGET_ANSWERS: &str =
-    "UPDATE answered_keys SET answer = NULL WHERE answer IS NOT NULL AND answered_at < ?1";
-
-/// Binds: turn_id, user_content, agent_content, score_raw, emotion, created_at.
-pub const ACTOR_INSERT_TURN: &str = "\
-INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at)
-VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6)";
-
-/// Keeps the newest ?1 turns.
-pub const ACTOR_PRUNE_TURNS: &str =
-    "DELETE FROM turns WHERE seq <= (SELECT MAX(seq) FROM turns) - ?1";
-
-/// The newest ?1 turns, oldest first.
-pub const ACTOR_RECENT_TURNS: &str = "\
-SELECT user_content, agent_content, score_raw, emotion FROM (
-  SELECT seq, user_content, agent_content, score_raw, emotion FROM turns ORDER BY seq DESC LIMIT ?1
-) ORDER BY seq";
-
-/// What an operator sees of an actor: how much it holds.
-pub const ACTOR_COUNTS: &str = "\
-SELECT (SELECT COUNT(*) FROM turns) AS turns_held,
-       (SELECT COUNT(*) FROM answered_keys) AS keys_held,
-       (SELECT COUNT(*) FROM answered_keys WHERE answer IS NOT NULL) AS answers_held";
 
 #[cfg(test)]
 mod tests {

@@ -7,9 +7,14 @@
 //!
 //! A move copies each table in pages, keyset-paged by `(user column, primary key)`: a page
 //! is one JSON array (built by SQLite's `json_object`, so the Worker only passes text
-//! through) inserted in the target with `ON CONFLICT DO NOTHING`, so a copy that stops and
-//! starts again, or runs twice, copies each row once. Tables go in foreign-key order, and a
+//! through) upserted in the target: a row already there is replaced when it differs, so a
+//! copy that stops and starts again, runs twice, or runs over what an abandoned move left
+//! behind, ends with the target equal to the source. Tables go in foreign-key order, and a
 //! purge deletes in the reverse order.
+//!
+//! A database refuses writes for the buckets it has fenced (`bucket_fences`): the hold step
+//! fences a bucket in its database before the copy, and the fence stays after the flip, so
+//! a writer with a stale map can never add to a copy that is being made or was left behind.
 
 use crate::shards::bucket_prefix;
 use std::sync::LazyLock;
@@ -137,20 +142,34 @@ FROM page",
         )
     }
 
-    /// Inserts the rows of the JSON array `?1` (a page of [`Self::export_page`]); a row
-    /// already there is left as it is.
+    /// Upserts the rows of the JSON array `?1` (a page of [`Self::export_page`]): a row
+    /// already there (left by an abandoned move, or by a copy that ran before) is replaced
+    /// when it differs, and left unwritten when it is the same.
     pub fn import_page(&self) -> String {
         let values: Vec<String> = self
             .columns
             .iter()
             .map(|c| format!("r.value ->> '$.{c}'"))
             .collect();
+        let rest: Vec<&str> = self
+            .columns
+            .iter()
+            .copied()
+            .filter(|c| *c != self.key)
+            .collect();
+        let sets: Vec<String> = rest.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        let mine: Vec<String> = rest.iter().map(|c| format!("{}.{c}", self.name)).collect();
+        let theirs: Vec<String> = rest.iter().map(|c| format!("excluded.{c}")).collect();
         format!(
-            "INSERT INTO {name} ({columns})\nSELECT {values}\nFROM json_each(?1) AS r\nWHERE true\nON CONFLICT ({key}) DO NOTHING",
+            "INSERT INTO {name} ({columns})\nSELECT {values}\nFROM json_each(?1) AS r\nWHERE true\n\
+             ON CONFLICT ({key}) DO UPDATE SET {sets}\nWHERE ({mine}) IS NOT ({theirs})",
             name = self.name,
             columns = self.columns.join(", "),
             values = values.join(", "),
             key = self.key,
+            sets = sets.join(", "),
+            mine = mine.join(", "),
+            theirs = theirs.join(", "),
         )
     }
 
@@ -183,35 +202,77 @@ pub static BUCKET_SUMMARY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The top `?1` players of one database by `total_points`, ties broken by user id.
+/// The top `?1` players of one database by `total_points`, ties broken by user id, among
+/// the buckets of `?2` (a JSON array of bucket prefixes: the ones the live map gives this
+/// database), so that a copy in progress or one not purged yet never counts a player twice.
 pub const LEADERBOARD: &str = "\
 SELECT s.user_id, u.display_name, u.x_username, s.total_points, s.intimacy_level
 FROM user_stats AS s JOIN users AS u ON u.id = s.user_id
+WHERE substr(s.user_id, 1, 2) IN (SELECT value FROM json_each(?2))
 ORDER BY s.total_points DESC, s.user_id ASC
 LIMIT ?1";
 
-/// The bucket map's overrides (control database).
-pub const SELECT_OVERRIDES: &str =
-    "SELECT bucket, binding, moving, moved_from FROM shard_buckets ORDER BY bucket";
+/// The bucket map's overrides (control database), with the state of each bucket's move.
+pub const SELECT_OVERRIDES: &str = "\
+SELECT bucket, binding, moving, moved_from, held_at, copy_to, flipped_at
+FROM shard_buckets ORDER BY bucket";
 
-/// Holds bucket `?1` (now in `?2`) while it moves, at time `?3`.
+/// Holds bucket `?1` (now in `?2`) while it moves, at time `?3`. Holding a held bucket again
+/// keeps its first hold time, so repeating the step never restarts the wait before the copy.
 pub const HOLD_BUCKET: &str = "\
-INSERT INTO shard_buckets (bucket, binding, moving, updated_at) VALUES (?1, ?2, 1, ?3)
-ON CONFLICT (bucket) DO UPDATE SET moving = 1, updated_at = excluded.updated_at";
+INSERT INTO shard_buckets (bucket, binding, moving, held_at, updated_at) VALUES (?1, ?2, 1, ?3, ?3)
+ON CONFLICT (bucket) DO UPDATE SET moving = 1,
+  held_at = CASE WHEN shard_buckets.moving = 1 THEN shard_buckets.held_at ELSE excluded.held_at END,
+  updated_at = excluded.updated_at";
+
+/// Notes that bucket `?1` is being copied to `?2`, at time `?3`: until it is flipped there or
+/// that copy is purged, the bucket cannot be held for another move.
+pub const COPY_STARTED: &str =
+    "UPDATE shard_buckets SET copy_to = ?2, updated_at = ?3 WHERE bucket = ?1";
 
 /// Puts bucket `?1` in `?2`, copied from `?3`, and lets its turns through, at time `?4`.
 pub const FLIP_BUCKET: &str = "\
-INSERT INTO shard_buckets (bucket, binding, moving, moved_from, updated_at) VALUES (?1, ?2, 0, ?3, ?4)
+INSERT INTO shard_buckets (bucket, binding, moving, moved_from, flipped_at, updated_at)
+VALUES (?1, ?2, 0, ?3, ?4, ?4)
 ON CONFLICT (bucket) DO UPDATE SET binding = excluded.binding, moving = 0,
-  moved_from = excluded.moved_from, updated_at = excluded.updated_at";
+  moved_from = excluded.moved_from, held_at = NULL, copy_to = NULL,
+  flipped_at = excluded.flipped_at, updated_at = excluded.updated_at";
 
-/// Lets bucket `?1`'s turns through where it is (an abandoned move), at time `?2`.
+/// Lets bucket `?1`'s turns through where it is (an abandoned move), at time `?2`. A copy it
+/// started stays noted in `copy_to` until it is purged.
 pub const RELEASE_BUCKET: &str =
-    "UPDATE shard_buckets SET moving = 0, updated_at = ?2 WHERE bucket = ?1";
+    "UPDATE shard_buckets SET moving = 0, held_at = NULL, updated_at = ?2 WHERE bucket = ?1";
 
 /// Forgets where bucket `?1` came from once that copy is purged, at time `?2`.
-pub const PURGED_BUCKET: &str =
+pub const PURGED_SOURCE: &str =
     "UPDATE shard_buckets SET moved_from = NULL, updated_at = ?2 WHERE bucket = ?1";
+
+/// Forgets the abandoned copy of bucket `?1` once it is purged, at time `?2`.
+pub const PURGED_COPY: &str =
+    "UPDATE shard_buckets SET copy_to = NULL, updated_at = ?2 WHERE bucket = ?1";
+
+/// Fences bucket prefix `?1` in this database (`?2`: `moving` or `moved`) at time `?3`: its
+/// players' rows are written here no more.
+pub const FENCE_BUCKET: &str = "\
+INSERT INTO bucket_fences (bucket, reason, fenced_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (bucket) DO UPDATE SET reason = excluded.reason, fenced_at = excluded.fenced_at";
+
+/// Lifts the fence of bucket prefix `?1`: this database holds the bucket (again).
+pub const UNFENCE_BUCKET: &str = "DELETE FROM bucket_fences WHERE bucket = ?1";
+
+/// The fence of bucket prefix `?1` in this database, if any.
+pub const SELECT_FENCE: &str = "SELECT reason FROM bucket_fences WHERE bucket = ?1";
+
+/// Records what the consumer can reach (control database): binding `?1`, its newest
+/// migration `?2` (NULL if unreadable), at time `?3`.
+pub const REPORT_CONSUMER_DATABASE: &str = "\
+INSERT INTO consumer_databases (binding, migration, reported_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (binding) DO UPDATE SET migration = excluded.migration,
+  reported_at = excluded.reported_at";
+
+/// What the consumer last reported of every database (control database).
+pub const SELECT_CONSUMER_DATABASES: &str =
+    "SELECT binding, migration, reported_at FROM consumer_databases ORDER BY binding";
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,7 @@ pub async fn list(req: Request, services: &Services) -> Result<Response, ApiErro
         .collect();
     let query = ListQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let rows = db::list_letters(
-        &services.control,
+        &services.control()?,
         &query.filter,
         query.limit,
         query.cursor.as_ref(),
@@ -64,7 +64,7 @@ pub async fn list(req: Request, services: &Services) -> Result<Response, ApiErro
 }
 
 pub async fn show(services: &Services, id: &str) -> Result<Response, ApiError> {
-    let rows = db::letters_by_ids(&services.control, &[id.to_owned()]).await?;
+    let rows = db::letters_by_ids(&services.control()?, &[id.to_owned()]).await?;
     let letter = rows.first().ok_or_else(|| ApiError::NotFound {
         code: "letter_not_found",
         message: "no dead letter with this id".into(),
@@ -79,10 +79,10 @@ async fn select(
     request: &ActionRequest,
 ) -> Result<(Vec<LetterRow>, Option<String>), ApiError> {
     let mut rows = match &request.selection {
-        Selection::Ids(ids) => db::letters_by_ids(&services.control, ids).await?,
+        Selection::Ids(ids) => db::letters_by_ids(&services.control()?, ids).await?,
         Selection::Filter(f) => {
             db::list_letters(
-                &services.control,
+                &services.control()?,
                 f,
                 request.limit,
                 request.cursor.as_ref(),
@@ -143,7 +143,13 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
     }
     let mut stored = Vec::new();
     for (binding, turn_ids) in by_db {
-        stored.extend(db::stored_turns(&services.env.d1(binding)?, &turn_ids).await?);
+        stored.extend(
+            db::stored_turns(
+                &crate::databases::database(&services.env, binding)?,
+                &turn_ids,
+            )
+            .await?,
+        );
     }
     let stored: HashMap<&str, _> = stored.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut counts = ReplayCounts {
@@ -191,7 +197,7 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
             .map(|&i| letters[i].id.clone())
             .collect();
         if !ids.is_empty() {
-            db::mark_letters(&services.control, &ids, LetterStatus::Replayed, now_ms()).await?;
+            db::mark_letters(&services.control()?, &ids, LetterStatus::Replayed, now_ms()).await?;
         }
         chosen[..sent].iter().for_each(|&i| requeued[i] = true);
         counts.requeued = sent;
@@ -201,7 +207,7 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
         .clone()
         .unwrap_or_else(|| time_ordered(started, random10()).to_string());
     db::record_replay_run(
-        &services.control,
+        &services.control()?,
         &run_id,
         started,
         now_ms(),
@@ -244,7 +250,13 @@ pub async fn discard(mut req: Request, services: &Services) -> Result<Response, 
     let discarded = if request.dry_run || ids.is_empty() {
         0
     } else {
-        db::mark_letters(&services.control, &ids, LetterStatus::Discarded, now_ms()).await?
+        db::mark_letters(
+            &services.control()?,
+            &ids,
+            LetterStatus::Discarded,
+            now_ms(),
+        )
+        .await?
     };
     tracing::info!(
         dry_run = request.dry_run,

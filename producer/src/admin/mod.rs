@@ -105,10 +105,18 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
         }
         ["sessions", id] => {
             only("GET", Method::Get)?;
-            let id = chat_core::request::parse_id(id).ok_or_else(|| ApiError::NotFound {
+            let not_found = || ApiError::NotFound {
                 code: "session_not_found",
                 message: "no session with this id".into(),
-            })?;
+            };
+            let id = chat_core::request::parse_id(id).ok_or_else(not_found)?;
+            // Calling an actor creates it: only an id this Worker issued, or one D1 holds,
+            // reaches one.
+            let issued = crate::sessions::id_key(env)
+                .is_some_and(|key| chat_core::session_id::is_issued(&id, key.as_bytes()));
+            if !issued && !ops::session_in_d1(&services()?, id).await? {
+                return Err(not_found());
+            }
             crate::actor::describe(env, id).await
         }
         _ => Err(ApiError::NotFound {

@@ -1,6 +1,7 @@
 //! Reconcile, raw turn records, figures.
 
 use crate::body;
+use crate::databases::database;
 use crate::db;
 use crate::error::ApiError;
 use crate::services::Services;
@@ -15,30 +16,40 @@ use worker_support::clock::now_ms;
 pub async fn reconcile(mut req: Request, services: &Services) -> Result<Response, ApiError> {
     let mut request = parse_reconcile(&body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?)?;
     let dry_run = request.dry_run;
-    // The cursor is `DB_k/<last user id>`: one database at a time, in the map's order.
-    let dbs = services.all_dbs().await?;
+    // The cursor is `DB_k/<last user id>`: one database at a time, in the map's order. Each
+    // database is checked for the buckets the map gives it and that are not moving, so a
+    // copy in progress or left behind is never "repaired", nor a player checked twice.
+    let map = crate::shard_map::refresh(&services.env).await?;
+    let dbs = map.bindings();
     let (binding, after) = match request.after.as_deref() {
-        None => (dbs[0].0.clone(), None),
+        None => (dbs[0].to_owned(), None),
         Some(cursor) => match cursor.split_once('/') {
             Some((b, a)) => (b.to_owned(), Some(a.to_owned()).filter(|a| !a.is_empty())),
-            None => (dbs[0].0.clone(), Some(cursor.to_owned())),
+            None => (dbs[0].to_owned(), Some(cursor.to_owned())),
         },
     };
-    let at = dbs.iter().position(|(b, _)| *b == binding).ok_or_else(|| {
+    let at = dbs.iter().position(|b| *b == binding).ok_or_else(|| {
         ApiError::invalid(
             "invalid_cursor",
             format!("the cursor names {binding:?}, which the bucket map does not use"),
         )
     })?;
     request.after = after;
-    let (span, drift, fixed) = db::reconcile(&dbs[at].1, &request, now_ms()).await?;
+    let buckets = map.prefixes_json(&binding, true);
+    let (span, drift, fixed) = db::reconcile(
+        &database(&services.env, &binding)?,
+        &request,
+        &buckets,
+        now_ms(),
+    )
+    .await?;
     // A full page may have more users after it; a short one ends this database.
     let next_cursor = match span
         .last_id
         .filter(|_| span.checked >= i64::from(request.limit))
     {
         Some(last) => Some(format!("{binding}/{last}")),
-        None => dbs.get(at + 1).map(|(next, _)| format!("{next}/")),
+        None => dbs.get(at + 1).map(|next| format!("{next}/")),
     };
     let drifted: Vec<_> = drift
         .iter()
@@ -83,12 +94,45 @@ pub async fn enqueue_turns(mut req: Request, services: &Services) -> Result<Resp
     Ok(Response::from_json(&json!({ "queued": texts.len() }))?)
 }
 
+/// Users, sessions, turns and points of every database, each counting only the buckets the
+/// live map gives it (a copy during a move, or one not purged yet, is never counted twice),
+/// and the dead letters of the control database. A database that fails is left out and
+/// named (`partial`, `missing`).
+/// Whether any database of the map holds session `id`.
+pub async fn session_in_d1(services: &Services, id: uuid::Uuid) -> Result<bool, ApiError> {
+    let map = services.map().await?;
+    for binding in map.bindings() {
+        let db = crate::services::Db {
+            db: database(&services.env, binding)?,
+            binding: binding.to_owned(),
+        };
+        if db::find_session(&db, id).await?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub async fn stats(services: &Services) -> Result<Response, ApiError> {
-    // Players' figures are summed over every database; the letters live in the control one.
+    let map = services.map().await?;
     let mut databases = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
     let (mut users, mut sessions, mut turns, mut points) = (0, 0, 0, 0);
-    for (binding, db) in services.all_dbs().await? {
-        let row = db::admin_stats(&db).await?;
+    for binding in map.bindings() {
+        let row = match database(&services.env, binding) {
+            Ok(db) => db::player_stats(&db, &map.prefixes_json(binding, false))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let row = match row {
+            Ok(row) => row,
+            Err(error) => {
+                tracing::error!(database = binding, error = %error, "admin stats: a database did not answer");
+                missing.push(binding.to_owned());
+                continue;
+            }
+        };
         let n = |k: &str| row[k].as_i64().unwrap_or(0);
         users += n("users");
         sessions += n("sessions");
@@ -96,23 +140,44 @@ pub async fn stats(services: &Services) -> Result<Response, ApiError> {
         points += n("total_points");
         databases.push(json!({ "binding": binding, "users": n("users"), "sessions": n("sessions"), "turns": n("turns"), "totalPoints": n("total_points") }));
     }
-    let row = db::admin_stats(&services.control).await?;
-    let by_class: serde_json::Value = row["pending_by_class"]
-        .as_str()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_else(|| json!({}));
+    let control = match services.control() {
+        Ok(db) => db::control_stats(&db).await.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("{e:?}")),
+    };
+    let (dead_letters, replay_runs) = match control {
+        Ok(row) => {
+            let by_class: serde_json::Value = row["pending_by_class"]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_else(|| json!({}));
+            (
+                json!({
+                    "pending": row["pending"],
+                    "replayed": row["replayed"],
+                    "discarded": row["discarded"],
+                    "pendingByClass": by_class,
+                }),
+                row["replay_runs"].clone(),
+            )
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "admin stats: the control database did not answer");
+            let control = chat_core::shards::CONTROL.to_owned();
+            if !missing.contains(&control) {
+                missing.push(control);
+            }
+            (serde_json::Value::Null, serde_json::Value::Null)
+        }
+    };
     Ok(Response::from_json(&json!({
         "users": users,
         "sessions": sessions,
         "turns": turns,
         "totalPoints": points,
         "databases": databases,
-        "deadLetters": {
-            "pending": row["pending"],
-            "replayed": row["replayed"],
-            "discarded": row["discarded"],
-            "pendingByClass": by_class,
-        },
-        "replayRuns": row["replay_runs"],
+        "deadLetters": dead_letters,
+        "replayRuns": replay_runs,
+        "partial": !missing.is_empty(),
+        "missing": missing,
     }))?)
 }

@@ -1,6 +1,10 @@
 //! The migrations and the consumer's batch on native SQLite (rusqlite), for tests and
 //! benchmarks: the same files and statements as D1 runs, one transaction per batch as D1's
 //! `batch` is.
+//!
+//! - [`actor`]: the session actor's flow on SQLite, with an in-memory queue and faults.
+
+pub mod actor;
 
 use crate::batch::{judge, turn_chunks, Outcome, StoredTurn};
 use crate::record::TurnRecord;
@@ -73,6 +77,9 @@ pub struct Applied {
     pub duplicates: usize,
     /// Deliveries reusing a turn id for a different turn (nothing stored for them).
     pub conflicts: usize,
+    /// Deliveries of players whose bucket this database has fenced (nothing stored for
+    /// them: the consumer holds them in the queue).
+    pub held: usize,
 }
 
 /// Applies a batch of turns as the consumer does, in chunks of at most
@@ -96,6 +103,7 @@ pub fn apply_turns_within(
         total.applied += a.applied;
         total.duplicates += a.duplicates;
         total.conflicts += a.conflicts;
+        total.held += a.held;
     }
     Ok(total)
 }
@@ -107,10 +115,15 @@ fn apply_chunk(
 ) -> rusqlite::Result<Applied> {
     let tx = conn.transaction()?;
     let mut stored = Vec::new();
+    let mut fenced: Vec<String> = Vec::new();
     let mut inserted = 0;
     for (i, statement) in sql::apply_turns().iter().enumerate() {
         let mut st = tx.prepare_cached(statement)?;
-        if i == sql::STORED_STATEMENT {
+        if i == sql::FENCED_STATEMENT {
+            fenced = st
+                .query_map([json], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+        } else if i == sql::STORED_STATEMENT {
             stored = st
                 .query_map([json], |r| {
                     Ok(StoredTurn {
@@ -129,7 +142,10 @@ fn apply_chunk(
         }
     }
     tx.commit()?;
-    let judged = judge(records, |r| r, &stored);
+    let (held, written): (Vec<&TurnRecord>, Vec<&TurnRecord>) = records
+        .iter()
+        .partition(|r| crate::batch::is_fenced(&fenced, &r.user.id));
+    let judged = judge(&written, |r| r, &stored);
     let count = |o: Outcome| judged.iter().filter(|&&x| x == o).count();
     debug_assert_eq!(
         count(Outcome::Applied),
@@ -140,6 +156,7 @@ fn apply_chunk(
         applied: count(Outcome::Applied),
         duplicates: count(Outcome::Duplicate),
         conflicts: count(Outcome::Conflict),
+        held: held.len(),
     })
 }
 
@@ -198,13 +215,15 @@ pub fn purge_page(conn: &Connection, bucket: u8, limit: usize) -> rusqlite::Resu
     Ok(0)
 }
 
-/// The top `limit` players of one database.
+/// The top `limit` players of one database, among the buckets of `prefixes` (a JSON array
+/// of bucket prefixes, `ShardMap::prefixes_json`).
 pub fn leaderboard(
     conn: &Connection,
     limit: usize,
+    prefixes: &str,
 ) -> rusqlite::Result<Vec<crate::shards::Leader>> {
     let mut st = conn.prepare(sql::shards::LEADERBOARD)?;
-    let rows = st.query_map([limit as i64], |r| {
+    let rows = st.query_map(rusqlite::params![limit as i64, prefixes], |r| {
         Ok(crate::shards::Leader {
             user_id: r.get(0)?,
             display_name: r.get(1)?,
@@ -214,4 +233,26 @@ pub fn leaderboard(
         })
     })?;
     rows.collect()
+}
+
+/// Fences `bucket` in `conn` (`moving` or `moved`), or lifts its fence (`None`), as the
+/// admin API's hold, flip and release do.
+pub fn fence(conn: &Connection, bucket: u8, reason: Option<&str>, at: i64) -> rusqlite::Result<()> {
+    let prefix = crate::shards::bucket_prefix(bucket);
+    match reason {
+        Some(reason) => conn.execute(
+            sql::shards::FENCE_BUCKET,
+            rusqlite::params![prefix, reason, at],
+        )?,
+        None => conn.execute(sql::shards::UNFENCE_BUCKET, [prefix])?,
+    };
+    Ok(())
+}
+
+/// One database's player figures for `GET /admin/stats`, among the buckets of `prefixes`:
+/// (users, sessions, turns, total points).
+pub fn player_stats(conn: &Connection, prefixes: &str) -> rusqlite::Result<(i64, i64, i64, i64)> {
+    conn.query_row(sql::PLAYER_STATS, [prefixes], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
 }

@@ -1,0 +1,319 @@
+//! The session actor's flow (`turn::play`) on native SQLite: the same statements its Durable
+//! Object runs (`sql::actor`), an in-memory turn queue with faults, and a clock the test
+//! moves. A "reset" is a new [`ActorDb`] on the same connection: what was written survives,
+//! nothing held in memory does.
+
+use crate::record::TurnRecord;
+use crate::session::{message_sha256, AnsweredKey, SessionState, StoredTurn};
+use crate::sql::actor as sql;
+use crate::turn::{Attempt, Clock, SessionStore, StoreError, TurnQueue};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// One actor's storage on a SQLite connection.
+pub struct ActorDb<'c> {
+    pub conn: &'c Connection,
+}
+
+impl<'c> ActorDb<'c> {
+    /// Opens the storage as the actor does: upgrades an older schema in place, and creates
+    /// nothing when no session was ever started.
+    pub fn open(conn: &'c Connection) -> Result<Self, StoreError> {
+        let tables: Vec<String> = {
+            let mut st = conn.prepare(sql::EXISTING_TABLES).map_err(err)?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(err)?;
+            rows.collect::<Result<_, _>>().map_err(err)?
+        };
+        let version = if tables.iter().any(|t| t == "actor_meta") {
+            conn.query_row(sql::SELECT_VERSION, [], |r| r.get(0))
+                .optional()
+                .map_err(err)?
+        } else {
+            None
+        };
+        if let sql::Schema::Upgrade(steps) = sql::schema(&tables, version).map_err(StoreError)? {
+            for step in steps {
+                conn.execute(step, []).map_err(err)?;
+            }
+        }
+        Ok(Self { conn })
+    }
+
+    /// Starts the session, creating the schema first (as the actor's `/start` does).
+    pub fn start(&self, s: &SessionState) -> Result<(), StoreError> {
+        for statement in sql::SCHEMA {
+            self.conn.execute(statement, []).map_err(err)?;
+        }
+        self.conn
+            .execute(
+                sql::INSERT_SESSION,
+                params![
+                    s.id.to_string(),
+                    s.user_id.to_string(),
+                    s.character_type.as_str(),
+                    s.locale.as_str(),
+                    s.username,
+                    s.created_at,
+                    s.ended_at
+                ],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// The alarm's work at `now_ms`: drops the answers that expired; returns when the next
+    /// one expires.
+    pub fn expire_answers(&self, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .execute(
+                sql::FORGET_ANSWERS,
+                [now_ms - crate::session::ANSWER_KEEP_MS],
+            )
+            .map_err(err)?;
+        let oldest: Option<i64> = self
+            .conn
+            .query_row(sql::OLDEST_ANSWER, [], |r| r.get(0))
+            .map_err(err)?;
+        Ok(oldest.map(|at| at + crate::session::ANSWER_KEEP_MS))
+    }
+
+    /// (turns held, turns unconfirmed, keys held, answers held).
+    pub fn counts(&self) -> (i64, i64, i64, i64) {
+        self.conn
+            .query_row(sql::COUNTS, [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap()
+    }
+}
+
+fn turn_params(r: &TurnRecord) -> (String, String, String, i32, &'static str, i64) {
+    (
+        r.turn_id.to_string(),
+        r.user_message.content.clone(),
+        r.agent_message.content.clone(),
+        r.score.raw,
+        r.agent_message.emotion.as_str(),
+        r.user_message.created_at,
+    )
+}
+
+impl SessionStore for ActorDb<'_> {
+    fn session(&self) -> Result<Option<SessionState>, StoreError> {
+        let exists: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'session'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(sql::SELECT_SESSION, [], |r| {
+                Ok(SessionState {
+                    id: r.get::<_, String>(0)?.parse().unwrap(),
+                    user_id: r.get::<_, String>(1)?.parse().unwrap(),
+                    character_type: crate::character::Character::parse(&r.get::<_, String>(2)?)
+                        .unwrap(),
+                    locale: crate::character::Locale::parse(&r.get::<_, String>(3)?).unwrap(),
+                    username: r.get(4)?,
+                    created_at: r.get(5)?,
+                    ended_at: r.get(6)?,
+                })
+            })
+            .optional()
+            .map_err(err)
+    }
+
+    fn answered_key(&self, key: &str) -> Result<Option<AnsweredKey>, StoreError> {
+        self.conn
+            .query_row(sql::SELECT_KEY, [key], |r| {
+                Ok(AnsweredKey {
+                    message_sha256: r.get(0)?,
+                    answer: r.get(1)?,
+                    answered_at: r.get(2)?,
+                })
+            })
+            .optional()
+            .map_err(err)
+    }
+
+    fn unconfirmed(&self) -> Result<Vec<TurnRecord>, StoreError> {
+        let mut st = self.conn.prepare(sql::UNCONFIRMED_TURNS).map_err(err)?;
+        let texts: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        texts
+            .iter()
+            .map(|t| TurnRecord::decode(t).map_err(|e| StoreError(e.to_string())))
+            .collect()
+    }
+
+    fn recent_turns(&self, n: u32) -> Result<Vec<StoredTurn>, StoreError> {
+        let mut st = self.conn.prepare(sql::RECENT_TURNS).map_err(err)?;
+        let rows = st
+            .query_map([n], |r| {
+                Ok(StoredTurn {
+                    user_content: r.get(0)?,
+                    agent_content: r.get(1)?,
+                    score_raw: r.get(2)?,
+                    emotion: r.get(3)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    fn bind(
+        &self,
+        record: &TurnRecord,
+        key: &str,
+        answer: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let (id, user, agent, raw, emotion, at) = turn_params(record);
+        tx.execute(
+            sql::BIND_TURN,
+            params![id, user, agent, raw, emotion, at, record.encode()],
+        )
+        .map_err(err)?;
+        tx.execute(
+            sql::INSERT_KEY,
+            params![
+                key,
+                message_sha256(&record.user_message.content),
+                id,
+                answer,
+                now_ms
+            ],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn confirm(&self, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let (id, user, agent, raw, emotion, at) = turn_params(record);
+        tx.execute(
+            sql::CONFIRM_TURN,
+            params![id, user, agent, raw, emotion, at],
+        )
+        .map_err(err)?;
+        tx.execute(sql::PRUNE_TURNS, [keep]).map_err(err)?;
+        if record.game_over {
+            tx.execute(sql::END_SESSION, [record.user_message.created_at])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+/// What the in-memory queue does to the next send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueFault {
+    /// The send fails and nothing is queued.
+    Fail,
+    /// The record is queued, then the actor is reset before it hears so: the send reports a
+    /// failure, and nothing after it in the flow runs.
+    ResetAfterSend,
+}
+
+/// The turn queue in memory: every record sent, in order, as the consumer would receive it.
+#[derive(Default)]
+pub struct MemoryQueue {
+    pub sent: RefCell<Vec<String>>,
+    faults: RefCell<VecDeque<QueueFault>>,
+    /// Sends asked with [`Attempt::Again`].
+    pub resent: Cell<usize>,
+}
+
+impl MemoryQueue {
+    /// The next sends meet these faults, in order.
+    pub fn fail_next(&self, fault: QueueFault) {
+        self.faults.borrow_mut().push_back(fault);
+    }
+
+    /// The records queued, decoded.
+    pub fn records(&self) -> Vec<TurnRecord> {
+        self.sent
+            .borrow()
+            .iter()
+            .map(|t| TurnRecord::decode(t).unwrap())
+            .collect()
+    }
+}
+
+impl TurnQueue for MemoryQueue {
+    async fn send(&self, record: &TurnRecord, attempt: Attempt) -> Result<(), String> {
+        if attempt == Attempt::Again {
+            self.resent.set(self.resent.get() + 1);
+        }
+        match self.faults.borrow_mut().pop_front() {
+            Some(QueueFault::Fail) => Err("injected: the queue refused the send".into()),
+            Some(QueueFault::ResetAfterSend) => {
+                self.sent.borrow_mut().push(record.encode());
+                Err("injected: the actor was reset after the send".into())
+            }
+            None => {
+                self.sent.borrow_mut().push(record.encode());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A clock the test moves; ids draw on a counter.
+pub struct TestClock {
+    pub now: Cell<i64>,
+    counter: Cell<u64>,
+}
+
+impl TestClock {
+    pub fn at(now_ms: i64) -> Self {
+        Self {
+            now: Cell::new(now_ms),
+            counter: Cell::new(0),
+        }
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.now.set(self.now.get() + ms);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.now.get()
+    }
+
+    fn random10(&self) -> [u8; 10] {
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        let mut out = [0u8; 10];
+        out[2..].copy_from_slice(&n.to_be_bytes());
+        out
+    }
+}
+
+/// Runs a future that never waits on anything outside the test (the offline engine, the
+/// memory queue) to completion.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the flow waited on something the test does not drive"),
+    }
+}

@@ -1,0 +1,189 @@
+//! The session actor's own SQLite: its Durable Object storage, not D1.
+//!
+//! One small database per session: the session row, its last turns for the engine's context
+//! (and a turn whose queue send is not confirmed yet), and the idempotency keys it has
+//! answered. The statements are plain SQLite, so the native tests run them on rusqlite
+//! exactly as the actor runs them through `storage.sql`.
+//!
+//! The schema is versioned (`actor_meta`), because an actor's storage outlives deploys: an
+//! actor created by older code is upgraded in place the first time newer code opens it.
+//! Nothing is created until the actor holds a session, so a request for a session id that
+//! does not exist leaves no storage behind.
+
+/// The schema this code writes. 1: session, turns, answered_keys (no `actor_meta`).
+/// 2: `turns.record` (the record of a keyed turn until its send is confirmed), `actor_meta`.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Which of the actor's tables exist: an empty result means a storage that was never
+/// written (no session). Reading `sqlite_master` creates nothing.
+pub const EXISTING_TABLES: &str =
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('session', 'actor_meta')";
+
+/// The schema version an actor holds, once `actor_meta` exists.
+pub const SELECT_VERSION: &str = "SELECT schema_version FROM actor_meta WHERE id = 1";
+
+/// The whole schema at [`SCHEMA_VERSION`], for an actor that starts its session (each
+/// statement on its own: the actor runs them one by one).
+pub const SCHEMA: [&str; 6] = [
+    "CREATE TABLE IF NOT EXISTS session (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL,
+  character_type TEXT NOT NULL,
+  locale TEXT NOT NULL,
+  username TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  ended_at INTEGER
+)",
+    // `seq` orders the turns; pruning deletes from the oldest, so it never reuses a value.
+    // `record` holds a keyed turn's record from just before its queue send until the send
+    // is confirmed: a turn with a record may have been queued, so it is sent again (the
+    // consumer stores it once) before the session plays anything else.
+    "CREATE TABLE IF NOT EXISTS turns (
+  seq INTEGER PRIMARY KEY,
+  turn_id TEXT NOT NULL UNIQUE,
+  user_content TEXT NOT NULL,
+  agent_content TEXT NOT NULL,
+  score_raw INTEGER NOT NULL,
+  emotion TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  record TEXT
+)",
+    // A key is bound to its message (by digest) before its turn is queued, for the session's
+    // life, so reusing it for another message is always refused; its exact answer is kept
+    // for `session::ANSWER_KEEP_MS` after `answered_at`.
+    "CREATE TABLE IF NOT EXISTS answered_keys (
+  key TEXT PRIMARY KEY,
+  message_sha256 TEXT NOT NULL,
+  turn_id TEXT NOT NULL,
+  answer TEXT,
+  answered_at INTEGER NOT NULL
+)",
+    "CREATE INDEX IF NOT EXISTS answered_keys_with_answer ON answered_keys (answered_at) WHERE answer IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS actor_meta (id INTEGER PRIMARY KEY CHECK (id = 1), schema_version INTEGER NOT NULL)",
+    "INSERT INTO actor_meta (id, schema_version) VALUES (1, 2)
+ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version",
+];
+
+/// Upgrades a version-1 actor (no `actor_meta`) to version 2.
+pub const UPGRADE_1_TO_2: [&str; 3] = [
+    "ALTER TABLE turns ADD COLUMN record TEXT",
+    "CREATE TABLE IF NOT EXISTS actor_meta (id INTEGER PRIMARY KEY CHECK (id = 1), schema_version INTEGER NOT NULL)",
+    "INSERT INTO actor_meta (id, schema_version) VALUES (1, 2)
+ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version",
+];
+
+/// Binds: id, user_id, character_type, locale, username, created_at, ended_at. A second
+/// start of the same session changes nothing.
+pub const INSERT_SESSION: &str = "\
+INSERT INTO session (id, user_id, character_type, locale, username, created_at, ended_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING";
+
+pub const SELECT_SESSION: &str = "\
+SELECT id, user_id, character_type, locale, username, created_at, ended_at FROM session LIMIT 1";
+
+/// Binds: ended_at. The first game over wins.
+pub const END_SESSION: &str = "UPDATE session SET ended_at = ?1 WHERE ended_at IS NULL";
+
+/// Binds: key.
+pub const SELECT_KEY: &str =
+    "SELECT message_sha256, answer, answered_at FROM answered_keys WHERE key = ?1";
+
+/// Binds a key to its message and answer. Binds: key, message_sha256, turn_id, answer,
+/// answered_at.
+pub const INSERT_KEY: &str = "\
+INSERT INTO answered_keys (key, message_sha256, turn_id, answer, answered_at)
+VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Drops the answers (not the keys) answered at or before ?1 (ms since the epoch): the
+/// actor's alarm runs it when the oldest answer expires.
+pub const FORGET_ANSWERS: &str =
+    "UPDATE answered_keys SET answer = NULL WHERE answer IS NOT NULL AND answered_at <= ?1";
+
+/// When the oldest answer still held was given (NULL when none is held): the next alarm.
+pub const OLDEST_ANSWER: &str =
+    "SELECT MIN(answered_at) AS at FROM answered_keys WHERE answer IS NOT NULL";
+
+/// A turn bound before its send: its row with the record that may be on the queue. Binds:
+/// turn_id, user_content, agent_content, score_raw, emotion, created_at, record.
+pub const BIND_TURN: &str = "\
+INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, record)
+VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// A turn whose send is confirmed: inserted (an unkeyed turn, never bound), or its bound row
+/// cleared of its record. Binds: turn_id, user_content, agent_content, score_raw, emotion,
+/// created_at.
+pub const CONFIRM_TURN: &str = "\
+INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at)
+VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (turn_id) DO UPDATE SET record = NULL";
+
+/// The records of turns whose send is not confirmed, oldest first.
+pub const UNCONFIRMED_TURNS: &str =
+    "SELECT record FROM turns WHERE record IS NOT NULL ORDER BY seq";
+
+/// Keeps the newest ?1 turns (never one whose send is unconfirmed).
+pub const PRUNE_TURNS: &str =
+    "DELETE FROM turns WHERE seq <= (SELECT MAX(seq) FROM turns) - ?1 AND record IS NULL";
+
+/// The newest ?1 confirmed turns, oldest first.
+pub const RECENT_TURNS: &str = "\
+SELECT user_content, agent_content, score_raw, emotion FROM (
+  SELECT seq, user_content, agent_content, score_raw, emotion FROM turns
+  WHERE record IS NULL ORDER BY seq DESC LIMIT ?1
+) ORDER BY seq";
+
+/// What an operator sees of an actor: how much it holds.
+pub const COUNTS: &str = "\
+SELECT (SELECT COUNT(*) FROM turns) AS turns_held,
+       (SELECT COUNT(*) FROM turns WHERE record IS NOT NULL) AS turns_unconfirmed,
+       (SELECT COUNT(*) FROM answered_keys) AS keys_held,
+       (SELECT COUNT(*) FROM answered_keys WHERE answer IS NOT NULL) AS answers_held";
+
+/// What opening an actor's storage needs, from the tables it has and its `actor_meta`
+/// version (when that table exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Nothing was ever written: no session. Nothing is created until one starts.
+    Empty,
+    /// The schema is current.
+    Ready,
+    /// Run these statements, then it is current.
+    Upgrade(&'static [&'static str]),
+}
+
+/// The plan for an actor whose `sqlite_master` lists `tables` ([`EXISTING_TABLES`]) and
+/// whose `actor_meta` says `version`. A version newer than this code's is refused: the
+/// code was rolled back past a schema change, and writing with it could lose data.
+pub fn schema(tables: &[String], version: Option<i64>) -> Result<Schema, String> {
+    let has = |t: &str| tables.iter().any(|x| x == t);
+    if !has("session") {
+        return Ok(Schema::Empty);
+    }
+    match (has("actor_meta"), version) {
+        (false, _) => Ok(Schema::Upgrade(&UPGRADE_1_TO_2)),
+        (true, Some(SCHEMA_VERSION)) => Ok(Schema::Ready),
+        (true, v) => Err(format!(
+            "the actor's storage has schema version {v:?}; this code knows up to {SCHEMA_VERSION}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_follows_what_the_storage_holds() {
+        let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(schema(&t(&[]), None), Ok(Schema::Empty));
+        assert_eq!(
+            schema(&t(&["session"]), None),
+            Ok(Schema::Upgrade(&UPGRADE_1_TO_2))
+        );
+        assert_eq!(
+            schema(&t(&["session", "actor_meta"]), Some(2)),
+            Ok(Schema::Ready)
+        );
+        assert!(schema(&t(&["session", "actor_meta"]), Some(3)).is_err());
+    }
+}
