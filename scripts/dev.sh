@@ -63,4 +63,5 @@ exec wrangler dev --local -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "
   --var "ADMIN_TOKEN:$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)" \
   --var "SESSION_ID_KEY:$(sed -n 's/^SESSION_ID_KEY=//p' .dev.vars)" \
   --var "TURN_RATE_LIMIT:${TURN_RATE_LIMIT:-off}" --var "SHARD_MAP:$LOCAL_SHARD_MAP" \
+  --var "OFFLINE_STREAM_MS:${OFFLINE_STREAM_MS:-60}" \
   --show-interactive-dev-session=false

@@ -25,6 +25,11 @@ if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null
   log "installing chromium and chromium-driver from Debian's packages"
   apt-get update -qq && apt-get install -y -qq chromium chromium-driver
 fi
+# wrk, from Debian's packages: the benchmark checks its own load generator against it.
+if ! command -v wrk >/dev/null 2>&1; then
+  log "installing wrk from Debian's packages (the benchmark's reference load generator)"
+  apt-get update -qq && apt-get install -y -qq wrk
+fi
 # cargo-fuzz needs a nightly toolchain (for the sanitizers); rustup brings it.
 if ! rustup toolchain list | grep -q '^nightly'; then
   log "installing the nightly toolchain for fuzzing"

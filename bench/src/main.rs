@@ -13,6 +13,8 @@
 //! - [`connections`]: 1 and 16 connections: floor, each way of signing in, inline writes.
 //! - [`capacity`]: the highest rate under the p99 bound with everything stored.
 //! - [`lag`]: answer → committed in D1, for every turn of a load at half capacity.
+//! - [`live`]: turns over the session's socket against the floor and the HTTP turn, the time
+//!   to the first piece of a reply, and the load generator checked against wrk.
 //! - [`storage`]: turns stored per second by batch size and by number of databases, against
 //!   the same SQL on native SQLite.
 //! - [`size`]: each Worker's wasm and bundle, raw and gzip.
@@ -23,6 +25,7 @@ mod capacity;
 mod check;
 mod connections;
 mod lag;
+mod live;
 mod load;
 mod players;
 mod size;
@@ -174,6 +177,8 @@ async fn main() -> anyhow::Result<()> {
     inline.check().await?;
     drop(inline);
 
+    let live = live::run(spec("after"), &params).await?;
+
     let mut storage_runs = Vec::new();
     for &batch in &params.batch_sizes {
         storage_runs.push(storage::run(&params, batch, 2).await?.to_json());
@@ -198,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
         "connections": connections,
         "capacity": capacity,
         "lag": lag,
+        "live": live,
         "storage": storage_runs,
         "storageByDatabases": by_databases,
         "sizes": sizes,

@@ -130,7 +130,46 @@ pub fn goals(run: &Value) -> Value {
             0.9,
             true
         ),
+        goal(
+            "socket turn p50 / floor p50 at 1 player",
+            ratio(
+                num(&live_at(run, 1)["socket"]["p50Ms"]),
+                num(&live_at(run, 1)["floor"]["p50Ms"])
+            ),
+            1.3,
+            false
+        ),
+        goal(
+            "socket turns/s at 16 players / floor req/s at 16 connections",
+            ratio(
+                num(&live_at(run, 16)["socket"]["rps"]),
+                num(&live_at(run, 16)["floor"]["rps"])
+            ),
+            0.6,
+            true
+        ),
+        goal(
+            "first piece p50 − floor p50 − one piece's pause, ms",
+            first_piece_margin(run),
+            5.0,
+            false
+        ),
     ])
+}
+
+/// The row of the live scenario at `connections`.
+fn live_at(run: &Value, connections: u64) -> &Value {
+    run["live"]["connections"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["connections"] == connections))
+        .unwrap_or(&Value::Null)
+}
+
+/// How far the first piece comes after the floor and one piece's pause.
+fn first_piece_margin(run: &Value) -> Option<f64> {
+    let f = &run["live"]["firstPiece"];
+    let m = num(&f["firstP50Ms"]) - num(&f["floorP50Ms"]) - num(&f["pieceMs"]);
+    m.is_finite().then_some(m)
 }
 
 fn pair(v: &Value) -> String {
@@ -252,6 +291,50 @@ pub fn markdown(r: &Value) -> String {
         best("inline"),
         cap["drainGraceMs"]
     );
+
+    let live = &r["live"];
+    if !live.is_null() {
+        s += "\n**Live turns** (closed loop, one socket per player; the floor GET /healthz and the HTTP turn POST /api/chat on the same instance, production build, Privy sign-in; p50 / p99 ms; `wrk` on the floor at the same connections checks the generator)\n\n";
+        s += "| players | floor | HTTP turn | socket turn | req/s floor / HTTP / socket | socket / floor p50 | socket / floor req/s | wrk floor p50 ms / req/s | generator / wrk req/s |\n";
+        s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        for row in live["connections"].as_array().into_iter().flatten() {
+            s += &format!(
+                "| {} | {} | {} | {} | {} / {} / {} | {}× | {}× | {} / {} | {} |\n",
+                row["connections"],
+                pair(&row["floor"]),
+                pair(&row["chat"]),
+                pair(&row["socket"]),
+                f(&row["floor"]["rps"]),
+                f(&row["chat"]["rps"]),
+                f(&row["socket"]["rps"]),
+                f(&json!(ratio(
+                    num(&row["socket"]["p50Ms"]),
+                    num(&row["floor"]["p50Ms"])
+                ))),
+                f(&json!(ratio(
+                    num(&row["socket"]["rps"]),
+                    num(&row["floor"]["rps"])
+                ))),
+                f(&row["wrkFloor"]["p50Ms"]),
+                f(&row["wrkFloor"]["rps"]),
+                f(&json!(ratio(
+                    num(&row["floor"]["rps"]),
+                    num(&row["wrkFloor"]["rps"])
+                ))),
+            );
+        }
+        let fp = &live["firstPiece"];
+        s += &format!(
+            "\n**Time to the first piece** (the offline engine pausing {} ms before each piece, {} turns over one socket): first piece p50 {} ms (p99 {}), whole answer p50 {} ms (p99 {}); the floor's p50 meanwhile {} ms.\n",
+            fp["pieceMs"],
+            fp["turns"],
+            f(&fp["firstP50Ms"]),
+            f(&fp["firstP99Ms"]),
+            f(&fp["wholeP50Ms"]),
+            f(&fp["wholeP99Ms"]),
+            f(&fp["floorP50Ms"]),
+        );
+    }
 
     let lag = &r["lag"];
     s += &format!(

@@ -23,7 +23,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct Instance {
     pub name: &'static str,
     pub w: Workers,
-    sessions: Arc<Vec<(Player, String)>>,
+    pub sessions: Arc<Vec<(Player, String)>>,
     /// Message ids of every 200-answered turn, for the final check.
     pub answered: Mutex<Vec<String>>,
 }
@@ -65,7 +65,17 @@ pub fn specs() -> Vec<Spec> {
 
 impl Instance {
     pub async fn start(spec: &Spec, players: usize, sessions_each: usize) -> anyhow::Result<Self> {
-        let mut chat_vars = Vec::new();
+        Self::start_with(spec, players, sessions_each, Vec::new()).await
+    }
+
+    /// A variant with more of the chat Worker's variables.
+    pub async fn start_with(
+        spec: &Spec,
+        players: usize,
+        sessions_each: usize,
+        more: Vec<(&'static str, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut chat_vars = more;
         if spec.sign_in == SignIn::Privy {
             chat_vars.extend([
                 ("AUTH_MODE", "privy".to_string()),

@@ -1,8 +1,11 @@
 //! Reply engines: what the character says back, with a raw score and an emotion.
 //!
-//! The chat Worker talks to one [`ReplyEngine`]. The default, [`OfflineEngine`], needs no
-//! network and is deterministic: the same character, locale and message always give the same
-//! reply, score and emotion. Engines that call a model get the session's last turns in
+//! The chat Worker talks to one [`ReplyEngine`]. Every engine streams: it hands the pieces of
+//! the reply's text to a sink as they are written, and returns the whole reply, with its
+//! score and emotion, at the end. The default, [`OfflineEngine`], needs no network and is
+//! deterministic: the same character, locale and message always give the same reply, score
+//! and emotion; [`Paced`] hands its reply out a word at a time with a pause before each, as a
+//! model would. Engines that call a model get the session's last turns in
 //! [`ReplyInput::history`], so the character remembers the conversation; the offline engine
 //! ignores them.
 
@@ -47,12 +50,83 @@ pub struct Reply {
 /// service falls back to the offline engine and logs why.
 #[allow(async_fn_in_trait)] // The Workers are single-threaded; no Send bound is wanted.
 pub trait ReplyEngine {
-    async fn reply(&self, input: &ReplyInput<'_>) -> Reply;
+    /// Answers `input`, handing each piece of the reply's text to `pieces` as it is
+    /// written. The returned reply is whole; its text is what a client shows in the end (a
+    /// remote engine that failed after some pieces falls back, and its reply replaces them).
+    async fn reply(&self, input: &ReplyInput<'_>, pieces: &mut dyn FnMut(&str)) -> Reply;
 }
 
-/// Deterministic, offline replies from keyword scoring and fixed templates.
+/// Waiting, as the runtime does it (a timer in a Worker, nothing in the native tests).
+#[allow(async_fn_in_trait)]
+pub trait Pause {
+    async fn pause(&self, ms: u64);
+}
+
+/// No waiting at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPause;
+
+impl Pause for NoPause {
+    async fn pause(&self, _: u64) {}
+}
+
+/// The pieces a reply is streamed in: words with the spaces before them, and runs of text
+/// without spaces (Japanese) cut every few characters. Joined, they are the text.
+pub fn pieces(text: &str) -> Vec<&str> {
+    const RUN: usize = 4;
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars_in_piece = 0;
+    let mut seen_word = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if seen_word {
+                out.push(&text[start..i]);
+                start = i;
+                chars_in_piece = 0;
+                seen_word = false;
+            }
+        } else {
+            if chars_in_piece >= RUN && !c.is_ascii() {
+                out.push(&text[start..i]);
+                start = i;
+                chars_in_piece = 0;
+            }
+            seen_word = true;
+            chars_in_piece += 1;
+        }
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+/// Deterministic, offline replies from keyword scoring and fixed templates, handed out at
+/// once.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OfflineEngine;
+
+/// The offline engine handing out its reply a piece at a time, with a pause of `piece_ms`
+/// before each (`OFFLINE_STREAM_MS`), so that streaming shows without a model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Paced<P> {
+    pub piece_ms: u64,
+    pub pause: P,
+}
+
+impl<P: Pause> ReplyEngine for Paced<P> {
+    async fn reply(&self, input: &ReplyInput<'_>, sink: &mut dyn FnMut(&str)) -> Reply {
+        let reply = OfflineEngine::answer(input);
+        for piece in pieces(&reply.text) {
+            if self.piece_ms > 0 {
+                self.pause.pause(self.piece_ms).await;
+            }
+            sink(piece);
+        }
+        reply
+    }
+}
 
 const KIND: &[&str] = &[
     "thank",
@@ -109,7 +183,18 @@ impl OfflineEngine {
 }
 
 impl ReplyEngine for OfflineEngine {
-    async fn reply(&self, input: &ReplyInput<'_>) -> Reply {
+    async fn reply(&self, input: &ReplyInput<'_>, sink: &mut dyn FnMut(&str)) -> Reply {
+        let reply = Self::answer(input);
+        for piece in pieces(&reply.text) {
+            sink(piece);
+        }
+        reply
+    }
+}
+
+impl OfflineEngine {
+    /// The whole reply to `input`, at once.
+    pub fn answer(input: &ReplyInput<'_>) -> Reply {
         let score_raw = Self::score(input.message);
         let emotion = Emotion::from_raw(score_raw);
         let variant = (fnv1a(input.message.as_bytes()) >> 8) as usize % 2;
@@ -179,7 +264,7 @@ mod tests {
             history: &[],
             message,
         };
-        futures_lite_block_on(OfflineEngine.reply(&input))
+        futures_lite_block_on(OfflineEngine.reply(&input, &mut |_| {}))
     }
 
     /// The offline engine never awaits anything, so one poll completes it.
@@ -216,6 +301,44 @@ mod tests {
         let r = ask("ありがとう", Locale::Ja);
         assert!(r.text.starts_with("さくら: "));
         assert_eq!(r.emotion, Emotion::from_raw(r.score_raw));
+    }
+
+    #[test]
+    fn replies_stream_in_pieces_that_join_to_the_text() {
+        for text in [
+            "Sakura: That makes me so happy! Tell me more?",
+            "さくら: すごく嬉しい！もっと聞かせて？",
+            "  leading and  double spaces ",
+            "",
+            "one",
+        ] {
+            let p = pieces(text);
+            assert_eq!(p.concat(), text, "{text:?}");
+            assert!(p.iter().all(|x| !x.is_empty()));
+        }
+        assert_eq!(pieces("a bc d"), ["a", " bc", " d"]);
+        assert!(
+            pieces("すごく嬉しい！もっと聞かせて？").len() >= 4,
+            "Japanese is cut too"
+        );
+        let input = ReplyInput {
+            character: Character::Kai,
+            locale: Locale::En,
+            player_name: "A",
+            history: &[],
+            message: "thank you",
+        };
+        let mut got = Vec::new();
+        let reply = futures_lite_block_on(
+            Paced {
+                piece_ms: 20,
+                pause: NoPause,
+            }
+            .reply(&input, &mut |p| got.push(p.to_owned())),
+        );
+        assert!(got.len() > 2);
+        assert_eq!(got.concat(), reply.text);
+        assert_eq!(reply, OfflineEngine::answer(&input));
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   `[fault:after-once]` fails its whole write after it, on its first attempt.
 //!   `[fault:reset]` (chat Worker) resets the session's actor right after the turn's first
 //!   queue send, before the actor confirms it: the client gets an error, the record is on
-//!   the queue, and the actor's memory is gone.
+//!   the queue, and the actor's memory is gone. `[fault:send-fails]` (chat Worker) makes the
+//!   turn's first queue send fail, queueing nothing.
 //! - `before=R`, `after=R`: fail that share (0..=1) of batches at random.
 //! - `letters-until=MS`: storing dead letters fails until the clock passes MS (epoch ms): a D1
 //!   outage of the archive that outlasts every retry of the dead-letter queue, then clears.
@@ -98,6 +99,11 @@ impl Faults {
         self.markers && message.contains("[fault:reset]")
     }
 
+    /// Whether the first send of this turn fails.
+    pub fn fails_first_send(&self, message: &str) -> bool {
+        self.markers && message.contains("[fault:send-fails]")
+    }
+
     /// Whether storing dead letters fails at `now_ms`.
     pub fn fails_letters(&self, now_ms: i64) -> bool {
         self.letters_until.is_some_and(|until| now_ms < until)
@@ -172,6 +178,7 @@ mod tests {
         assert!(f.database_down("DB_0", 4) && f.database_down("DB_1", 8));
         assert!(f.resets_after_send("hi [fault:reset]") && !f.resets_after_send("hi"));
         assert!(!Faults::default().resets_after_send("[fault:reset]"));
+        assert!(f.fails_first_send("x [fault:send-fails]") && !f.fails_first_send("x"));
         assert!(Faults::parse("down=DB_1").is_err() && Faults::parse("down=x@5").is_err());
         let f = Faults::parse("letters-until=1000").unwrap();
         assert!(f.fails_letters(999) && !f.fails_letters(1000));

@@ -13,6 +13,9 @@
 //! - [`engine`]: the reply engine trait and the offline, deterministic engine.
 //! - [`identity`]: who a player is: the external account and its profile fields.
 //! - [`llm`]: the optional LLM engine's conversation, request and strict answer parsing.
+//! - [`reply_stream`]: the reply's text pulled out of a model's streamed answer.
+//! - [`live`]: the live socket's frames and their numbers.
+//! - [`ticket`]: the single-use tickets that open a live socket.
 //! - [`workers_ai`]: the Workers AI engine's input (same conversation, JSON mode) and output.
 //! - [`shards`]: players' buckets, the bucket map over D1 databases, and moving buckets.
 //! - [`moves`]: the steps of a bucket move: what each may do, and why it refuses.
@@ -50,6 +53,7 @@ pub mod faults;
 pub mod identity;
 pub mod ids;
 pub mod jwt;
+pub mod live;
 pub mod llm;
 pub mod moves;
 #[cfg(feature = "sqlite")]
@@ -57,6 +61,7 @@ pub mod native;
 pub mod privy;
 pub mod probe;
 pub mod record;
+pub mod reply_stream;
 pub mod request;
 pub mod scoring;
 pub mod session;
@@ -64,6 +69,7 @@ pub mod session_id;
 pub mod shards;
 pub mod sql;
 pub mod text;
+pub mod ticket;
 pub mod time;
 pub mod ttl_cache;
 pub mod turn;

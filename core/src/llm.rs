@@ -84,7 +84,8 @@ pub fn conversation(input: &ReplyInput<'_>, budget_chars: usize) -> Vec<ChatMess
     messages
 }
 
-/// The request body for one reply.
+/// The request body for one reply: streamed (server-sent events, read by
+/// `reply_stream`), in JSON mode, which OpenAI-compatible endpoints keep while streaming.
 pub fn request_body(model: &str, input: &ReplyInput<'_>) -> Value {
     json!({
         "model": model,
@@ -92,6 +93,7 @@ pub fn request_body(model: &str, input: &ReplyInput<'_>) -> Value {
         "response_format": { "type": "json_object" },
         "temperature": 0.7,
         "max_tokens": 300,
+        "stream": true,
     })
 }
 
@@ -105,10 +107,18 @@ pub fn parse_completion(body: &str) -> Result<Reply, String> {
     parse_answer_text(content, "llm")
 }
 
-/// Reads the model's answer text (a JSON object) into a reply made by `engine`.
+/// Reads the model's answer text (a JSON object) into a reply made by `engine`. A model
+/// asked without JSON mode (Workers AI cannot stream in it) may wrap the object in a word
+/// or a code fence: then the text from its first `{` to its last `}` is read.
 pub fn parse_answer_text(content: &str, engine: &'static str) -> Result<Reply, String> {
-    let answer: Value =
-        serde_json::from_str(content.trim()).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    let answer: Value = match serde_json::from_str(content.trim()) {
+        Ok(v) => v,
+        Err(e) => match (content.find('{'), content.rfind('}')) {
+            (Some(a), Some(b)) if a < b => serde_json::from_str(&content[a..=b])
+                .map_err(|_| format!("the answer is not JSON: {e}"))?,
+            _ => return Err(format!("the answer is not JSON: {e}")),
+        },
+    };
     parse_answer(&answer, engine)
 }
 
@@ -182,6 +192,7 @@ mod tests {
             .contains("Taro"));
         assert_eq!(body["messages"][1]["content"], "こんにちは");
         assert_eq!(body["messages"].as_array().unwrap().len(), 2);
+        assert_eq!(body["stream"], true);
     }
 
     fn turn(n: usize, chars: usize) -> HistoryTurn {
@@ -279,9 +290,20 @@ mod tests {
                 &json!({ "reply": "あ".repeat(MAX_REPLY_BYTES / 3 + 1), "score": 1 }).to_string(),
             ),
             completion(r#"{"reply":"\u0000\u0007 ","score":1}"#),
+            completion("{ not json }"),
         ] {
             assert!(parse_completion(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_object_wrapped_in_words_is_read() {
+        let r = parse_answer_text(
+            "Sure!\n```json\n{\"reply\":\"Hey\",\"score\":2,\"emotion\":\"happy\"}\n```",
+            "workers-ai",
+        )
+        .unwrap();
+        assert_eq!((r.text.as_str(), r.score_raw), ("Hey", 2));
     }
 
     #[test]

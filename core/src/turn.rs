@@ -11,9 +11,15 @@
 //!    message gets `idempotency_key_reused`.
 //! 2. **Decide** (`session::decide_turn`): a known key's answer, a key reused or expired, an
 //!    ended game, or go on.
-//! 3. **Play**: ask the engine with the last turns, build and check the record, bind a keyed
+//! 3. **Play**: ask the engine with the last turns, handing the reply's pieces to the
+//!    transport's [`TurnSink`] as they are written, build and check the record, bind a keyed
 //!    turn, send it, confirm it. An unkeyed turn is not bound: its retry is a new turn
 //!    anyway, and a failed send of it must not be sent again behind the player's back.
+//!
+//! The same flow serves every transport: plain HTTP ignores the events, SSE writes them as
+//! events of its response, and the WebSocket sends them as frames to every socket of the
+//! session. A player's stop cancels the engine; the turn then ends with
+//! [`TurnError::Stopped`] before anything is bound or queued.
 
 use crate::engine::{ReplyEngine, ReplyInput};
 use crate::ids::TurnIds;
@@ -21,6 +27,8 @@ use crate::record::{TurnInput, TurnRecord};
 use crate::session::{
     decide_turn, AnsweredKey, Decision, SessionState, StoredTurn, TurnAnswer, TurnAsk,
 };
+use futures_util::future::{select, Either};
+use std::future::Future;
 
 /// A store that failed, with what it said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +79,24 @@ pub trait Clock {
     fn random10(&self) -> [u8; 10];
 }
 
+/// Where a transport takes a turn's events as they happen.
+pub trait TurnSink {
+    /// The turn is going to be answered (played, or replayed from its key): the player's
+    /// message is part of the session now.
+    fn begin(&mut self, message: &str);
+    /// More of the reply's text, in order.
+    fn delta(&mut self, text: &str);
+}
+
+/// A transport that wants no events (plain HTTP).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl TurnSink for Silent {
+    fn begin(&mut self, _: &str) {}
+    fn delta(&mut self, _: &str) {}
+}
+
 /// A turn's answer: the exact JSON body of `POST /api/chat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answered {
@@ -97,6 +123,16 @@ pub enum TurnError {
     /// 500: the record built for the turn does not validate (a bug: never queue what the
     /// consumer would refuse).
     InvalidRecord(String),
+    /// The player stopped the turn while the engine was writing: nothing was bound, queued
+    /// or scored, and the key may be played again.
+    Stopped,
+}
+
+/// What [`begin`] found: a key's earlier answer, or a turn to play.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    Replay(Answered),
+    Play(SessionState),
 }
 
 impl From<StoreError> for TurnError {
@@ -122,7 +158,8 @@ pub async fn finish_unconfirmed<S: SessionStore, Q: TurnQueue>(
     Ok(pending.len())
 }
 
-/// Plays one turn of `ask` in the session `store` holds, keeping the newest `keep` turns.
+/// Plays one turn of `ask` in the session `store` holds, keeping the newest `keep` turns,
+/// with no way to stop it: [`begin`], then [`finish`] or the replay.
 pub async fn play<S: SessionStore, Q: TurnQueue, E: ReplyEngine, C: Clock>(
     store: &S,
     queue: &Q,
@@ -130,7 +167,47 @@ pub async fn play<S: SessionStore, Q: TurnQueue, E: ReplyEngine, C: Clock>(
     clock: &C,
     ask: &TurnAsk,
     keep: u32,
+    sink: &mut dyn TurnSink,
 ) -> Result<Answered, TurnError> {
+    match begin(store, queue, clock, ask, keep).await? {
+        Begun::Replay(answered) => {
+            replay(&answered, ask, sink);
+            Ok(answered)
+        }
+        Begun::Play(session) => {
+            finish(
+                store,
+                queue,
+                engine,
+                clock,
+                ask,
+                keep,
+                &session,
+                sink,
+                std::future::pending(),
+            )
+            .await
+        }
+    }
+}
+
+/// Tells a sink about a replayed answer: the message, then the whole reply as one piece.
+pub fn replay(answered: &Answered, ask: &TurnAsk, sink: &mut dyn TurnSink) {
+    sink.begin(&ask.message);
+    if let Ok(answer) = serde_json::from_str::<TurnAnswer>(&answered.body) {
+        sink.delta(&answer.reply);
+    }
+}
+
+/// The turn's first half: who may play, what an earlier attempt left, and the decision.
+/// Everything it refuses is known before any event is sent.
+pub async fn begin<S: SessionStore, Q: TurnQueue, C: Clock>(
+    store: &S,
+    queue: &Q,
+    clock: &C,
+    ask: &TurnAsk,
+    keep: u32,
+) -> Result<Begun, TurnError> {
     let caller = ask.identity.user_id();
     if !store.session()?.is_some_and(|s| s.owned_by(caller)) {
         return Err(TurnError::NotFound);
@@ -149,20 +226,40 @@ pub async fn play<S: SessionStore, Q: TurnQueue, E: ReplyEngine, C: Clock>(
         known.as_ref(),
         clock.now_ms(),
     ) {
-        Decision::NotFound => return Err(TurnError::NotFound),
-        Decision::Replay(answer) => {
-            return Ok(Answered {
-                body: answer.to_owned(),
-                replayed: true,
-            })
-        }
-        Decision::KeyReused => return Err(TurnError::KeyReused),
-        Decision::KeyExpired => return Err(TurnError::KeyExpired),
-        Decision::Ended => return Err(TurnError::Ended),
-        Decision::Proceed => {}
+        Decision::NotFound => Err(TurnError::NotFound),
+        Decision::Replay(answer) => Ok(Begun::Replay(Answered {
+            body: answer.to_owned(),
+            replayed: true,
+        })),
+        Decision::KeyReused => Err(TurnError::KeyReused),
+        Decision::KeyExpired => Err(TurnError::KeyExpired),
+        Decision::Ended => Err(TurnError::Ended),
+        Decision::Proceed => session.map(Begun::Play).ok_or(TurnError::NotFound),
     }
-    let session = session.ok_or(TurnError::NotFound)?;
-    let record = compose(store, engine, clock, &session, ask, keep).await?;
+}
+
+/// The turn's second half, for a turn [`begin`] let through: the engine writes (its pieces
+/// go to `sink`) unless `stop` comes first; then bind, send, confirm.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish<S: SessionStore, Q: TurnQueue, E: ReplyEngine, C: Clock>(
+    store: &S,
+    queue: &Q,
+    engine: &E,
+    clock: &C,
+    ask: &TurnAsk,
+    keep: u32,
+    session: &SessionState,
+    sink: &mut dyn TurnSink,
+    stop: impl Future<Output = ()>,
+) -> Result<Answered, TurnError> {
+    sink.begin(&ask.message);
+    let record = {
+        let compose = std::pin::pin!(compose(store, engine, clock, session, ask, keep, sink));
+        match select(compose, std::pin::pin!(stop)).await {
+            Either::Left((record, _)) => record?,
+            Either::Right(((), _)) => return Err(TurnError::Stopped),
+        }
+    };
     let answer = TurnAnswer::of(&record).to_json();
     let key = ask.idempotency_key.as_deref();
     if let Some(key) = key {
@@ -179,7 +276,7 @@ pub async fn play<S: SessionStore, Q: TurnQueue, E: ReplyEngine, C: Clock>(
     })
 }
 
-/// Asks the engine and builds the turn's record.
+/// Asks the engine (its pieces go to `sink`) and builds the turn's record.
 async fn compose<S: SessionStore, E: ReplyEngine, C: Clock>(
     store: &S,
     engine: &E,
@@ -187,6 +284,7 @@ async fn compose<S: SessionStore, E: ReplyEngine, C: Clock>(
     session: &SessionState,
     ask: &TurnAsk,
     keep: u32,
+    sink: &mut dyn TurnSink,
 ) -> Result<TurnRecord, TurnError> {
     let history: Vec<_> = store
         .recent_turns(keep)?
@@ -196,13 +294,16 @@ async fn compose<S: SessionStore, E: ReplyEngine, C: Clock>(
     let locale = ask.locale.unwrap_or(session.locale);
     let message_at = clock.now_ms();
     let reply = engine
-        .reply(&ReplyInput {
-            character: session.character_type,
-            locale,
-            player_name: &session.username,
-            history: &history,
-            message: &ask.message,
-        })
+        .reply(
+            &ReplyInput {
+                character: session.character_type,
+                locale,
+                player_name: &session.username,
+                history: &history,
+                message: &ask.message,
+            },
+            &mut |piece| sink.delta(piece),
+        )
         .await;
     let key = ask.idempotency_key.as_deref();
     let ids = match key {

@@ -1,8 +1,12 @@
 //! The Workers AI reply engine's wire format: the input of a text-generation model run through
 //! the `[ai]` binding (`env.AI.run(model, input)`), and the strict reading of its output.
 //!
-//! It asks the same conversation and answer contract as the OpenAI-compatible engine (`llm`),
-//! with Workers AI's JSON mode: `response_format` carries a JSON schema, and the model answers
+//! It asks the same conversation and answer contract as the OpenAI-compatible engine (`llm`).
+//! Streamed ([`stream_input`], what the engine sends), the answer comes as server-sent events
+//! of `{"response": "<more text>"}`, read by `reply_stream`; JSON mode is documented for
+//! whole answers, so the streamed request relies on the prompt's contract, and the reader
+//! takes a JSON object even wrapped in words. Whole ([`input`]), JSON mode's
+//! `response_format` carries a JSON schema, and the model answers
 //! `{ "response": { "reply", "score", "emotion" } }` (some models put the object in a string).
 //!
 //! The input is plain structs, not a `serde_json::Value`: the binding converts it with
@@ -26,7 +30,10 @@ pub struct AiInput {
     pub messages: Vec<ChatMessage>,
     pub max_tokens: u32,
     pub temperature: f32,
-    pub response_format: ResponseFormat,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,13 +82,23 @@ impl Property {
     }
 }
 
-/// The input for one reply.
+/// The input for one streamed reply: the same conversation, `stream: true`, no JSON mode.
+pub fn stream_input(reply: &ReplyInput<'_>) -> AiInput {
+    AiInput {
+        response_format: None,
+        stream: true,
+        ..input(reply)
+    }
+}
+
+/// The input for one whole reply, in JSON mode.
 pub fn input(reply: &ReplyInput<'_>) -> AiInput {
     AiInput {
         messages: conversation(reply, HISTORY_BUDGET_CHARS),
         max_tokens: 300,
         temperature: 0.7,
-        response_format: ResponseFormat {
+        stream: false,
+        response_format: Some(ResponseFormat {
             kind: "json_schema",
             json_schema: AnswerSchema {
                 kind: "object",
@@ -99,7 +116,7 @@ pub fn input(reply: &ReplyInput<'_>) -> AiInput {
                 },
                 required: ["reply", "score", "emotion"],
             },
-        },
+        }),
     }
 }
 
@@ -150,6 +167,11 @@ mod tests {
         assert_eq!(schema["properties"]["score"]["minimum"], MIN_RAW);
         assert_eq!(schema["properties"]["emotion"]["enum"][4], "angry");
         assert!(schema["properties"]["reply"].get("enum").is_none());
+        assert!(v.get("stream").is_none());
+        let streamed = serde_json::to_value(stream_input(&reply)).unwrap();
+        assert_eq!(streamed["stream"], true);
+        assert!(streamed.get("response_format").is_none());
+        assert_eq!(streamed["messages"], v["messages"]);
     }
 
     #[test]

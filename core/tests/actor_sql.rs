@@ -27,7 +27,8 @@ fn add_turn(conn: &Connection, n: i64, keep: i64) {
             format!("agent {n}"),
             n % 7 - 3,
             "neutral",
-            n
+            n,
+            n * 1000
         ],
     )
     .unwrap();
@@ -181,4 +182,55 @@ fn a_session_starts_once_and_ends_once() {
         .query_row(sql::SELECT_SESSION, [], |r| Ok((r.get(4)?, r.get(6)?)))
         .unwrap();
     assert_eq!((username.as_str(), ended), ("first", 50));
+}
+
+#[test]
+fn tickets_are_used_once_and_the_last_live_turn_is_found() {
+    let conn = actor();
+    conn.execute(sql::INSERT_TICKET, params!["n1", "{\"p\":1}", 100])
+        .unwrap();
+    let take = |at: i64| -> Option<String> {
+        conn.query_row(sql::TAKE_TICKET, params!["n1", at], |r| r.get(0))
+            .optional()
+            .unwrap()
+    };
+    assert_eq!(take(150), None, "an expired ticket is refused");
+    assert_eq!(take(50).as_deref(), Some("{\"p\":1}"));
+    assert_eq!(take(50), None, "a used ticket is gone");
+    conn.execute(sql::INSERT_TICKET, params!["n2", "{}", 100])
+        .unwrap();
+    conn.execute(sql::PRUNE_TICKETS, params![100]).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+
+    for n in 1..=3 {
+        add_turn(&conn, n, 20);
+    }
+    conn.execute(
+        sql::INSERT_KEY,
+        params![
+            "k3",
+            message_sha256("user 3"),
+            "turn-3",
+            "{\"reply\":\"agent 3\"}",
+            3
+        ],
+    )
+    .unwrap();
+    let (base, message, key, answer): (i64, String, Option<String>, Option<String>) = conn
+        .query_row(sql::LAST_LIVE_TURN, [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (base, message.as_str(), key.as_deref()),
+        (3000, "user 3", Some("k3"))
+    );
+    assert!(answer.unwrap().contains("agent 3"));
+    let last: i64 = conn
+        .query_row(sql::LAST_FRAME_BASE, [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(last, 3000);
 }

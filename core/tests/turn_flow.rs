@@ -9,7 +9,7 @@ use chat_core::identity::{AuthProvider, Identity};
 use chat_core::native::actor::{block_on, ActorDb, MemoryQueue, QueueFault, TestClock};
 use chat_core::native::{apply_turns, open_in_memory, start_session};
 use chat_core::session::{SessionState, TurnAsk, ANSWER_KEEP_MS};
-use chat_core::turn::{play, Answered, TurnError};
+use chat_core::turn::{begin, finish, play, Answered, Begun, Silent, TurnError, TurnSink};
 use rusqlite::Connection;
 use uuid::Uuid;
 
@@ -74,6 +74,7 @@ impl Game {
             &self.clock,
             &self.ask(message, key),
             20,
+            &mut Silent,
         ))
     }
 
@@ -216,6 +217,7 @@ fn an_unknown_session_leaves_its_storage_empty() {
         &TestClock::at(T0),
         &ask,
         20,
+        &mut Silent,
     ));
     assert_eq!(result, Err(TurnError::NotFound));
     let objects: i64 = conn
@@ -267,6 +269,7 @@ fn an_actor_written_by_the_first_schema_is_upgraded_in_place() {
         &TestClock::at(T0 + 5),
         &ask,
         20,
+        &mut Silent,
     ))
     .unwrap();
     let (turns, unconfirmed, keys, _) = store.counts();
@@ -281,4 +284,132 @@ fn an_actor_written_by_the_first_schema_is_upgraded_in_place() {
     assert_eq!(version, chat_core::sql::actor::SCHEMA_VERSION);
     // Opening it again changes nothing.
     ActorDb::open(&conn).unwrap();
+}
+
+/// What a transport would have sent: the message, then each piece of the reply.
+#[derive(Default)]
+struct Recorder {
+    begun: Vec<String>,
+    deltas: Vec<String>,
+}
+
+impl TurnSink for Recorder {
+    fn begin(&mut self, message: &str) {
+        self.begun.push(message.to_owned());
+    }
+    fn delta(&mut self, text: &str) {
+        self.deltas.push(text.to_owned());
+    }
+}
+
+fn reply_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["reply"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_turn_streams_its_reply_in_pieces_and_a_replay_in_one() {
+    let g = Game::new();
+    let store = ActorDb::open(&g.actor).unwrap();
+    let engine = chat_core::engine::Paced {
+        piece_ms: 20,
+        pause: chat_core::native::actor::Yield,
+    };
+    let mut sink = Recorder::default();
+    let ask = g.ask("thank you, you are kind", Some("k1"));
+    let answered = block_on(play(
+        &store, &g.queue, &engine, &g.clock, &ask, 20, &mut sink,
+    ))
+    .unwrap();
+    assert_eq!(sink.begun, ["thank you, you are kind"]);
+    assert!(sink.deltas.len() > 3, "{:?}", sink.deltas);
+    assert_eq!(sink.deltas.concat(), reply_of(&answered.body));
+    // A retry of the key: the same answer, told as one piece.
+    let mut again = Recorder::default();
+    let replayed = block_on(play(
+        &store, &g.queue, &engine, &g.clock, &ask, 20, &mut again,
+    ))
+    .unwrap();
+    assert!(replayed.replayed);
+    assert_eq!(replayed.body, answered.body);
+    assert_eq!(again.deltas, [reply_of(&answered.body)]);
+    // Refusals are known before anything is told.
+    let mut refused = Recorder::default();
+    let edited = g.ask("something else", Some("k1"));
+    assert_eq!(
+        block_on(play(
+            &store,
+            &g.queue,
+            &engine,
+            &g.clock,
+            &edited,
+            20,
+            &mut refused
+        )),
+        Err(TurnError::KeyReused)
+    );
+    assert!(refused.begun.is_empty() && refused.deltas.is_empty());
+}
+
+#[test]
+fn a_stop_while_the_engine_writes_queues_nothing_and_frees_the_key() {
+    let mut g = Game::new();
+    let store = ActorDb::open(&g.actor).unwrap();
+    let engine = chat_core::engine::Paced {
+        piece_ms: 20,
+        pause: chat_core::native::actor::Yield,
+    };
+    let ask = g.ask("tell me about your day", Some("k-stop"));
+    let Begun::Play(session) = block_on(begin(&store, &g.queue, &g.clock, &ask, 20)).unwrap()
+    else {
+        panic!("a new key plays");
+    };
+    // The player stops once two pieces were shown.
+    let sink = std::cell::RefCell::new(Recorder::default());
+    struct Shared<'a>(&'a std::cell::RefCell<Recorder>);
+    impl TurnSink for Shared<'_> {
+        fn begin(&mut self, m: &str) {
+            self.0.borrow_mut().begin(m)
+        }
+        fn delta(&mut self, t: &str) {
+            self.0.borrow_mut().delta(t)
+        }
+    }
+    let stop = std::future::poll_fn(|_| {
+        if sink.borrow().deltas.len() >= 2 {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    });
+    let stopped = block_on(finish(
+        &store,
+        &g.queue,
+        &engine,
+        &g.clock,
+        &ask,
+        20,
+        &session,
+        &mut Shared(&sink),
+        stop,
+    ));
+    assert_eq!(stopped, Err(TurnError::Stopped));
+    let shown = sink.borrow().deltas.len();
+    assert!(
+        (2..4).contains(&shown),
+        "stopped after two pieces, not at the end: {shown}"
+    );
+    assert!(g.queue.sent.borrow().is_empty(), "nothing queued");
+    assert_eq!(
+        ActorDb::open(&g.actor).unwrap().counts().2,
+        0,
+        "the key is not bound"
+    );
+    // The key may be played again, to the end.
+    let answered = g.turn("tell me about your day", Some("k-stop")).unwrap();
+    assert!(!answered.replayed);
+    g.consume();
+    assert_eq!(g.stored(), 1, "one turn, the one played to the end");
 }

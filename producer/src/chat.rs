@@ -2,6 +2,10 @@
 //! turn to its session's actor (`actor`), whose answer is the client's. The actor asks the
 //! engine, awaits the queue's `send` of one turn record and answers; nothing here or there
 //! writes D1, so a 200 means the turn is durably queued and the consumer stores it once.
+//!
+//! With `Accept: text/event-stream` the answer is server-sent events as the reply is
+//! written (`delta`, then `done` with the plain answer, or `error`); every refusal known
+//! before the turn starts keeps its plain JSON answer and status.
 
 use crate::actor;
 use crate::body;
@@ -22,7 +26,7 @@ pub async fn post(mut req: Request, env: &Env, services: &Services) -> Result<Re
     let turn = ChatTurn::parse(&body::read_json(&mut req, MAX_BODY_BYTES).await?)?;
     rate_limit::check(env, Limiter::Turns, &identity).await?;
     crate::sessions::reachable(env, services, &identity, turn.session_id).await?;
-    actor::turn(
+    actor::client::turn(
         env,
         &TurnAsk {
             session_id: turn.session_id,
@@ -31,8 +35,17 @@ pub async fn post(mut req: Request, env: &Env, services: &Services) -> Result<Re
             locale: turn.locale,
             idempotency_key: key,
         },
+        wants_events(&req),
     )
     .await
+}
+
+/// Whether the client asked for server-sent events.
+fn wants_events(req: &Request) -> bool {
+    req.headers().get("Accept").ok().flatten().is_some_and(|a| {
+        a.split(',')
+            .any(|t| t.trim().starts_with("text/event-stream"))
+    })
 }
 
 fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {

@@ -11,6 +11,10 @@ pub enum ApiError {
     Invalid(InvalidRequest),
     /// 401: no usable credential.
     Unauthorized { code: &'static str, message: String },
+    /// 403: the request comes from a page this API does not serve (a cross-site live socket).
+    Forbidden { code: &'static str, message: String },
+    /// 426: a live socket is opened with `Upgrade: websocket`.
+    UpgradeRequired,
     /// 404: no such route, or no such resource for this player.
     NotFound { code: &'static str, message: String },
     /// 405: the route exists with other methods.
@@ -46,11 +50,17 @@ impl ApiError {
         })
     }
 
-    fn status_code_message(&self) -> (u16, &'static str, String) {
+    pub fn status_code_message(&self) -> (u16, &'static str, String) {
         match self {
             Self::Invalid(e) if e.code == "body_too_large" => (413, e.code, e.message.clone()),
             Self::Invalid(e) => (400, e.code, e.message.clone()),
             Self::Unauthorized { code, message } => (401, code, message.clone()),
+            Self::Forbidden { code, message } => (403, code, message.clone()),
+            Self::UpgradeRequired => (
+                426,
+                "upgrade_required",
+                "open the live socket with Upgrade: websocket".into(),
+            ),
             Self::NotFound { code, message } => (404, code, message.clone()),
             Self::MethodNotAllowed { allowed } => (
                 405,
@@ -115,6 +125,9 @@ impl ApiError {
         let headers = response.headers_mut();
         if let Self::MethodNotAllowed { allowed } = self {
             let _ = headers.set("Allow", allowed);
+        }
+        if matches!(self, Self::UpgradeRequired) {
+            let _ = headers.set("Upgrade", "websocket");
         }
         if matches!(self, Self::BucketMoving | Self::DatabaseUnavailable(_)) {
             let _ = headers.set("Retry-After", "5");

@@ -1,7 +1,8 @@
 //! The chat Worker's fault hooks. The local build (cargo feature `local`) reads `FAULTS` (see
 //! `chat_core::faults`): a database taken down (`down=DB_k@MS`, for this Worker's reads and
-//! writes, the bucket map's included) and a session's actor reset between a turn's queue
-//! send and its confirmation (`markers` and `[fault:reset]`). The deployable build has no
+//! writes, the bucket map's included), a session's actor reset between a turn's queue
+//! send and its confirmation (`markers` and `[fault:reset]`), and a turn's first queue send
+//! failing (`[fault:send-fails]`). The deployable build has no
 //! switch at all: every hook is a constant "no fault".
 
 use worker::Env;
@@ -26,6 +27,18 @@ pub fn database_down(env: &Env, binding: &str) -> bool {
 #[cfg(feature = "local")]
 pub fn resets_after_send(env: &Env, message: &str) -> bool {
     faults(env).resets_after_send(message)
+}
+
+/// Whether this turn's first queue send fails (local build: `FAULTS=markers` and
+/// `[fault:send-fails]` in the message).
+#[cfg(feature = "local")]
+pub fn fails_first_send(env: &Env, message: &str) -> bool {
+    faults(env).fails_first_send(message)
+}
+
+#[cfg(not(feature = "local"))]
+pub fn fails_first_send(_: &Env, _: &str) -> bool {
+    false
 }
 
 #[cfg(not(feature = "local"))]

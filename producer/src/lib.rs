@@ -4,18 +4,21 @@
 //! is durably queued, and the consumer Worker stores it. Each session's live state (owner,
 //! game over, last turns, answered idempotency keys) lives in its own Durable Object.
 //!
-//! - [`actor`]: `SessionActor`, the Durable Object of one session, and how the Worker calls it.
+//! - [`actor`]: `SessionActor`, the Durable Object of one session (its turns over every
+//!   transport, its rows, its live sockets), and how the Worker calls it.
 //! - [`admin`]: the operators' API under `/admin` (dead letters, replay, reconcile).
 //! - [`routes`]: method + path → handler, 404 and 405.
 //! - [`services`]: the bindings and configuration, built from `Env` in one place.
 //! - [`auth`]: who is asking: Privy tokens, X tokens, or the local development header.
 //! - [`engine`]: the reply engine: offline (default), an OpenAI-compatible LLM, or Workers AI.
 //! - [`body`]: reading a JSON body within its size limit.
-//! - [`chat`]: `POST /api/chat`, the hot path: authenticate, validate, hand to the actor.
+//! - [`chat`]: `POST /api/chat`, the hot path: authenticate, validate, hand to the actor
+//!   (JSON, or server-sent events as the reply is written).
 //! - [`sessions`]: starting a session and listing its messages.
 //! - [`rate_limit`]: the per-player limits on turns and session starts (`[[ratelimits]]`).
 //! - [`stats`]: a player's points and intimacy level.
 //! - [`leaderboard`]: the top players across every database.
+//! - [`live`]: the live socket's routes: tickets, and the socket handed to the session's actor.
 //! - [`info`]: `GET /api/info`, what the play page needs to know: sign-in mode, characters.
 //! - [`ready`]: `GET /readyz`, every database migrated.
 //! - [`shard_map`]: the live bucket map: which database holds a player's rows.
@@ -37,6 +40,7 @@ mod error;
 mod faults;
 mod info;
 mod leaderboard;
+mod live;
 mod rate_limit;
 mod ready;
 mod routes;

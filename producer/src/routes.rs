@@ -55,6 +55,16 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
             only("GET", Method::Get)?;
             stats::mine(req, &Services::from_env(env)?).await
         }
+        ["api", "sessions", id, "ticket"] => {
+            only("POST", Method::Post)?;
+            let id = parse_id(id).ok_or_else(session_not_found)?;
+            crate::live::ticket(req, env, &Services::from_env(env)?, id).await
+        }
+        ["api", "sessions", id, "live"] => {
+            only("GET", Method::Get)?;
+            let id = parse_id(id).ok_or_else(session_not_found)?;
+            crate::live::connect(req, env, id).await
+        }
         ["api", "sessions", id, "messages"] => {
             only("GET", Method::Get)?;
             let id = parse_id(id).ok_or_else(|| ApiError::NotFound {
@@ -68,6 +78,13 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
             code: "not_found",
             message: format!("no route for {path}"),
         }),
+    }
+}
+
+fn session_not_found() -> ApiError {
+    ApiError::NotFound {
+        code: "session_not_found",
+        message: "no session with this id for this player".into(),
     }
 }
 

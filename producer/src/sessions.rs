@@ -39,7 +39,7 @@ pub async fn create(
         // is older than the move. Nothing was written; the retry finds the new home.
         return Err(ApiError::BucketMoving);
     }
-    actor::start(
+    actor::client::start(
         env,
         &SessionState {
             id,

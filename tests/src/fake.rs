@@ -51,8 +51,14 @@ impl FakeServer {
                     };
                     counter.fetch_add(1, Ordering::SeqCst);
                     let (status, body) = handler(request).await;
+                    // A body of server-sent events (a streamed LLM answer) says so.
+                    let kind = if body.starts_with("data: ") {
+                        "text/event-stream"
+                    } else {
+                        "application/json"
+                    };
                     let head = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         body.len()
                     );
                     let _ = socket.write_all(head.as_bytes()).await;

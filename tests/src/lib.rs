@@ -4,12 +4,14 @@
 //! - [`Workers`]: start, talk HTTP to, read the local D1 of, and stop one `wrangler dev`.
 //! - [`wait_for`]: poll a condition until it holds or a deadline passes.
 //! - [`browser`]: headless Chromium over WebDriver, for the web pages' tests.
+//! - [`live`]: clients of the live answers: server-sent events and the session's socket.
 //! - [`now_ms`]: the wall clock, as the Workers keep time.
 //! - [`fake`]: a loopback HTTP server standing in for X's API or an LLM endpoint.
 //! - [`schema_diff`]: two SQLite schemas compared as readers see them.
 
 pub mod browser;
 pub mod fake;
+pub mod live;
 pub mod schema_diff;
 
 use rusqlite::Connection;

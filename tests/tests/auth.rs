@@ -386,6 +386,24 @@ async fn the_llm_engine_answers_and_falls_back() {
             .and_then(|m| m["content"].as_str())
             .unwrap_or_default()
             .to_owned();
+        if said.contains("stream") {
+            // Streamed: the answer's JSON in fragments of 4 characters, as server-sent events.
+            let answer: Vec<char> =
+                json!({ "reply": "streamed \"hi\" 😀", "score": 5, "emotion": "happy" })
+                    .to_string()
+                    .chars()
+                    .collect();
+            let mut body = String::new();
+            for piece in answer.chunks(4) {
+                let piece: String = piece.iter().collect();
+                body.push_str(&format!(
+                    "data: {}\n\n",
+                    json!({ "choices": [{ "delta": { "content": piece } }] })
+                ));
+            }
+            body.push_str("data: [DONE]\n\n");
+            return (200, body);
+        }
         let content = if said.contains("slow") {
             tokio::time::sleep(Duration::from_secs(4)).await;
             json!({ "reply": "too late", "score": 1, "emotion": "happy" }).to_string()
@@ -426,6 +444,25 @@ async fn the_llm_engine_answers_and_falls_back() {
             .await
         }
     };
+    // A streamed answer: the reply's pieces as the model writes them, then the answer.
+    let streamed =
+        e2e::live::read_events(w.chat_request(user, &session, "please stream", None)).await;
+    assert_eq!(streamed.status, 200, "{}", streamed.body);
+    let done: Value = serde_json::from_str(&streamed.events.last().unwrap().data).unwrap();
+    assert_eq!(done["reply"], "streamed \"hi\" 😀");
+    assert_eq!(done["score"], 5, "Kai keeps the model's score as it is");
+    let pieces: Vec<String> = streamed.events[..streamed.events.len() - 1]
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.data).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(pieces.len() > 3, "{pieces:?}");
+    assert_eq!(pieces.concat(), "streamed \"hi\" 😀");
+
     let (status, answer) = chat("hello").await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
@@ -456,7 +493,7 @@ async fn the_llm_engine_answers_and_falls_back() {
     assert!(
         wait_for(Duration::from_secs(30), || w
             .count("SELECT COUNT(*) FROM point_events")
-            == 3)
+            == 4)
         .await
     );
     let engines: Vec<String> = {
@@ -469,7 +506,10 @@ async fn the_llm_engine_answers_and_falls_back() {
             .map(Result::unwrap)
             .collect()
     };
-    assert_eq!(engines, vec!["llm", "offline-fallback", "offline-fallback"]);
+    assert_eq!(
+        engines,
+        vec!["llm", "llm", "offline-fallback", "offline-fallback"]
+    );
     assert!(
         wait_for(Duration::from_secs(10), || w
             .log()

@@ -1,8 +1,12 @@
 //! The web pages in a real browser (Debian's headless Chromium over WebDriver), on both
 //! Workers under wrangler dev with the real local D1, queues and Durable Objects:
 //!
-//! - play: sign in by name, three turns, the total catching up, a lost answer retried with
-//!   the same Idempotency-Key, the history after a reload, a game over and a new session;
+//! - play: sign in by name, three turns, the total catching up, a socket dropped mid-reply
+//!   that reconnects and finishes it, a page without a socket whose lost answer over SSE is
+//!   retried with the same Idempotency-Key, the history after a reload, a game over and a
+//!   new session;
+//! - live: a reply that grows as it is written, a second tab that shows the same
+//!   conversation live, and a Stop that scores nothing and can be retried;
 //! - operate: poison letters queued through `/admin/turns`, a wrong token, filters and
 //!   paging, one letter's payload, dry run, replay and discard (with confirmations), and
 //!   reconcile, each checked against the database afterwards;
@@ -38,14 +42,23 @@ fn total_points(w: &Workers, user_id: Uuid) -> Option<i64> {
         .ok()
 }
 
-/// Sends `message` from the play page and waits for the reply it adds.
+/// Sends `message` from the play page and waits for the whole reply it adds.
 async fn say(b: &Browser, message: &str) {
-    let before = b.js(&count(".msg.agent")).await.as_u64().unwrap();
+    let before = b
+        .js(&count(".msg.agent:not(.writing)"))
+        .await
+        .as_u64()
+        .unwrap();
     b.type_into("#message", message).await;
     b.click("#send").await;
     b.wait(
         &format!("a reply to {message:?}"),
-        &format!("{} === {}", count(".msg.agent"), before + 1),
+        &format!(
+            "{} === {} && {} === 0",
+            count(".msg.agent:not(.writing)"),
+            before + 1,
+            count(".msg.writing")
+        ),
     )
     .await;
 }
@@ -76,10 +89,34 @@ async fn a_player_chats_reloads_loses_and_starts_again() {
     b.click("#start").await;
     b.wait("the chat", &visible("chat")).await;
 
+    b.wait("the live socket", "window.chatLive?.open === true")
+        .await;
     say(&b, "Hello! Thank you for talking with me.").await;
-    // The second answer is lost on its way back (the request did reach the server): the page
-    // retries with the same Idempotency-Key and gets the same turn's answer, once.
+    // The socket drops while the second reply is written: the page reconnects, asks for what
+    // it missed, and finishes the reply; the turn is played and stored once.
     b.js(r#"(() => {
+        window.__sockets = 0;
+        const Real = window.WebSocket;
+        window.WebSocket = function (...args) { window.__sockets++; return new Real(...args); };
+        window.WebSocket.OPEN = Real.OPEN;
+        const drop = new MutationObserver(() => {
+          if (document.querySelector(".msg.writing")) { drop.disconnect(); window.chatLive.drop(); }
+        });
+        drop.observe(document.getElementById("log"), { childList: true, subtree: true });
+        return true;
+      })()"#)
+        .await;
+    say(&b, "I like you, you are kind").await;
+    assert_eq!(
+        b.js("window.__sockets").await,
+        1,
+        "the page opened one new socket"
+    );
+    // Without a socket (the page falls back to server-sent events), an answer lost on its
+    // way back is retried with the same Idempotency-Key, and is the same turn.
+    b.js(r#"(() => {
+        window.chatLive.close();
+        window.chatLive.available = false;
         window.__chatKeys = [];
         const real = window.fetch;
         let drop = 1;
@@ -94,12 +131,11 @@ async fn a_player_chats_reloads_loses_and_starts_again() {
         return true;
       })()"#)
         .await;
-    say(&b, "I like you, you are kind").await;
+    say(&b, "What do you like to do?").await;
     let keys = b.js("window.__chatKeys").await;
     let keys = keys.as_array().unwrap();
     assert_eq!(keys.len(), 2, "one lost answer, one retry: {keys:?}");
     assert_eq!(keys[0], keys[1], "the retry reused the key");
-    say(&b, "What do you like to do?").await;
     assert_eq!(b.js(&count(".msg.user")).await, 3);
     assert_eq!(b.js(&count(".msg.agent .emotion")).await, 3);
     assert_eq!(b.js(&count(".msg.agent .score")).await, 3);
@@ -117,7 +153,7 @@ async fn a_player_chats_reloads_loses_and_starts_again() {
             "SELECT COUNT(*) FROM chat_messages WHERE user_id = '{player}' AND role = 'user'"
         )),
         3,
-        "the retried turn is stored once"
+        "the reconnected and the retried turns are stored once"
     );
     b.wait(
         "the player on the leaderboard",
@@ -178,6 +214,141 @@ async fn a_player_chats_reloads_loses_and_starts_again() {
         "the first ended, the second is open: {sessions:?}"
     );
     assert_eq!(stored_total(&b).await, total_points(&w, player).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_grows_as_it_is_written_shows_in_every_tab_and_stops() {
+    let w = Workers::start_with(Options {
+        chat_vars: vec![("OFFLINE_STREAM_MS", "250".into())],
+        ..Options::default()
+    })
+    .await;
+    let b = Browser::start("en-US").await;
+    b.goto(&w.url("/")).await;
+    b.wait("the sign-in form", &visible("signin")).await;
+    b.type_into("#name", "Ren").await;
+    b.click("#signin button[type=submit]").await;
+    b.wait("the game", &visible("game")).await;
+    b.select("#character", "sakura").await;
+    b.click("#start").await;
+    b.wait("the live socket", "window.chatLive?.open === true")
+        .await;
+
+    // A second tab of the same player, on the same session.
+    let saved = b
+        .js("JSON.stringify(Object.assign({}, localStorage))")
+        .await;
+    let tab = Browser::start("en-US").await;
+    tab.goto(&w.url("/")).await;
+    tab.js(&format!(
+        "(() => {{ for (const [k, v] of Object.entries(JSON.parse({saved}))) localStorage.setItem(k, v); return true; }})()",
+        saved = serde_json::to_string(saved.as_str().unwrap()).unwrap()
+    ))
+    .await;
+    tab.client.refresh().await.unwrap();
+    tab.wait("the second tab's socket", "window.chatLive?.open === true")
+        .await;
+
+    // The reply grows before it is done: the page's text is sampled as it is written.
+    b.js(r#"(() => {
+        window.__lengths = [];
+        const sample = setInterval(() => {
+          const t = document.querySelector(".msg.writing .text");
+          if (t) window.__lengths.push(t.textContent.length);
+          else if (window.__lengths.length) clearInterval(sample);
+        }, 40);
+        return true;
+      })()"#)
+        .await;
+    b.type_into("#message", "Thank you, you are so kind to me")
+        .await;
+    b.click("#send").await;
+    b.wait(
+        "the whole reply",
+        &format!(
+            "{} === 1 && {} === 0",
+            count(".msg.agent:not(.writing)"),
+            count(".msg.writing")
+        ),
+    )
+    .await;
+    let lengths: Vec<u64> = serde_json::from_value(b.js("window.__lengths").await).unwrap();
+    let grew: std::collections::BTreeSet<u64> =
+        lengths.iter().copied().filter(|&l| l > 0).collect();
+    assert!(grew.len() >= 3, "the text was seen growing: {lengths:?}");
+    let reply = b.text(".msg.agent .text").await;
+    assert!(
+        (*grew.iter().next().unwrap() as usize) < reply.chars().count(),
+        "it was seen before it was whole: {lengths:?} {reply:?}"
+    );
+
+    // The other tab saw the same turn, live.
+    tab.wait(
+        "the turn in the other tab",
+        &format!(
+            "{} === 1 && {} === 1",
+            count(".msg.user"),
+            count(".msg.agent:not(.writing)")
+        ),
+    )
+    .await;
+    assert_eq!(
+        tab.text(".msg.user .text").await,
+        "Thank you, you are so kind to me"
+    );
+    assert_eq!(tab.text(".msg.agent .text").await, reply);
+
+    // Stop while a reply is written (the button is pressed as soon as the first piece
+    // shows): nothing is scored, and Retry plays it again.
+    b.js(r#"(() => {
+        const press = new MutationObserver(() => {
+          const stop = document.getElementById("stop");
+          if (document.querySelector(".msg.writing") && !stop.hidden) { press.disconnect(); stop.click(); }
+        });
+        press.observe(document.getElementById("app"), { childList: true, subtree: true, attributes: true });
+        return true;
+      })()"#)
+        .await;
+    b.type_into("#message", "Tell me about the sea and the sky")
+        .await;
+    b.click("#send").await;
+    b.wait("the stop", &visible("send-error")).await;
+    assert!(b.text("#send-error-text").await.contains("Stopped"));
+    assert_eq!(
+        b.js(&count(".msg.agent")).await,
+        1,
+        "the stopped reply is gone"
+    );
+    let session: String = b
+        .js("JSON.parse(localStorage.getItem('chat.session:Ren')).id")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = |w: &Workers| {
+        w.count(&format!(
+            "SELECT COUNT(*) FROM point_events WHERE session_id = '{session}'"
+        ))
+    };
+    assert!(wait_for(Duration::from_secs(15), || stored(&w) == 1).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(stored(&w), 1, "the stopped turn is not stored");
+    b.click("#retry").await;
+    b.wait(
+        "the retried reply",
+        &format!(
+            "{} === 2 && {} === 0",
+            count(".msg.agent:not(.writing)"),
+            count(".msg.writing")
+        ),
+    )
+    .await;
+    assert!(wait_for(Duration::from_secs(15), || stored(&w) == 2).await);
+    tab.wait(
+        "the retried turn in the other tab",
+        &format!("{} === 2", count(".msg.agent:not(.writing)")),
+    )
+    .await;
 }
 
 /// Poison for the console: transient failures that clear at `until` (so a replay stores

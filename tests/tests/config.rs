@@ -180,6 +180,10 @@ fn the_production_config_names_every_setting_the_code_reads() {
         "LLM_BASE_URL",
         "LLM_MODEL",
         "LLM_TIMEOUT_MS",
+        "OFFLINE_STREAM_MS",
+        "LIVE_ORIGINS",
+        "LIVE_FRAME_LIMIT",
+        "SHARD_MAP_CACHE_SECONDS",
     ] {
         assert!(chat["vars"].get(var).is_some(), "{var} is in wrangler.toml");
     }
@@ -190,7 +194,12 @@ fn the_production_config_names_every_setting_the_code_reads() {
     );
     assert_eq!(chat["vars"]["REPLY_ENGINE"].as_str(), Some("offline"));
     let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
-    for secret in ["ADMIN_TOKEN", "PRIVY_VERIFICATION_KEY", "LLM_API_KEY"] {
+    for secret in [
+        "ADMIN_TOKEN",
+        "SESSION_ID_KEY",
+        "PRIVY_VERIFICATION_KEY",
+        "LLM_API_KEY",
+    ] {
         assert!(
             text.contains(&format!("#   {secret}")),
             "{secret} is listed as a secret"

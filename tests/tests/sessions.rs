@@ -521,6 +521,17 @@ async fn players_are_rate_limited_and_unknown_sessions_write_nothing() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
     assert_eq!(retry_after.as_deref(), Some("60"));
+    // A turn over the live socket counts too.
+    let mut live = e2e::live::Live::open(&w, user, &session, None).await;
+    live.send(&json!({ "type": "turn", "key": "farm-ws", "message": "one more" }))
+        .await;
+    let refused = live.until_end("farm-ws").await;
+    assert_eq!(
+        refused.last().unwrap().0["error"]["code"],
+        "rate_limited",
+        "{refused:?}"
+    );
+    live.close().await;
     // Another player is not throttled by this one.
     let other = w.session("x:neighbour", "kai").await;
     let (status, _, body) = chat_raw(&w, "x:neighbour", &other, "hello", None).await;

@@ -1,5 +1,8 @@
 // The play page (`/`): sign in by name (development mode), pick a character and a reply
 // language, chat, and watch the total catch up once the consumer has stored each turn.
+// Replies appear as they are written, over the session's live socket (`live.ts`), where
+// every tab of the session sees every turn; a Stop button ends a reply being written; a
+// page whose socket cannot open sends its turns over server-sent events instead.
 //
 // Kept in localStorage, per browser: the UI language, the development name, and each
 // player's current session (so that a reload brings the conversation back from the API).
@@ -7,18 +10,12 @@
 import { ApiError, call } from "./api";
 import { byId, fill, h, sleep } from "./dom";
 import { currentLang, explain, Lang, languageSwitch, words } from "./i18n";
+import { Answer, LiveSession, sendOverEvents } from "./live";
 
 interface Info {
   signIn: "dev" | "privy" | "x" | "unavailable";
   characters: { id: string; names: Record<Lang, string> }[];
   locales: Lang[];
-}
-interface Answer {
-  reply: string;
-  score: number;
-  emotion: string;
-  isGameOver: boolean;
-  messageId: string;
 }
 interface Message {
   id: string;
@@ -46,6 +43,8 @@ interface Pending {
   key: string;
   message: string;
   row: HTMLElement;
+  /** Sent over the socket, and waiting for its frames. */
+  live: boolean;
 }
 
 const lang = currentLang();
@@ -60,6 +59,10 @@ let awaited: string | null = null;
 let olderCursor: string | null = null;
 /** This player's id, from /api/me/stats, to mark its row on the leaderboard. */
 let myId: string | null = null;
+/** The session's live socket. */
+let live: LiveSession | null = null;
+/** The replies being written, by turn key. */
+const writing = new Map<string, HTMLElement>();
 
 /** The development identity: the name, percent-encoded (headers carry Latin-1 only). */
 const devUser = (name: string) => "x:" + encodeURIComponent(name);
@@ -127,6 +130,7 @@ function layout(): void {
             { id: "chat-form", class: "row" },
             h("input", { id: "message", "aria-label": w.message, maxlength: "2000", autocomplete: "off", required: true }),
             h("button", { id: "send", type: "submit" }, w.send),
+            h("button", { id: "stop", type: "button", hidden: true }, w.stop),
           ),
         ),
       ),
@@ -231,6 +235,7 @@ async function openSession(s: Session): Promise<void> {
   byId("game-over").hidden = true;
   byId("chat-form").hidden = false;
   fill(byId("log"));
+  writing.clear();
   olderCursor = null;
   try {
     await loadPage(undefined);
@@ -242,8 +247,67 @@ async function openSession(s: Session): Promise<void> {
     }
     showError(e);
   }
+  live?.close();
+  live = session ? new LiveSession(s.id, auth, liveEvents) : null;
+  (window as any).chatLive = live;
+  void live?.connect();
   byId<HTMLInputElement>("message").focus();
 }
+
+/** The reply being written for `key`, shown as its pieces arrive. */
+function writingRow(key: string): HTMLElement {
+  let row = writing.get(key);
+  if (!row) {
+    row = messageRow("agent", "");
+    row.classList.add("writing");
+    byId("log").querySelector(".empty")?.remove();
+    byId("log").append(row);
+    writing.set(key, row);
+  }
+  return row;
+}
+
+/** What the session's turns do to the page, whichever tab or transport sent them. */
+const liveEvents = {
+  player(key: string | null, message: string): void {
+    if (key && pending?.key === key) return;
+    // Another tab's turn: its message shows here too.
+    byId("log").querySelector(".empty")?.remove();
+    byId("log").append(messageRow("user", message));
+  },
+  delta(key: string | null, text: string): void {
+    const row = writingRow(key ?? "");
+    row.querySelector(".text")!.textContent += text;
+    row.scrollIntoView({ block: "end" });
+  },
+  done(key: string | null, answer: Answer): void {
+    const row = writing.get(key ?? "");
+    writing.delete(key ?? "");
+    // The answer's reply is what was written; it replaces the pieces shown.
+    const final = messageRow("agent", answer.reply, answer.score, answer.emotion, answer.isGameOver);
+    if (row) row.replaceWith(final);
+    else byId("log").append(final);
+    final.scrollIntoView({ block: "end" });
+    if (key && pending?.key === key) {
+      answered(pending);
+    }
+    awaited = answer.messageId;
+    void waitForStored(answer.messageId);
+    if (answer.isGameOver) gameOver();
+  },
+  error(key: string | null, code: string, message: string): void {
+    writing.get(key ?? "")?.remove();
+    writing.delete(key ?? "");
+    if (key && pending?.key === key) failed(pending, new ApiError(code === "stopped" ? 409 : 503, code, message));
+  },
+  live(open: boolean): void {
+    // A socket that will not open: a turn sent over it goes again over SSE, same key.
+    if (!open && pending?.live) {
+      pending.live = false;
+      void sendPending();
+    }
+  },
+};
 
 /** The newest page of history (or the one before `before`), put above what is shown. */
 async function loadPage(before: string | undefined): Promise<void> {
@@ -294,25 +358,36 @@ function gameOver(): void {
   pending = null;
 }
 
-/** Sends the pending turn, retrying network failures and 5xx answers with the same key. */
+function busy(on: boolean, stoppable = false): void {
+  const button = byId<HTMLButtonElement>("send");
+  button.disabled = on;
+  button.textContent = on ? w.sending : w.send;
+  byId<HTMLButtonElement>("retry").disabled = on;
+  byId("stop").hidden = !(on && stoppable);
+}
+
+/**
+ * Sends the pending turn: over the live socket when it is open (its frames finish it), or
+ * else over server-sent events, retrying network failures and 5xx answers with the same key.
+ */
 async function sendPending(): Promise<void> {
   if (!pending || !session) return;
   const p = pending;
-  const button = byId<HTMLButtonElement>("send");
-  button.disabled = true;
-  byId<HTMLButtonElement>("retry").disabled = true;
-  button.textContent = w.sending;
+  byId("send-error").hidden = true;
+  if (live?.open && live.send(p.key, p.message)) {
+    p.live = true;
+    busy(true, true);
+    return;
+  }
+  busy(true);
   try {
     for (let attempt = 0; ; attempt++) {
       try {
-        const answer = await call<Answer>("/api/chat", {
-          method: "POST",
-          headers: { ...auth(), "Idempotency-Key": p.key },
-          body: { sessionId: session.id, message: p.message },
-        });
-        answered(p, answer);
+        await sendOverEvents(session.id, p.key, p.message, auth(), liveEvents);
         return;
       } catch (e) {
+        writing.get(p.key)?.remove();
+        writing.delete(p.key);
         const automatic = e instanceof ApiError && e.retryable && e.status !== 429 && attempt < 2;
         if (!automatic) throw e;
         byId("send-error-text").textContent = `${explain(e, lang)} ${w.retrying}`;
@@ -322,33 +397,28 @@ async function sendPending(): Promise<void> {
       }
     }
   } catch (e) {
-    failed(p, e);
+    if (pending === p) failed(p, e);
   } finally {
-    button.disabled = false;
-    byId<HTMLButtonElement>("retry").disabled = false;
-    button.textContent = w.send;
+    if (pending !== p || !p.live) busy(false);
   }
 }
 
-function answered(p: Pending, a: Answer): void {
+function answered(p: Pending): void {
   pending = null;
+  busy(false);
   byId("send-error").hidden = true;
   p.row.classList.remove("pending");
-  byId("log").querySelector(".empty")?.remove();
-  byId("log").append(messageRow("agent", a.reply, a.score, a.emotion, a.isGameOver));
-  byId("log").lastElementChild?.scrollIntoView({ block: "end" });
-  awaited = a.messageId;
-  void waitForStored(a.messageId);
-  if (a.isGameOver) gameOver();
 }
 
 function failed(p: Pending, e: unknown): void {
+  busy(false);
+  p.live = false;
   if (e instanceof ApiError && e.code === "session_ended") {
     p.row.remove();
     gameOver();
     return;
   }
-  if (e instanceof ApiError && e.retryable) {
+  if (e instanceof ApiError && (e.retryable || e.code === "stopped")) {
     // Kept pending: Retry sends the same turn with the same Idempotency-Key.
     byId("send-error-text").textContent = explain(e, lang);
     byId("retry").hidden = false;
@@ -373,7 +443,7 @@ function send(): void {
   row.classList.add("pending");
   byId("log").querySelector(".empty")?.remove();
   byId("log").append(row);
-  pending = { key: crypto.randomUUID(), message, row };
+  pending = { key: crypto.randomUUID(), message, row, live: false };
   void sendPending();
 }
 
@@ -475,6 +545,7 @@ function wire(): void {
     send();
   });
   byId("retry").addEventListener("click", () => void sendPending());
+  byId("stop").addEventListener("click", () => pending && live?.stop(pending.key));
   byId("older").addEventListener("click", () => olderCursor && void loadPage(olderCursor).catch(showError));
   byId("leaders-refresh").addEventListener("click", () => void refreshLeaders());
   const character = byId<HTMLSelectElement>("character");

@@ -13,7 +13,7 @@
 
 use chat_core::batch::{turns_json, user_json};
 use chat_core::character::{Character, Locale};
-use chat_core::engine::{OfflineEngine, ReplyEngine, ReplyInput};
+use chat_core::engine::{OfflineEngine, ReplyInput};
 use chat_core::identity::Identity;
 use chat_core::ids::{time_ordered, TurnIds};
 use chat_core::record::{TurnInput, TurnRecord};
@@ -159,15 +159,13 @@ async fn chat(mut req: Request, env: &Env) -> Result<Response, Failure> {
         .or_else(|| Locale::parse(&session.locale))
         .unwrap_or(Locale::En);
     let message_at = now_ms();
-    let reply = OfflineEngine
-        .reply(&ReplyInput {
-            character,
-            locale,
-            player_name: &session.username,
-            history: &[],
-            message: &turn.message,
-        })
-        .await;
+    let reply = OfflineEngine::answer(&ReplyInput {
+        character,
+        locale,
+        player_name: &session.username,
+        history: &[],
+        message: &turn.message,
+    });
     let record = TurnRecord::build(TurnInput {
         ids: TurnIds::random(message_at, random10()),
         session_id: turn.session_id,

@@ -186,7 +186,16 @@ impl SessionStore for ActorDb<'_> {
         let (id, user, agent, raw, emotion, at) = turn_params(record);
         tx.execute(
             sql::BIND_TURN,
-            params![id, user, agent, raw, emotion, at, record.encode()],
+            params![
+                id,
+                user,
+                agent,
+                raw,
+                emotion,
+                at,
+                None::<i64>,
+                record.encode()
+            ],
         )
         .map_err(err)?;
         tx.execute(
@@ -208,7 +217,7 @@ impl SessionStore for ActorDb<'_> {
         let (id, user, agent, raw, emotion, at) = turn_params(record);
         tx.execute(
             sql::CONFIRM_TURN,
-            params![id, user, agent, raw, emotion, at],
+            params![id, user, agent, raw, emotion, at, None::<i64>],
         )
         .map_err(err)?;
         tx.execute(sql::PRUNE_TURNS, [keep]).map_err(err)?;
@@ -307,13 +316,34 @@ impl Clock for TestClock {
     }
 }
 
-/// Runs a future that never waits on anything outside the test (the offline engine, the
-/// memory queue) to completion.
+/// Runs a future that waits on nothing outside the test (the offline engine, the memory
+/// queue, [`Yield`]) to completion, polling it until it is done.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     use std::task::{Context, Poll, Waker};
     let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("the flow waited on something the test does not drive"),
+    for _ in 0..1_000_000 {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return v;
+        }
+    }
+    panic!("the flow never finished")
+}
+
+/// A pause that gives way once, as a timer would, so that other futures run meanwhile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Yield;
+
+impl crate::engine::Pause for Yield {
+    async fn pause(&self, _: u64) {
+        let mut yielded = false;
+        std::future::poll_fn(|_| {
+            if yielded {
+                std::task::Poll::Ready(())
+            } else {
+                yielded = true;
+                std::task::Poll::Pending
+            }
+        })
+        .await
     }
 }

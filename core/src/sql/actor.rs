@@ -12,7 +12,8 @@
 
 /// The schema this code writes. 1: session, turns, answered_keys (no `actor_meta`).
 /// 2: `turns.record` (the record of a keyed turn until its send is confirmed), `actor_meta`.
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3: `turns.frame_base` (the live frames' numbers of the turn), `tickets`.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Which of the actor's tables exist: an empty result means a storage that was never
 /// written (no session). Reading `sqlite_master` creates nothing.
@@ -24,7 +25,7 @@ pub const SELECT_VERSION: &str = "SELECT schema_version FROM actor_meta WHERE id
 
 /// The whole schema at [`SCHEMA_VERSION`], for an actor that starts its session (each
 /// statement on its own: the actor runs them one by one).
-pub const SCHEMA: [&str; 6] = [
+pub const SCHEMA: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS session (
   id TEXT PRIMARY KEY,
   user_id TEXT NOT NULL,
@@ -37,7 +38,9 @@ pub const SCHEMA: [&str; 6] = [
     // `seq` orders the turns; pruning deletes from the oldest, so it never reuses a value.
     // `record` holds a keyed turn's record from just before its queue send until the send
     // is confirmed: a turn with a record may have been queued, so it is sent again (the
-    // consumer stores it once) before the session plays anything else.
+    // consumer stores it once) before the session plays anything else. `frame_base`
+    // numbers the turn's live frames (`live::TurnSeq`), so that a client reconnecting after
+    // the actor restarted gets the last turn with the numbers it saw.
     "CREATE TABLE IF NOT EXISTS turns (
   seq INTEGER PRIMARY KEY,
   turn_id TEXT NOT NULL UNIQUE,
@@ -46,7 +49,8 @@ pub const SCHEMA: [&str; 6] = [
   score_raw INTEGER NOT NULL,
   emotion TEXT NOT NULL,
   created_at INTEGER NOT NULL,
-  record TEXT
+  record TEXT,
+  frame_base INTEGER
 )",
     // A key is bound to its message (by digest) before its turn is queued, for the session's
     // life, so reusing it for another message is always refused; its exact answer is kept
@@ -59,10 +63,18 @@ pub const SCHEMA: [&str; 6] = [
   answered_at INTEGER NOT NULL
 )",
     "CREATE INDEX IF NOT EXISTS answered_keys_with_answer ON answered_keys (answered_at) WHERE answer IS NOT NULL",
+    // A live socket's ticket, minted for a player, until it is used (once) or expires.
+    TICKETS,
     "CREATE TABLE IF NOT EXISTS actor_meta (id INTEGER PRIMARY KEY CHECK (id = 1), schema_version INTEGER NOT NULL)",
-    "INSERT INTO actor_meta (id, schema_version) VALUES (1, 2)
+    "INSERT INTO actor_meta (id, schema_version) VALUES (1, 3)
 ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version",
 ];
+
+const TICKETS: &str = "CREATE TABLE IF NOT EXISTS tickets (
+  nonce TEXT PRIMARY KEY,
+  identity TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+)";
 
 /// Upgrades a version-1 actor (no `actor_meta`) to version 2.
 pub const UPGRADE_1_TO_2: [&str; 3] = [
@@ -70,6 +82,13 @@ pub const UPGRADE_1_TO_2: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS actor_meta (id INTEGER PRIMARY KEY CHECK (id = 1), schema_version INTEGER NOT NULL)",
     "INSERT INTO actor_meta (id, schema_version) VALUES (1, 2)
 ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version",
+];
+
+/// Upgrades a version-2 actor to version 3.
+pub const UPGRADE_2_TO_3: [&str; 3] = [
+    "ALTER TABLE turns ADD COLUMN frame_base INTEGER",
+    TICKETS,
+    "UPDATE actor_meta SET schema_version = 3 WHERE id = 1",
 ];
 
 /// Binds: id, user_id, character_type, locale, username, created_at, ended_at. A second
@@ -104,18 +123,41 @@ pub const OLDEST_ANSWER: &str =
     "SELECT MIN(answered_at) AS at FROM answered_keys WHERE answer IS NOT NULL";
 
 /// A turn bound before its send: its row with the record that may be on the queue. Binds:
-/// turn_id, user_content, agent_content, score_raw, emotion, created_at, record.
+/// turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base, record.
 pub const BIND_TURN: &str = "\
-INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, record)
-VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base, record)
+VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// A turn whose send is confirmed: inserted (an unkeyed turn, never bound), or its bound row
 /// cleared of its record. Binds: turn_id, user_content, agent_content, score_raw, emotion,
-/// created_at.
+/// created_at, frame_base.
 pub const CONFIRM_TURN: &str = "\
-INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at)
-VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6)
+INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base)
+VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7)
 ON CONFLICT (turn_id) DO UPDATE SET record = NULL";
+
+/// The newest frame base of the session's turns: where a fresh instance numbers on from.
+pub const LAST_FRAME_BASE: &str = "SELECT MAX(frame_base) AS base FROM turns";
+
+/// The last confirmed turn with live frames, as a reconnecting client is sent it again:
+/// its frame base, words, key and answer.
+pub const LAST_LIVE_TURN: &str = "\
+SELECT t.frame_base AS base, t.user_content AS message, t.agent_content AS reply, k.key AS key,
+       k.answer AS answer
+FROM turns AS t LEFT JOIN answered_keys AS k ON k.turn_id = t.turn_id
+WHERE t.record IS NULL AND t.frame_base IS NOT NULL
+ORDER BY t.seq DESC LIMIT 1";
+
+/// Keeps a live socket's ticket until ?3. Binds: nonce, identity (JSON), expires_at.
+pub const INSERT_TICKET: &str =
+    "INSERT INTO tickets (nonce, identity, expires_at) VALUES (?1, ?2, ?3)";
+
+/// Uses a ticket: removes it and gives its player, if it is there and good at ?2.
+pub const TAKE_TICKET: &str =
+    "DELETE FROM tickets WHERE nonce = ?1 AND expires_at > ?2 RETURNING identity";
+
+/// Drops the tickets that expired by ?1.
+pub const PRUNE_TICKETS: &str = "DELETE FROM tickets WHERE expires_at <= ?1";
 
 /// The records of turns whose send is not confirmed, oldest first.
 pub const UNCONFIRMED_TURNS: &str =
@@ -141,14 +183,14 @@ SELECT (SELECT COUNT(*) FROM turns) AS turns_held,
 
 /// What opening an actor's storage needs, from the tables it has and its `actor_meta`
 /// version (when that table exists).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schema {
     /// Nothing was ever written: no session. Nothing is created until one starts.
     Empty,
     /// The schema is current.
     Ready,
     /// Run these statements, then it is current.
-    Upgrade(&'static [&'static str]),
+    Upgrade(Vec<&'static str>),
 }
 
 /// The plan for an actor whose `sqlite_master` lists `tables` ([`EXISTING_TABLES`]) and
@@ -160,7 +202,14 @@ pub fn schema(tables: &[String], version: Option<i64>) -> Result<Schema, String>
         return Ok(Schema::Empty);
     }
     match (has("actor_meta"), version) {
-        (false, _) => Ok(Schema::Upgrade(&UPGRADE_1_TO_2)),
+        (false, _) => Ok(Schema::Upgrade(
+            UPGRADE_1_TO_2
+                .iter()
+                .chain(&UPGRADE_2_TO_3)
+                .copied()
+                .collect(),
+        )),
+        (true, Some(2)) => Ok(Schema::Upgrade(UPGRADE_2_TO_3.to_vec())),
         (true, Some(SCHEMA_VERSION)) => Ok(Schema::Ready),
         (true, v) => Err(format!(
             "the actor's storage has schema version {v:?}; this code knows up to {SCHEMA_VERSION}"
@@ -178,12 +227,22 @@ mod tests {
         assert_eq!(schema(&t(&[]), None), Ok(Schema::Empty));
         assert_eq!(
             schema(&t(&["session"]), None),
-            Ok(Schema::Upgrade(&UPGRADE_1_TO_2))
+            Ok(Schema::Upgrade(
+                UPGRADE_1_TO_2
+                    .iter()
+                    .chain(&UPGRADE_2_TO_3)
+                    .copied()
+                    .collect()
+            ))
         );
         assert_eq!(
             schema(&t(&["session", "actor_meta"]), Some(2)),
+            Ok(Schema::Upgrade(UPGRADE_2_TO_3.to_vec()))
+        );
+        assert_eq!(
+            schema(&t(&["session", "actor_meta"]), Some(3)),
             Ok(Schema::Ready)
         );
-        assert!(schema(&t(&["session", "actor_meta"]), Some(3)).is_err());
+        assert!(schema(&t(&["session", "actor_meta"]), Some(4)).is_err());
     }
 }

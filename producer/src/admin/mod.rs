@@ -117,7 +117,7 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
             if !issued && !ops::session_in_d1(&services()?, id).await? {
                 return Err(not_found());
             }
-            crate::actor::describe(env, id).await
+            crate::actor::client::describe(env, id).await
         }
         _ => Err(ApiError::NotFound {
             code: "not_found",
