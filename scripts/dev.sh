@@ -6,6 +6,8 @@
 #   PORT=8787 STATE=.state bash scripts/dev.sh
 # FAULTS=markers (see core/src/faults.rs) turns on the consumer's test-only fault switch, to
 # practise failures and replays locally; RETRY_BASE_SECONDS=0 makes retries immediate.
+# OFFLINE_STREAM_MS (60 here) is the offline engine's pause before each piece of a reply, so
+# that replies are seen being written; 0 answers at once.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
