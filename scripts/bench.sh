@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Workers (and the benchmark-only inline-write Worker, bench/inline), runs every
 # benchmark scenario on wrangler dev (each variant on a free port with a fresh state folder,
-# stopped after), prints the README's text and writes the figures, with the machine,
+# stopped after), prints the text of bench/README.md and writes the figures, with the machine,
 # versions and parameters, to bench/results/latest.json. Loopback only; every loop is bounded.
 #   bash scripts/bench.sh            the full run (about 15 minutes)
 #   bash scripts/bench.sh --quick    every scenario briefly, with its invariant checks and no

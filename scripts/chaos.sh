@@ -7,7 +7,7 @@
 # short versions of all three. Sizes can be changed: CHAOS_TURNS, CHAOS_PLAYERS,
 # CHAOS_CONCURRENCY, CHAOS_FAULTS, CHAOS_HOLD_SECONDS, SOAK_SECONDS, FUZZ_SECONDS.
 # The figures are saved to bench/results/{chaos,soak,fuzz}.json (RELIABILITY_RESULTS to put
-# them elsewhere), where the README's reliability figures come from.
+# them elsewhere), where the reliability figures of docs/testing.md come from.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"

@@ -5,7 +5,7 @@
 # (ignored). A crash, out-of-memory, timeout or leak is saved under fuzz/artifacts/ and fails
 # the run, as does any failing exit of the fuzzer: turn it into a regression test.
 # Usage: bash scripts/fuzz.sh [seconds per target, default 60]
-# FUZZ_RESULTS=bench/results/fuzz.json saves each target's figures there (the README's
+# FUZZ_RESULTS=bench/results/fuzz.json saves each target's figures there (docs/testing.md's
 # fuzzing table comes from that file; scripts/chaos.sh sets it for the long run).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"

@@ -1,10 +1,10 @@
 //! The benchmark's library half: what a run's JSON means. The `bench` binary writes
-//! `bench/results/latest.json`; [`report`] turns it into the README's text and judges the
-//! goals, and `bench/tests/readme.rs` fails when the README says anything else.
+//! `bench/results/latest.json`; [`report`] turns it into the text of `bench/README.md` and judges the
+//! goals, and `bench/tests/readme.rs` fails when that file says anything else.
 
 pub mod report;
 
-/// The marks around the benchmark text in README.md.
+/// The marks around the benchmark text in bench/README.md.
 pub const START: &str = "<!-- bench:start: generated from bench/results/latest.json by `cargo run -p bench -- --readme` -->";
 pub const END: &str = "<!-- bench:end -->";
 

@@ -19,7 +19,7 @@
 //!   the same SQL on native SQLite.
 //! - [`size`]: each Worker's wasm and bundle, raw and gzip.
 //! - [`check`]: every 200-answered turn stored exactly once, totals equal to the ledger.
-//! - `bench::report` (the library): the goals, and the README's text of a run.
+//! - `bench::report` (the library): the goals, and the text of a run for `bench/README.md`.
 
 mod capacity;
 mod check;
@@ -45,7 +45,7 @@ pub struct Params {
     /// figures go to target/bench-quick.json, never to bench/results.
     #[arg(long)]
     pub quick: bool,
-    /// Measure nothing: paste the text of the run in `--out` into README.md, between its
+    /// Measure nothing: paste the text of the run in `--out` into bench/README.md, between its
     /// bench marks.
     #[arg(long)]
     pub readme: bool,
@@ -127,12 +127,12 @@ async fn main() -> anyhow::Result<()> {
     let params = Params::parse().quickened();
     if params.readme {
         let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&params.out)?)?;
-        let path = e2e::root().join("README.md");
+        let path = e2e::root().join("bench/README.md");
         let readme = std::fs::read_to_string(&path)?;
         let updated = bench::with_block(&readme, &report::markdown(&run))
-            .ok_or_else(|| anyhow::anyhow!("README.md lacks the bench marks"))?;
+            .ok_or_else(|| anyhow::anyhow!("bench/README.md lacks the bench marks"))?;
         std::fs::write(&path, updated)?;
-        eprintln!("bench: README.md now shows {}", params.out.display());
+        eprintln!("bench: bench/README.md now shows {}", params.out.display());
         return Ok(());
     }
     eprintln!("bench: {params:?}");

@@ -1,4 +1,4 @@
-//! A run's figures as the README shows them, the goals they are judged against, and the
+//! A run's figures as `bench/README.md` shows them, the goals they are judged against, and the
 //! machine and versions recorded with them.
 
 use serde_json::{json, Value};
@@ -58,7 +58,7 @@ pub fn now_rfc3339() -> String {
     first_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
 }
 
-/// A figure as the README writes it: whole above 100, else two decimals.
+/// A figure as `bench/README.md` writes it: whole above 100, else two decimals.
 pub fn f(v: &Value) -> String {
     match v.as_f64() {
         Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
@@ -176,7 +176,7 @@ fn pair(v: &Value) -> String {
     format!("{} / {}", f(&v["p50Ms"]), f(&v["p99Ms"]))
 }
 
-/// The README's text of a run (between its `bench:start` and `bench:end` marks).
+/// The text of a run in `bench/README.md` (between its `bench:start` and `bench:end` marks).
 pub fn markdown(r: &Value) -> String {
     let mut s = String::new();
     let m = &r["machine"];

@@ -1,5 +1,5 @@
-//! The README's benchmark text is the latest run's, word for word: `bench::report` renders
-//! `bench/results/latest.json`, and the README must hold exactly that between its
+//! The benchmark text of `bench/README.md` is the latest run's, word for word: `bench::report` renders
+//! `bench/results/latest.json`, and that file must hold exactly that between its
 //! `bench:start` and `bench:end` marks. After a run, `cargo run -p bench -- --readme`
 //! pastes it in.
 
@@ -50,14 +50,14 @@ fn the_readme_shows_the_latest_run_and_nothing_else() {
             _ => assert_eq!(a["measured"], b["measured"], "goal {}", a["goal"]),
         }
     }
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let block =
-        bench::readme_block(&readme).expect("README.md has its bench:start and bench:end marks");
+    let readme = std::fs::read_to_string(root().join("bench/README.md")).unwrap();
+    let block = bench::readme_block(&readme)
+        .expect("bench/README.md has its bench:start and bench:end marks");
     let expected = bench::report::markdown(&run);
     assert_eq!(
         block.trim(),
         expected.trim(),
-        "README.md's benchmark text differs from bench/results/latest.json: run `cargo run -p bench -- --readme`"
+        "bench/README.md's benchmark text differs from bench/results/latest.json: run `cargo run -p bench -- --readme`"
     );
 }
 

@@ -33,7 +33,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 /// Saves a long run's figures as `<RELIABILITY_RESULTS>/<name>.json` (scripts/chaos.sh sets
-/// it to `bench/results`; the suite's short runs save nothing). The README's reliability
+/// it to `bench/results`; the suite's short runs save nothing). The reliability
 /// figures come from these files, and `tests/tests/readme.rs` checks that they agree.
 fn save_figures(name: &str, params: Value, figures: Value) {
     let Ok(dir) = std::env::var("RELIABILITY_RESULTS") else {
@@ -73,7 +73,7 @@ struct Answer {
     status: u16,
     id: Option<String>,
     /// The points the answer told the client: its score, and the game-over penalty if it
-    /// said the game ended (the rule the README documents).
+    /// said the game ended (the rule docs/guarantees.md documents).
     points: Option<i32>,
 }
 
@@ -178,7 +178,7 @@ async fn chaos() {
             };
             async move {
                 let (user, session) = &sessions[i % sessions.len()];
-                // A 503 or a dropped connection is retried with the same key, as the README
+                // A 503 or a dropped connection is retried with the same key, as docs/api.md
                 // tells clients to (see `soak_request` for why the dev proxy answers 503).
                 let answer = retried(
                     &CHAOS_RETRIES,
@@ -493,7 +493,7 @@ static SOAK_RETRIES: AtomicUsize = AtomicUsize::new(0);
 
 /// One request of the soak: the chat route, or the runtime's floor (GET /healthz). A chat
 /// turn carries an Idempotency-Key and is retried with it after a 503 or a dropped
-/// connection, up to 3 times, as the README tells clients to. wrangler's dev proxy
+/// connection, up to 3 times, as docs/api.md tells clients to. wrangler's dev proxy
 /// sometimes answers a POST with 503 "Your worker restarted mid-request" when its hop to
 /// the runtime drops a connection (workers-sdk issue 14641); the retry shows that such a
 /// turn is still answered, and stored once.

@@ -1,6 +1,6 @@
 //! The TypeScript Drizzle schema (`ts/`) against the SQL migrations: the migrations go into
 //! one SQLite database, `drizzle-kit generate`'s output into another, and their tables,
-//! columns, types, nullability, defaults, keys and indexes must match. The README's example
+//! columns, types, nullability, defaults, keys and indexes must match. The example
 //! queries are compiled with `tsc` too.
 
 use e2e::root;

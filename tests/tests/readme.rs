@@ -1,6 +1,6 @@
-//! The README's reliability figures are the ones the long runs saved: every row of its chaos,
+//! The reliability figures of `docs/testing.md` are the ones the long runs saved: every row of its chaos,
 //! soak and fuzzing tables is rebuilt here from `bench/results/{chaos,soak,fuzz}.json` and
-//! must appear in the README as is. After a new long run (`bash scripts/chaos.sh`), a failure
+//! must appear in `docs/testing.md` as is. After a new long run (`bash scripts/chaos.sh`), a failure
 //! prints the rows to paste.
 
 use e2e::root;
@@ -13,7 +13,7 @@ fn results(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A whole number with thousands separators, as the README writes them.
+/// A whole number with thousands separators, as the docs write them.
 fn n(v: &Value) -> String {
     let x = v
         .as_f64()
@@ -162,7 +162,7 @@ fn fuzz_rows(r: &Value) -> Vec<String> {
     rows
 }
 
-/// Fails listing every row of `rows` that README.md lacks. The README wraps prose at 96
+/// Fails listing every row of `rows` that docs/testing.md lacks. It wraps prose at 96
 /// columns, so both sides are compared with every run of whitespace as one space.
 fn assert_readme_has(readme: &str, rows: &[String], source: &str) {
     let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -174,14 +174,14 @@ fn assert_readme_has(readme: &str, rows: &[String], source: &str) {
         .collect();
     assert!(
         missing.is_empty(),
-        "README.md lacks these rows from {source} (paste them in):\n{}",
+        "docs/testing.md lacks these rows from {source} (paste them in):\n{}",
         missing.join("\n")
     );
 }
 
 #[test]
 fn the_readme_reliability_figures_are_the_saved_ones() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root().join("docs/testing.md")).unwrap();
     let (chaos, soak, fuzz) = (results("chaos"), results("soak"), results("fuzz"));
     let mut rows = vec![format!(
         "The figures are the latest long runs (`bash scripts/chaos.sh`) on a {}-CPU machine, saved in `bench/results/`: `chaos.json` and `soak.json` of {}, `fuzz.json` of {}.",
@@ -197,7 +197,7 @@ fn the_readme_reliability_figures_are_the_saved_ones() {
     rows.extend(chaos_rows(&chaos));
     rows.extend(soak_rows(&soak));
     rows.extend(fuzz_rows(&fuzz));
-    println!("{} figure rows checked against README.md", rows.len());
+    println!("{} figure rows checked against docs/testing.md", rows.len());
     assert_readme_has(&readme, &rows, "bench/results");
 }
 

@@ -1,7 +1,7 @@
 // How a TypeScript Worker reads a player's stats and chat history from the chat backend's D1
 // databases. Players are sharded: each player's rows live in the database of their bucket
 // (see shards.ts), so every read first picks the binding for the user.
-// `tsc --noEmit` compiles this file in the test suite, so the README's example stays true.
+// `tsc --noEmit` compiles this file in the test suite, so the example in docs/api.md stays true.
 import { and, asc, desc, eq, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import * as schema from "./schema";
