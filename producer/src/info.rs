@@ -1,15 +1,12 @@
 //! `GET /api/info`: what a client may know before signing in. The play page reads it to
 //! choose between its development sign-in form and a note that the game's own client signs
-//! players in. It holds nothing secret: the sign-in mode and the characters.
+//! players in, and for the rules it shows and enforces (the game-over penalty, the longest
+//! name and message). It holds nothing secret; the answer is built in `chat_core::info`.
 
 use crate::auth::Auth;
-use serde_json::{json, Value};
+use serde_json::Value;
 use worker::Env;
 
 pub fn public(env: &Env) -> Value {
-    json!({
-        "signIn": Auth::from_env(env).mode_name(),
-        "characters": chat_core::character::catalog(),
-        "locales": ["ja", "en"],
-    })
+    chat_core::info::public(Auth::from_env(env).mode_name())
 }

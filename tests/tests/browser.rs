@@ -190,6 +190,24 @@ async fn a_player_chats_reloads_loses_and_starts_again() {
     b.wait("the game over", &visible("game-over")).await;
     assert_eq!(b.js(&visible("chat-form")).await, false);
     assert_eq!(b.js(&count(".msg.agent .penalty")).await, 1);
+    // The page copies no rule: the penalty and the input limits are the server's, from
+    // /api/info.
+    let penalty = b
+        .js("document.querySelector('.msg.agent .penalty').textContent")
+        .await;
+    let penalty = penalty.as_str().unwrap().to_owned();
+    assert!(
+        penalty.contains(&chat_core::scoring::GAME_OVER_PENALTY.abs().to_string()),
+        "the penalty shown is the one applied: {penalty}"
+    );
+    assert_eq!(
+        b.js("[document.getElementById('name').maxLength, document.getElementById('message').maxLength]")
+            .await,
+        json!([
+            chat_core::request::MAX_USERNAME_CHARS,
+            chat_core::request::MAX_MESSAGE_CHARS
+        ])
+    );
     let after_loss = stored_total(&b).await;
     assert_eq!(total_points(&w, player), Some(after_loss));
     b.click("#new-session").await;

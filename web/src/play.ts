@@ -16,6 +16,8 @@ interface Info {
   signIn: "dev" | "privy" | "x" | "unavailable";
   characters: { id: string; names: Record<Lang, string> }[];
   locales: Lang[];
+  /** The server's own figures (`chat_core::info::rules`): the page copies none of them. */
+  rules: { gameOverPenalty: number; levelThresholds: number[]; maxMessageChars: number; maxUsernameChars: number };
 }
 interface Message {
   id: string;
@@ -49,7 +51,6 @@ interface Pending {
 
 const lang = currentLang();
 const w = words(lang);
-const GAME_OVER_PENALTY = -10;
 let info: Info;
 let player: string | null = localStorage.getItem("chat.name");
 let session: Session | null = null;
@@ -90,7 +91,7 @@ function layout(): void {
       { id: "signin", hidden: true },
       h("h2", {}, w.signInHeading),
       h("p", { class: "help" }, w.signInHelp),
-      h("label", {}, w.name, " ", h("input", { id: "name", required: true, maxlength: "64", autocomplete: "nickname" })),
+      h("label", {}, w.name, " ", h("input", { id: "name", required: true, autocomplete: "nickname" })),
       h("button", { type: "submit" }, w.signIn),
     ),
     h(
@@ -128,7 +129,7 @@ function layout(): void {
           h(
             "form",
             { id: "chat-form", class: "row" },
-            h("input", { id: "message", "aria-label": w.message, maxlength: "2000", autocomplete: "off", required: true }),
+            h("input", { id: "message", "aria-label": w.message, autocomplete: "off", required: true }),
             h("button", { id: "send", type: "submit" }, w.send),
             h("button", { id: "stop", type: "button", hidden: true }, w.stop),
           ),
@@ -220,7 +221,7 @@ function messageRow(role: string, text: string, score?: number | null, emotion?:
           emotion ? h("span", { class: "emotion", "data-emotion": emotion }, `${w.emotion}: ${w.emotions[emotion] ?? emotion}`) : null,
           " ",
           hasScore ? h("span", { class: "score", "data-score": String(score) }, `${w.score}: ${pointsText(score)}`) : null,
-          gameOver ? h("span", { class: "penalty" }, ` ${pointsText(GAME_OVER_PENALTY)} ${w.penalty}`) : null,
+          gameOver ? h("span", { class: "penalty" }, ` ${pointsText(info.rules.gameOverPenalty)} ${w.penalty}`) : null,
         )
       : null;
   return h("li", { class: `msg ${role}` }, h("span", { class: "who" }, who), h("span", { class: "text" }, text), meta);
@@ -562,6 +563,9 @@ async function main(): Promise<void> {
     showError(e);
     return;
   }
+  // The limits the API applies, so the browser stops the typing where the server would refuse.
+  byId<HTMLInputElement>("name").maxLength = info.rules.maxUsernameChars;
+  byId<HTMLInputElement>("message").maxLength = info.rules.maxMessageChars;
   wire();
   if (info.signIn !== "dev") {
     noDevSignIn();
