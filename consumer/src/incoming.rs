@@ -49,15 +49,33 @@ impl Incoming {
             raw,
         }
     }
+}
 
-    pub fn ack(&self) {
+impl chat_core::consumer::ports::Delivery for Incoming {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn body(&self) -> &str {
+        &self.body
+    }
+
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    fn sent_at(&self) -> i64 {
+        self.sent_at
+    }
+
+    fn ack(&self) {
         if let Err(e) = self.raw.ack() {
             tracing::error!(message_id = %self.id, error = ?e, "ack failed");
         }
     }
 
     /// Retries after `delay_seconds`.
-    pub fn retry(&self, delay_seconds: u32) {
+    fn retry(&self, delay_seconds: u32) {
         let options = Object::new();
         let _ = Reflect::set(
             &options,

@@ -1,19 +1,20 @@
 //! The queue consumer Worker: stores turns in D1 exactly once, and archives dead letters.
 //!
-//! - [`config`]: bindings, queue names and settings, read from `Env` in one place.
-//! - [`faults`]: the local build's fault hooks; constants in the deployable build.
-//! - [`incoming`]: a queue message as JavaScript gives it (with its `attempts`).
-//! - [`turns`]: a batch of the turn queue → one atomic D1 batch, then ack, retry with
-//!   backoff, or dead-letter each message.
-//! - [`letters`]: a batch of the dead-letter queue → the `dead_letters` table.
-//! - [`store`]: every D1 call of this Worker (its SQL lives in `chat_core::sql`).
+//! The flows themselves (decode, route, write, judge, ack, retry, dead-letter, re-queue,
+//! archive) are plain Rust in `chat_core::consumer`, tested natively; this Worker is their
+//! adapter over its bindings.
+//!
+//! - [`config`]: binding and queue names, and the settings, read from `Env` in one place.
+//! - [`incoming`]: a queue message as JavaScript gives it (with its `attempts`): the
+//!   core's `Delivery`.
+//! - [`bindings`]: the core's ledgers, control database and queues over D1 and Queues.
+//! - [`batches`]: a batch → the core's flow over the bindings (wrapped in the fault switch
+//!   in the local build), then its log lines.
 
+mod batches;
+mod bindings;
 mod config;
-mod faults;
 mod incoming;
-mod letters;
-mod store;
-mod turns;
 
 use worker::{event, Env};
 
@@ -57,14 +58,17 @@ async fn route(batch: worker::worker_sys::MessageBatch, env: Env) -> Result<(), 
         tracing::error!(queue = %queue, error = %e, "unreadable batch; the whole batch will be retried");
     })?;
     let config = config::Config::from_env(&env);
+    #[cfg(not(feature = "local"))]
+    config::warn_if_faults_set(&env);
     match queue.as_str() {
-        config::TURN_QUEUE => turns::consume(messages, &env, &config).await,
-        config::DEAD_LETTER_QUEUE => letters::consume(messages, &env, &config).await,
+        config::TURN_QUEUE => batches::turns(&messages, &env, &config).await,
+        config::DEAD_LETTER_QUEUE => batches::letters(&messages, &env, &config).await,
         other => {
+            use chat_core::consumer::ports::Delivery;
             tracing::error!(queue = other, "batch from an unknown queue; retrying it");
             messages
                 .iter()
-                .for_each(|m| m.retry(config.backoff.delay_seconds(m.attempts, 0.5)));
+                .for_each(|m| m.retry(config.settings.backoff.delay_seconds(m.attempts, 0.5)));
         }
     }
     Ok(())

@@ -12,9 +12,9 @@
 
 use crate::databases::database;
 use crate::error::ApiError;
+use chat_core::live_map::MapCache;
 use chat_core::shards::{Override, OverrideRow, ShardMap, CONTROL};
 use chat_core::sql::shards::SELECT_OVERRIDES;
-use std::cell::RefCell;
 use std::rc::Rc;
 use uuid::Uuid;
 use worker::{D1Database, Env};
@@ -27,8 +27,8 @@ const DEFAULT_CACHE_SECONDS: u32 = 5;
 pub const MAX_CACHE_SECONDS: u32 = 300;
 
 thread_local! {
-    /// The map and when it goes stale (epoch ms).
-    static CACHE: RefCell<Option<(i64, Rc<ShardMap>)>> = const { RefCell::new(None) };
+    /// The isolate's map (`chat_core::live_map`, the same cache the consumer keeps).
+    static CACHE: Rc<MapCache> = Rc::new(MapCache::default());
 }
 
 /// How long an isolate keeps the map: the grace every move step waits for.
@@ -39,50 +39,49 @@ pub fn cache_seconds(env: &Env) -> u32 {
         .min(MAX_CACHE_SECONDS)
 }
 
-fn base(env: &Env) -> Result<ShardMap, ApiError> {
+fn base(env: &Env) -> Result<ShardMap, String> {
     let spec = var(env, "SHARD_MAP").unwrap_or_default();
-    ShardMap::parse(&spec).map_err(|e| ApiError::Internal(format!("SHARD_MAP: {e}")))
+    ShardMap::parse(&spec).map_err(|e| format!("SHARD_MAP: {e}"))
+}
+
+/// The overrides, as the cache reads them.
+async fn overrides(env: &Env) -> Result<Vec<Override>, String> {
+    let control = database(env, CONTROL).map_err(|e| format!("{e:?}"))?;
+    let rows = override_rows(&control)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(rows.iter().map(Override::from).collect())
 }
 
 /// The map this isolate routes with.
 pub async fn live(env: &Env) -> Result<Rc<ShardMap>, ApiError> {
-    let now = now_ms();
-    let cached = CACHE.with_borrow(|c| c.clone());
-    if let Some((until, map)) = &cached {
-        if now < *until {
-            return Ok(map.clone());
-        }
+    let cache = CACHE.with(Rc::clone);
+    let cache_ms = i64::from(cache_seconds(env)) * 1000;
+    let (map, unread) = cache
+        .live(now_ms(), &base(env), cache_ms, overrides(env))
+        .await
+        .map_err(ApiError::Internal)?;
+    if let Some(unread) = unread {
+        tracing::warn!(error = %unread.error, cached = unread.cached, "the control database is unreadable: routing with the last bucket map this isolate read (or SHARD_MAP); fenced databases refuse what a stale map misroutes");
     }
-    let until = now + i64::from(cache_seconds(env)) * 1000;
-    let map = match read(env).await {
-        Ok(map) => Rc::new(map),
-        Err(e) => {
-            let fallback = match cached {
-                Some((_, map)) => map,
-                None => Rc::new(base(env)?),
-            };
-            tracing::warn!(error = ?e, "the control database is unreadable: routing with the last bucket map this isolate read (or SHARD_MAP); fenced databases refuse what a stale map misroutes");
-            fallback
-        }
-    };
-    CACHE.set(Some((until, map.clone())));
     Ok(map)
 }
 
 /// Reads the map now, failing if the control database cannot be read, and keeps it (the
 /// admin steps, which must see the map as it is).
 pub async fn refresh(env: &Env) -> Result<Rc<ShardMap>, ApiError> {
-    let map = Rc::new(read(env).await?);
-    let until = now_ms() + i64::from(cache_seconds(env)) * 1000;
-    CACHE.set(Some((until, map.clone())));
-    Ok(map)
-}
-
-async fn read(env: &Env) -> Result<ShardMap, ApiError> {
-    let rows = override_rows(&database(env, CONTROL)?).await?;
+    let cache = CACHE.with(Rc::clone);
+    let cache_ms = i64::from(cache_seconds(env)) * 1000;
+    let base = base(env);
+    if let Err(e) = &base {
+        return Err(ApiError::Internal(e.clone()));
+    }
+    let control = database(env, CONTROL)?;
+    let rows = override_rows(&control).await?;
     let overrides: Vec<Override> = rows.iter().map(Override::from).collect();
-    base(env)?
-        .with_overrides(&overrides)
+    cache
+        .refresh(now_ms(), &base, cache_ms, async { Ok(overrides) })
+        .await
         .map_err(|e| ApiError::Internal(format!("shard_buckets: {e}")))
 }
 

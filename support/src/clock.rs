@@ -33,3 +33,13 @@ impl chat_core::turn::Clock for WorkerClock {
         random10()
     }
 }
+
+impl chat_core::consumer::ports::Clock for WorkerClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    fn unit_random(&self) -> f64 {
+        unit_random()
+    }
+}

@@ -3,10 +3,13 @@
 //! `batch` is.
 //!
 //! - [`actor`]: the session actor's flow on SQLite, with an in-memory queue and faults.
+//! - [`consumer`]: the consumer's ports on SQLite databases and in-memory queues.
 
 pub mod actor;
+pub mod consumer;
 
 use crate::batch::{judge, turn_chunks, Outcome, StoredTurn};
+use crate::consumer::ports::Stored;
 use crate::record::TurnRecord;
 use crate::sql;
 use rusqlite::Connection;
@@ -113,18 +116,39 @@ fn apply_chunk(
     records: &[&TurnRecord],
     json: &str,
 ) -> rusqlite::Result<Applied> {
+    let stored = store_chunk(conn, json)?;
+    let (held, written): (Vec<&TurnRecord>, Vec<&TurnRecord>) = records
+        .iter()
+        .partition(|r| crate::batch::is_fenced(&stored.fenced, &r.user.id));
+    let judged = judge(&written, |r| r, &stored.before);
+    let count = |o: Outcome| judged.iter().filter(|&&x| x == o).count();
+    debug_assert_eq!(
+        count(Outcome::Applied),
+        stored.inserted,
+        "the event insert agrees with the judgement"
+    );
+    Ok(Applied {
+        applied: count(Outcome::Applied),
+        duplicates: count(Outcome::Duplicate),
+        conflicts: count(Outcome::Conflict),
+        held: held.len(),
+    })
+}
+
+/// Runs every statement of `sql::apply_turns` on one chunk's JSON in one transaction, as
+/// D1's `batch` does, and reads back what the consumer judges with.
+pub fn store_chunk(conn: &mut Connection, json: &str) -> rusqlite::Result<Stored> {
     let tx = conn.transaction()?;
-    let mut stored = Vec::new();
-    let mut fenced: Vec<String> = Vec::new();
-    let mut inserted = 0;
+    let mut stored = Stored::default();
     for (i, statement) in sql::apply_turns().iter().enumerate() {
         let mut st = tx.prepare_cached(statement)?;
+        stored.statements += 1;
         if i == sql::FENCED_STATEMENT {
-            fenced = st
+            stored.fenced = st
                 .query_map([json], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
         } else if i == sql::STORED_STATEMENT {
-            stored = st
+            stored.before = st
                 .query_map([json], |r| {
                     Ok(StoredTurn {
                         id: r.get(0)?,
@@ -137,27 +161,12 @@ fn apply_chunk(
         } else {
             let changes = st.execute([json])?;
             if i == sql::APPLIED_STATEMENT {
-                inserted = changes;
+                stored.inserted = changes;
             }
         }
     }
     tx.commit()?;
-    let (held, written): (Vec<&TurnRecord>, Vec<&TurnRecord>) = records
-        .iter()
-        .partition(|r| crate::batch::is_fenced(&fenced, &r.user.id));
-    let judged = judge(&written, |r| r, &stored);
-    let count = |o: Outcome| judged.iter().filter(|&&x| x == o).count();
-    debug_assert_eq!(
-        count(Outcome::Applied),
-        inserted,
-        "the event insert agrees with the judgement"
-    );
-    Ok(Applied {
-        applied: count(Outcome::Applied),
-        duplicates: count(Outcome::Duplicate),
-        conflicts: count(Outcome::Conflict),
-        held: held.len(),
-    })
+    Ok(stored)
 }
 
 /// One page of a bucket's copy from `from` to `to`, as the admin API runs it on D1: the

@@ -1,0 +1,166 @@
+//! The consumer's ports (`chat_core::consumer::ports`) over its bindings: every D1 call of
+//! this Worker, and its sends to the queues. The SQL lives in `chat_core::sql`.
+
+use crate::config::{DEAD_LETTERS, TURNS};
+use chat_core::consumer::ports::{Control, Ledgers, Queues, Stored, Write};
+use chat_core::shards::{Override, OverrideRow, CONTROL};
+use chat_core::sql;
+use worker::wasm_bindgen::JsValue;
+use worker::{D1Database, Env};
+
+/// The Worker's bindings, as the core's flows take them.
+pub struct Bindings<'a>(pub &'a Env);
+
+impl Bindings<'_> {
+    fn d1(&self, binding: &str) -> Result<D1Database, String> {
+        self.0.d1(binding).map_err(|e| e.to_string())
+    }
+
+    async fn send(&self, queue: &str, texts: &[String]) -> Result<(), String> {
+        let queue = self.0.queue(queue).map_err(|e| e.to_string())?;
+        worker_support::queue::send_texts(&queue, texts)
+            .await
+            .map_err(|(_, e)| e.to_string())
+    }
+}
+
+fn text(e: worker::Error) -> String {
+    e.to_string()
+}
+
+/// Refuses what D1 would refuse, here and in every build, so that the local D1 (which has no
+/// such limit) behaves as the deployed one does.
+fn fits_d1(name: &str, value: &str) -> Result<(), String> {
+    chat_core::d1_limits::check_value(name, value.len())
+}
+
+impl Ledgers for Bindings<'_> {
+    fn bindings(&self) -> Vec<String> {
+        worker_support::env::database_bindings(self.0)
+    }
+
+    fn has(&self, binding: &str) -> bool {
+        self.0.d1(binding).is_ok()
+    }
+
+    /// Every statement of `sql::apply_turns` in ONE `D1Database::batch`, each binding the
+    /// chunk's one JSON parameter.
+    async fn apply_turns(&self, binding: &str, write: &Write<'_>) -> Result<Stored, String> {
+        fits_d1("the batch's turns", write.json)?;
+        let db = self.d1(binding)?;
+        let param = [JsValue::from_str(write.json)];
+        let statements = sql::apply_turns()
+            .iter()
+            .map(|s| db.prepare(*s).bind(&param))
+            .collect::<worker::Result<Vec<_>>>()
+            .map_err(text)?;
+        let count = statements.len();
+        let results = db.batch(statements).await.map_err(text)?;
+        #[derive(serde::Deserialize)]
+        struct Fence {
+            bucket: String,
+        }
+        let fenced = match results.get(sql::FENCED_STATEMENT) {
+            Some(r) => r
+                .results::<Fence>()
+                .map_err(text)?
+                .into_iter()
+                .map(|f| f.bucket)
+                .collect(),
+            None => Vec::new(),
+        };
+        let before = match results.get(sql::STORED_STATEMENT) {
+            Some(r) => r.results().map_err(text)?,
+            None => Vec::new(),
+        };
+        let inserted = results
+            .get(sql::APPLIED_STATEMENT)
+            .and_then(|r| r.meta().ok().flatten())
+            .and_then(|m| m.changes)
+            .unwrap_or(0);
+        Ok(Stored {
+            fenced,
+            before,
+            inserted,
+            statements: count,
+        })
+    }
+
+    async fn applied_migration(&self, binding: &str) -> Result<Option<String>, String> {
+        #[derive(serde::Deserialize)]
+        struct Applied {
+            name: String,
+        }
+        Ok(self
+            .d1(binding)?
+            .prepare(sql::APPLIED_MIGRATION)
+            .first::<Applied>(None)
+            .await
+            .map_err(text)?
+            .map(|a| a.name))
+    }
+}
+
+impl Control for Bindings<'_> {
+    async fn overrides(&self) -> Result<Vec<Override>, String> {
+        let rows = self
+            .d1(CONTROL)?
+            .prepare(sql::shards::SELECT_OVERRIDES)
+            .all()
+            .await
+            .map_err(text)?
+            .results::<OverrideRow>()
+            .map_err(text)?;
+        Ok(rows.iter().map(Override::from).collect())
+    }
+
+    async fn report_databases(
+        &self,
+        reports: &[(String, Option<String>)],
+        probe_at: i64,
+    ) -> Result<(), String> {
+        let control = self.d1(CONTROL)?;
+        let statements = reports
+            .iter()
+            .map(|(binding, migration)| {
+                control
+                    .prepare(sql::shards::REPORT_CONSUMER_DATABASE)
+                    .bind(&[
+                        JsValue::from_str(binding),
+                        migration
+                            .as_deref()
+                            .map_or(JsValue::NULL, JsValue::from_str),
+                        JsValue::from(probe_at as f64),
+                    ])
+            })
+            .collect::<worker::Result<Vec<_>>>()
+            .map_err(text)?;
+        control.batch(statements).await.map_err(text)?;
+        Ok(())
+    }
+
+    async fn store_letters(&self, letters_json: &str, now_ms: i64) -> Result<(), String> {
+        fits_d1("the batch's dead letters", letters_json)?;
+        self.d1(CONTROL)?
+            .prepare(sql::STORE_LETTERS)
+            .bind(&[
+                JsValue::from_str(letters_json),
+                JsValue::from(now_ms as f64),
+            ])
+            .map_err(text)?
+            .run()
+            .await
+            .map_err(text)?;
+        Ok(())
+    }
+}
+
+impl Queues for Bindings<'_> {
+    async fn send_turns(&self, bodies: &[String]) -> Result<(), String> {
+        self.send(TURNS, bodies).await
+    }
+
+    async fn send_letters(&self, texts: &[String]) -> Result<(), String> {
+        self.send(DEAD_LETTERS, texts).await
+    }
+}

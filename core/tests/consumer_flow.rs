@@ -1,0 +1,523 @@
+//! The consumer's real flows (`chat_core::consumer::turns::consume` and
+//! `letters::archive`), driven natively through thousands of deliveries on three SQLite
+//! databases, with a queue model that behaves as Cloudflare's does (a retry after
+//! `max_retries` moves a message to the dead-letter queue; a letter retried on its last
+//! delivery is dropped), at-least-once redeliveries, duplicate sends, poison, random write
+//! failures before and after the write, one database's outage, a control-database outage,
+//! an archive outage, a bucket move with a stale cached map, and the operator's replays.
+//!
+//! Every invariant is checked at the end: each valid turn stored exactly once, in its
+//! bucket's home; every player's points equal to the ledger; every poison message in the
+//! archive with its class; nothing dropped, nothing left in a queue, and every delivery
+//! given exactly one verdict. The seed is printed; `SEED=n` repeats a run.
+
+use chat_core::backoff::Backoff;
+use chat_core::consumer::faulty::Faulty;
+use chat_core::consumer::letters::archive;
+use chat_core::consumer::ports::Clock;
+use chat_core::consumer::turns::{consume, Ports};
+use chat_core::consumer::{Event, Settings};
+use chat_core::faults::Faults;
+use chat_core::identity::{AuthProvider, Identity};
+use chat_core::live_map::MapCache;
+use chat_core::native::actor::block_on;
+use chat_core::native::consumer::{Databases, MemoryQueues, Message, SeededClock, Verdict};
+use chat_core::native::{copy_page, fence, start_session};
+use chat_core::record::{sample, TurnRecord};
+use chat_core::shards::{bucket, CopyCursor, ShardMap};
+use chat_core::sql;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+const T0: i64 = 1_700_000_000_000;
+const BASE: &str = "0-99=DB_0,100-199=DB_1,200-255=DB_2";
+const STEP_MS: i64 = 1_000;
+
+/// A message in the model queue.
+struct Queued {
+    id: String,
+    body: String,
+    attempts: u32,
+    sent_at: i64,
+    visible_at: i64,
+}
+
+struct Sim {
+    rng: StdRng,
+    dbs: Databases,
+    queues: MemoryQueues,
+    clock: SeededClock,
+    settings: Settings,
+    cache: MapCache,
+    faults: Faults,
+    turns: Vec<Queued>,
+    letters: Vec<Queued>,
+    next_id: u64,
+    deliveries: usize,
+    dropped_letters: usize,
+    /// Deliveries held (a moving or fenced bucket), and batches routed without the control
+    /// database.
+    held: usize,
+    stale_routes: usize,
+    /// Letters sent again on their last delivery (the archive outage outlasting them).
+    letters_requeued: usize,
+}
+
+impl Sim {
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn enqueue(&mut self, letters: bool, body: String, attempts: u32, sent_at: i64, delay_s: u32) {
+        self.next_id += 1;
+        let q = Queued {
+            id: format!("m{}", self.next_id),
+            body,
+            attempts,
+            sent_at,
+            visible_at: self.now() + i64::from(delay_s) * 1000,
+        };
+        if letters {
+            self.letters.push(q)
+        } else {
+            self.turns.push(q)
+        }
+    }
+
+    /// Takes up to `max` visible messages of one queue.
+    fn take(&mut self, letters: bool, max: usize) -> Vec<Queued> {
+        let now = self.now();
+        let queue = if letters {
+            &mut self.letters
+        } else {
+            &mut self.turns
+        };
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < queue.len() && taken.len() < max {
+            if queue[i].visible_at <= now {
+                taken.push(queue.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        taken
+    }
+
+    /// One batch of each queue through the real flows, then the queue's own rules.
+    fn step(&mut self) {
+        self.clock.now.set(self.now() + STEP_MS);
+        let size = self.rng.gen_range(1..=25);
+        let batch = self.take(false, size);
+        if !batch.is_empty() {
+            let messages: Vec<Message> = batch
+                .iter()
+                .map(|q| Message::new(&q.id, &q.body, q.attempts, q.sent_at))
+                .collect();
+            let faulty = Faulty {
+                inner: &self.dbs,
+                faults: &self.faults,
+                clock: &self.clock,
+            };
+            let ports = Ports {
+                ledgers: &faulty,
+                control: &faulty,
+                queues: &self.queues,
+                clock: &self.clock,
+            };
+            let report = block_on(consume(&messages, &ports, &self.settings, &self.cache));
+            self.held += report.held;
+            self.stale_routes += report
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::ControlUnreadable { .. }))
+                .count();
+            self.deliveries += messages.len();
+            self.settle(false, batch, &messages);
+        }
+        let size = self.rng.gen_range(1..=10);
+        let batch = self.take(true, size);
+        if !batch.is_empty() {
+            let messages: Vec<Message> = batch
+                .iter()
+                .map(|q| Message::new(&q.id, &q.body, q.attempts, q.sent_at))
+                .collect();
+            let faulty = Faulty {
+                inner: &self.dbs,
+                faults: &self.faults,
+                clock: &self.clock,
+            };
+            let report = block_on(archive(
+                &messages,
+                &faulty,
+                &self.queues,
+                &self.clock,
+                &self.settings,
+            ));
+            self.letters_requeued += report.requeued;
+            self.deliveries += messages.len();
+            self.settle(true, batch, &messages);
+        }
+        // What the flows sent becomes fresh messages.
+        let now = self.now();
+        let turns = self.queues.turns.take();
+        let letters = self.queues.letters.take();
+        for body in turns {
+            self.enqueue(false, body, 1, now, 0);
+        }
+        for body in letters {
+            self.enqueue(true, body, 1, now, 0);
+        }
+    }
+
+    /// The queue's rules for each verdict: acked is gone (but at-least-once: now and then
+    /// delivered again), retried comes back later, or past `max_retries` moves to the
+    /// dead-letter queue (turns) or is dropped (letters).
+    fn settle(&mut self, letters: bool, batch: Vec<Queued>, messages: &[Message]) {
+        let max = if letters {
+            self.settings.letter_max_retries
+        } else {
+            self.settings.max_retries
+        };
+        for (q, m) in batch.into_iter().zip(messages) {
+            match m.verdict() {
+                Verdict::Acked => {
+                    if self.rng.gen_bool(0.02) {
+                        let again = Queued {
+                            attempts: q.attempts + 1,
+                            visible_at: self.now(),
+                            ..q
+                        };
+                        self.push(letters, again);
+                    }
+                }
+                Verdict::Retried { delay_seconds } => {
+                    if q.attempts > max {
+                        if letters {
+                            self.dropped_letters += 1;
+                        } else {
+                            // The queue moves it to the dead-letter queue as it is.
+                            let id = q.id.clone();
+                            self.letters.push(Queued {
+                                id,
+                                attempts: 1,
+                                visible_at: self.now(),
+                                ..q
+                            });
+                        }
+                    } else {
+                        let again = Queued {
+                            attempts: q.attempts + 1,
+                            visible_at: self.now() + i64::from(delay_seconds.min(30)) * 1000,
+                            ..q
+                        };
+                        self.push(letters, again);
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, letters: bool, q: Queued) {
+        if letters {
+            self.letters.push(q)
+        } else {
+            self.turns.push(q)
+        }
+    }
+
+    fn control_exec(&self, statement: &str, params: impl rusqlite::Params) {
+        self.dbs.control().execute(statement, params).unwrap();
+    }
+}
+
+/// The archive's letters: id, class, payload.
+fn archive_of(sim: &Sim) -> Vec<(String, String, String)> {
+    let c = sim.dbs.control();
+    let mut st = c
+        .prepare("SELECT id, error_class, payload FROM dead_letters ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
+    let seed: u64 = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("SEED={seed}");
+    let mut sim = Sim {
+        rng: StdRng::seed_from_u64(seed),
+        dbs: Databases::in_memory(3).unwrap(),
+        queues: MemoryQueues::default(),
+        clock: SeededClock::new(T0, seed),
+        settings: Settings {
+            max_retries: 3,
+            letter_max_retries: 3,
+            backoff: Backoff {
+                base_seconds: 1,
+                max_seconds: 8,
+            },
+            shard_map: ShardMap::parse(BASE),
+            map_cache_ms: 5_000,
+        },
+        cache: MapCache::default(),
+        faults: Faults::parse("markers,before=0.1,after=0.1").unwrap(),
+        turns: Vec::new(),
+        letters: Vec::new(),
+        next_id: 0,
+        deliveries: 0,
+        dropped_letters: 0,
+        held: 0,
+        stale_routes: 0,
+        letters_requeued: 0,
+    };
+    let base = ShardMap::parse(BASE).unwrap();
+
+    // Players in every database, each with a session in its home.
+    let mut players: Vec<(Identity, Uuid)> = Vec::new();
+    for i in 0..48 {
+        let identity = Identity::new(AuthProvider::X, &format!("player-{i}")).unwrap();
+        let session = Uuid::from_u128(sim.rng.gen());
+        let home = base.binding(&identity.user_id()).to_owned();
+        start_session(&sim.dbs.dbs[&home].borrow(), &identity, session, T0).unwrap();
+        players.push((identity, session));
+    }
+    // The bucket that moves: one of DB_1's players', to DB_2.
+    let mover = players
+        .iter()
+        .map(|(p, _)| bucket(&p.user_id()))
+        .find(|b| base.binding_of_bucket(*b) == "DB_1")
+        .expect("a player in DB_1");
+
+    let mut sent: BTreeMap<Uuid, TurnRecord> = BTreeMap::new();
+    let mut poison: Vec<(String, &'static str)> = Vec::new();
+    let mut n = 0u64;
+    let steps = 900;
+    for step in 0..steps {
+        let now = sim.now();
+        // The phases: DB_2 down long enough to exhaust retries, the control database down,
+        // the archive failing past every retry, and a bucket move.
+        match step {
+            150 => sim.faults.down = vec![("DB_2".into(), now + 60_000)],
+            300 => sim.faults.down = vec![("DB_0".into(), now + 25_000)],
+            160 => sim.faults.letters_until = Some(now + 60_000),
+            500 => {
+                // Hold: the map says moving, and the source fences the bucket.
+                sim.control_exec(
+                    sql::shards::HOLD_BUCKET,
+                    rusqlite::params![mover, "DB_1", now],
+                );
+                fence(&sim.dbs.dbs["DB_1"].borrow(), mover, Some("moving"), now).unwrap();
+            }
+            560 => {
+                // Copy, then flip: the target takes the bucket, the source fences it for good.
+                let mut cursor = Some(CopyCursor::start(mover));
+                while let Some(c) = cursor {
+                    cursor = copy_page(
+                        &sim.dbs.dbs["DB_1"].borrow(),
+                        &sim.dbs.dbs["DB_2"].borrow(),
+                        mover,
+                        c,
+                        7,
+                    )
+                    .unwrap()
+                    .1;
+                }
+                sim.control_exec(
+                    sql::shards::FLIP_BUCKET,
+                    rusqlite::params![mover, "DB_2", "DB_1", now],
+                );
+                fence(&sim.dbs.dbs["DB_1"].borrow(), mover, Some("moved"), now).unwrap();
+            }
+            _ => {}
+        }
+        // While the bucket is held, its players keep playing: their turns must wait.
+        if (500..560).contains(&step) {
+            if let Some((p, s)) = players.iter().find(|(p, _)| bucket(&p.user_id()) == mover) {
+                n += 1;
+                let record = sample(&p.provider_user_id, *s, n, now + n as i64);
+                sim.enqueue(false, record.encode(), 1, now, 0);
+                sent.insert(record.turn_id, record);
+            }
+        }
+        // The chat Worker's sends: new turns, sometimes sent twice; now and then poison.
+        if step < 700 {
+            for _ in 0..sim.rng.gen_range(0..10) {
+                n += 1;
+                let (p, s) = &players[sim.rng.gen_range(0..players.len())];
+                let record = sample(&p.provider_user_id, *s, n, now + n as i64);
+                let body = record.encode();
+                sim.enqueue(false, body.clone(), 1, now, 0);
+                if sim.rng.gen_bool(0.1) {
+                    sim.enqueue(false, body, 1, now, 0);
+                }
+                sent.insert(record.turn_id, record);
+            }
+            if sim.rng.gen_bool(0.02) {
+                let body = format!("{{\"v\":1,\"garbage\":{step}}}");
+                poison.push((body.clone(), "invalid"));
+                sim.enqueue(false, body, 1, now, 0);
+            }
+            if sim.rng.gen_bool(0.01) && !sent.is_empty() {
+                // A turn id reused for a different turn.
+                // Only of a stored turn: otherwise either version may arrive first and win.
+                let k = sim.rng.gen_range(0..sent.len());
+                let mut other = sent.values().nth(k).unwrap().clone();
+                let stored = sim.dbs.dbs.values().any(|db| {
+                    db.borrow()
+                        .query_row(
+                            "SELECT COUNT(*) FROM point_events WHERE id = ?1",
+                            [other.point_event.id.to_string()],
+                            |r| r.get::<_, i64>(0),
+                        )
+                        .unwrap()
+                        > 0
+                });
+                if !stored {
+                    sim.step();
+                    continue;
+                }
+                other.user_message.content = format!("something else {step}");
+                let body = other.encode();
+                poison.push((body.clone(), "conflict"));
+                sim.enqueue(false, body, 1, now, 0);
+            }
+        }
+        sim.step();
+    }
+
+    // Drain, with every fault cleared, then replay what the archive holds as replayable,
+    // as the operator does, and drain again.
+    sim.faults = Faults::default();
+    let drain = |sim: &mut Sim| {
+        for _ in 0..2_000 {
+            if sim.turns.is_empty() && sim.letters.is_empty() {
+                return;
+            }
+            sim.step();
+        }
+        panic!("the queues never drained");
+    };
+    drain(&mut sim);
+    let archived = archive_of(&sim);
+    let mut replayed = 0;
+    for (_, class, payload) in &archived {
+        if class == "transient" || class == "retries_exhausted" {
+            let now = sim.now();
+            sim.enqueue(false, payload.clone(), 1, now, 0);
+            replayed += 1;
+        }
+    }
+    drain(&mut sim);
+    let archived = archive_of(&sim);
+
+    // Each valid turn once, in its bucket's home under the final map.
+    let map = base
+        .clone()
+        .with_overrides(
+            &block_on(chat_core::consumer::ports::Control::overrides(&sim.dbs)).unwrap(),
+        )
+        .unwrap();
+    let mut total_by_user: BTreeMap<String, i64> = BTreeMap::new();
+    for record in sent.values() {
+        let home = map.binding(&record.user.id);
+        for (binding, db) in &sim.dbs.dbs {
+            let count: i64 = db
+                .borrow()
+                .query_row(
+                    "SELECT COUNT(*) FROM point_events WHERE id = ?1",
+                    [record.point_event.id.to_string()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let copy_source = binding == "DB_1" && bucket(&record.user.id) == mover;
+            let expected = if binding == home {
+                1
+            } else if copy_source {
+                count.min(1) // the move's source keeps what it had until a purge
+            } else {
+                0
+            };
+            assert_eq!(
+                count, expected,
+                "turn {} in {binding} (home {home})",
+                record.turn_id
+            );
+        }
+        *total_by_user.entry(record.user.id.to_string()).or_default() +=
+            i64::from(record.point_event.delta);
+    }
+    // Every player's snapshot equals the ledger of their home.
+    for (p, _) in &players {
+        let id = p.user_id();
+        let home = &sim.dbs.dbs[map.binding(&id)];
+        let (ledger, snapshot): (i64, i64) = home
+            .borrow()
+            .query_row(
+                "SELECT (SELECT COALESCE(SUM(delta), 0) FROM point_events WHERE user_id = ?1),
+                        (SELECT COALESCE(MAX(total_points), 0) FROM user_stats WHERE user_id = ?1)",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let expected = total_by_user.get(&id.to_string()).copied().unwrap_or(0);
+        assert_eq!(
+            ledger, expected,
+            "player {id}: the ledger holds every turn once"
+        );
+        assert_eq!(
+            snapshot, ledger,
+            "player {id}: the snapshot equals the ledger"
+        );
+    }
+    // Every poison message archived with its class; nothing dropped or left behind.
+    let classes: BTreeSet<(String, String)> = archived
+        .iter()
+        .map(|(_, class, payload)| (payload.clone(), class.clone()))
+        .collect();
+    for (body, kind) in &poison {
+        // A poison message may first fail as transient (its database down) and be replayed:
+        // its own class must be among its letters.
+        let of_body: Vec<&str> = classes
+            .iter()
+            .filter(|(p, _)| p == body)
+            .map(|(_, c)| c.as_str())
+            .collect();
+        let wanted: &[&str] = match *kind {
+            "conflict" => &["conflict"],
+            _ => &["undecodable", "unknown_version", "invalid"],
+        };
+        assert!(
+            of_body.iter().any(|c| wanted.contains(c)),
+            "poison {body} archived as {of_body:?}"
+        );
+    }
+    assert_eq!(sim.dropped_letters, 0, "no letter dropped");
+    assert!(sim.turns.is_empty() && sim.letters.is_empty());
+    assert!(replayed > 0, "the outage made dead letters to replay");
+    assert!(sim.deliveries > 3_000, "{} deliveries", sim.deliveries);
+    assert!(sim.held > 0, "the move held its bucket's turns");
+    assert!(sim.stale_routes > 0, "the control outage was routed around");
+    assert!(
+        sim.letters_requeued > 0,
+        "the archive outage outlasted some letters' retries"
+    );
+    println!(
+        "{} turns, {} poison, {} deliveries, {} held, {} routed without the control database, {} letters re-queued, {} archived, {} replayed",
+        sent.len(),
+        poison.len(),
+        sim.deliveries,
+        sim.held,
+        sim.stale_routes,
+        sim.letters_requeued,
+        archived.len(),
+        replayed
+    );
+}
