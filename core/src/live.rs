@@ -15,7 +15,8 @@
 
 use crate::character::Locale;
 use crate::ids::valid_idempotency_key;
-use crate::request::{InvalidRequest, MAX_BODY_BYTES};
+use crate::refusal::Refusal;
+use crate::request::MAX_BODY_BYTES;
 use serde_json::{json, Value};
 
 /// The largest frame a client may send, as an HTTP body.
@@ -40,17 +41,14 @@ pub enum ClientFrame {
     },
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> InvalidRequest {
-    InvalidRequest {
-        code,
-        message: message.into(),
-    }
+fn bad(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal::invalid(code, message)
 }
 
 impl ClientFrame {
     /// Reads a client's frame with the HTTP API's rules: the same message limits, and the
     /// `Idempotency-Key` rules for `key`, which every frame must carry.
-    pub fn parse(text: &str) -> Result<Self, InvalidRequest> {
+    pub fn parse(text: &str) -> Result<Self, Refusal> {
         if text.len() > MAX_FRAME_BYTES {
             return Err(crate::request::too_large(MAX_FRAME_BYTES));
         }

@@ -22,20 +22,10 @@ pub const GRACE_MARGIN_MS: i64 = 1_000;
 
 /// Why a step is refused: a 409 with a code and a message naming the step to run, and for a
 /// wait, how long.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: &'static str,
-    pub message: String,
-    /// Seconds to wait before trying again, when waiting is the answer.
-    pub retry_after: Option<u32>,
-}
+use crate::refusal::Refusal;
 
 fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal {
-        code,
-        message: message.into(),
-        retry_after: None,
-    }
+    Refusal::conflict(code, message)
 }
 
 /// Seconds until `at` (at least 1).

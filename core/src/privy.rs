@@ -10,6 +10,7 @@
 
 use crate::identity::{AuthProvider, Identity, MAX_DISPLAY_NAME_CHARS, MAX_WALLET_LEN};
 use crate::jwt::{resolve_now, verify_with, Es256Key, Es256Verifier, Expected, TokenError};
+use crate::refusal::Refusal;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -23,20 +24,8 @@ pub struct PrivyApp {
     pub verifier: Es256Verifier,
 }
 
-/// Why a Privy sign-in failed: which token, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrivyError {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl PrivyError {
-    fn new(which: &str, e: TokenError) -> Self {
-        Self {
-            code: e.code(),
-            message: format!("{which}: {e}"),
-        }
-    }
+fn token_refused(which: &str, e: TokenError) -> Refusal {
+    Refusal::unauthorized(e.code(), format!("{which}: {e}"))
 }
 
 /// A sign-in that verified: the player, and when the tokens stop being valid.
@@ -68,7 +57,7 @@ impl PrivyApp {
         access_token: &str,
         id_token: Option<&str>,
         now: i64,
-    ) -> Result<Identity, PrivyError> {
+    ) -> Result<Identity, Refusal> {
         resolve_now(self.verify_with(&self.verifier, access_token, id_token, now))
             .map(|v| v.identity)
     }
@@ -80,7 +69,7 @@ impl PrivyApp {
         access_token: &str,
         id_token: Option<&str>,
         now: i64,
-    ) -> Result<Verified, PrivyError> {
+    ) -> Result<Verified, Refusal> {
         let expected = Expected {
             issuer: ISSUER,
             audience: &self.app_id,
@@ -88,44 +77,39 @@ impl PrivyApp {
         };
         let access = verify_with(key, access_token, &expected)
             .await
-            .map_err(|e| PrivyError::new("access token", e))?;
+            .map_err(|e| token_refused("access token", e))?;
         // An identity token is signed by the same key for the same audience: tell them apart.
         // Privy's access tokens carry the session id `sid`; identity tokens carry the
         // profile (`linked_accounts`) and must never stand in for an access token.
         if access.contains_key("linked_accounts") {
-            return Err(PrivyError {
-                code: "not_an_access_token",
-                message: "Authorization holds a Privy identity token; send the access token there and the identity token in privy-id-token".into(),
-            });
+            return Err(Refusal::unauthorized("not_an_access_token", "Authorization holds a Privy identity token; send the access token there and the identity token in privy-id-token"));
         }
         if access
             .get("sid")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
         {
-            return Err(PrivyError {
-                code: "not_an_access_token",
-                message: "access token: no 'sid' claim; only Privy access tokens are accepted in Authorization".into(),
-            });
+            return Err(Refusal::unauthorized("not_an_access_token", "access token: no 'sid' claim; only Privy access tokens are accepted in Authorization"));
         }
         let exp =
             |claims: &Map<String, Value>| claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
         let mut expires_at = exp(&access);
         let sub = access["sub"].as_str().unwrap_or_default();
-        let mut identity = Identity::new(AuthProvider::Privy, sub).map_err(|_| PrivyError {
-            code: "invalid_claims",
-            message: "access token: 'sub' is not a usable user id".into(),
+        let mut identity = Identity::new(AuthProvider::Privy, sub).map_err(|_| {
+            Refusal::unauthorized(
+                "invalid_claims",
+                "access token: 'sub' is not a usable user id",
+            )
         })?;
         if let Some(id_token) = id_token {
             let claims = verify_with(key, id_token, &expected)
                 .await
-                .map_err(|e| PrivyError::new("identity token", e))?;
+                .map_err(|e| token_refused("identity token", e))?;
             if claims["sub"].as_str() != Some(sub) {
-                return Err(PrivyError {
-                    code: "identity_mismatch",
-                    message: "the identity token belongs to another user than the access token"
-                        .into(),
-                });
+                return Err(Refusal::unauthorized(
+                    "identity_mismatch",
+                    "the identity token belongs to another user than the access token",
+                ));
             }
             expires_at = expires_at.min(exp(&claims));
             apply_profile(&mut identity, &claims);

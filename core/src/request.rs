@@ -12,21 +12,8 @@ pub const MAX_MESSAGE_CHARS: usize = 2000;
 /// Longest username, in characters.
 pub const MAX_USERNAME_CHARS: usize = 40;
 
-/// A refused request: `code` is stable for programs, `message` is for people.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidRequest {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl InvalidRequest {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
+// Every refusal here is a 400 (`Refusal::invalid`) but a body too large (413).
+use crate::refusal::{Kind, Refusal};
 
 /// `POST /api/sessions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,17 +33,17 @@ pub struct ChatTurn {
 }
 
 /// Parses a JSON object body, refusing anything that is not one.
-fn object(body: &[u8]) -> Result<Map<String, Value>, InvalidRequest> {
+fn object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
     if body.len() > MAX_BODY_BYTES {
         return Err(too_large(MAX_BODY_BYTES));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(InvalidRequest::new(
+        Ok(_) => Err(Refusal::invalid(
             "invalid_body",
             "the body must be a JSON object",
         )),
-        Err(e) => Err(InvalidRequest::new(
+        Err(e) => Err(Refusal::invalid(
             "malformed_json",
             format!("the body is not valid JSON: {e}"),
         )),
@@ -64,34 +51,35 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, InvalidRequest> {
 }
 
 /// The error for a body over `max` bytes.
-pub fn too_large(max: usize) -> InvalidRequest {
-    InvalidRequest::new(
+pub fn too_large(max: usize) -> Refusal {
+    Refusal::new(
+        Kind::TooLarge,
         "body_too_large",
         format!("the body must be at most {max} bytes"),
     )
 }
 
-fn required_str<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, InvalidRequest> {
+fn required_str<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, Refusal> {
     match map.get(field) {
-        None | Some(Value::Null) => Err(InvalidRequest::new(
+        None | Some(Value::Null) => Err(Refusal::invalid(
             "missing_field",
             format!("'{field}' is required"),
         )),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(InvalidRequest::new(
+        Some(_) => Err(Refusal::invalid(
             "invalid_field",
             format!("'{field}' must be a string"),
         )),
     }
 }
 
-fn locale(map: &Map<String, Value>) -> Result<Option<Locale>, InvalidRequest> {
+fn locale(map: &Map<String, Value>) -> Result<Option<Locale>, Refusal> {
     match map.get("locale") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Locale::parse(s).map(Some).ok_or_else(|| {
-            InvalidRequest::new("invalid_field", "'locale' must be \"ja\" or \"en\"")
-        }),
-        Some(_) => Err(InvalidRequest::new(
+        Some(Value::String(s)) => Locale::parse(s)
+            .map(Some)
+            .ok_or_else(|| Refusal::invalid("invalid_field", "'locale' must be \"ja\" or \"en\"")),
+        Some(_) => Err(Refusal::invalid(
             "invalid_field",
             "'locale' must be \"ja\" or \"en\"",
         )),
@@ -99,16 +87,16 @@ fn locale(map: &Map<String, Value>) -> Result<Option<Locale>, InvalidRequest> {
 }
 
 /// Text a person typed: trimmed, non-empty, bounded, no control characters but newlines/tabs.
-fn text(field: &str, value: &str, max_chars: usize) -> Result<String, InvalidRequest> {
+fn text(field: &str, value: &str, max_chars: usize) -> Result<String, Refusal> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(InvalidRequest::new(
+        return Err(Refusal::invalid(
             "empty_field",
             format!("'{field}' must not be empty"),
         ));
     }
     if trimmed.chars().count() > max_chars {
-        return Err(InvalidRequest::new(
+        return Err(Refusal::invalid(
             "field_too_long",
             format!("'{field}' must be at most {max_chars} characters"),
         ));
@@ -117,7 +105,7 @@ fn text(field: &str, value: &str, max_chars: usize) -> Result<String, InvalidReq
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
     {
-        return Err(InvalidRequest::new(
+        return Err(Refusal::invalid(
             "invalid_field",
             format!("'{field}' must not contain control characters"),
         ));
@@ -126,12 +114,12 @@ fn text(field: &str, value: &str, max_chars: usize) -> Result<String, InvalidReq
 }
 
 impl NewSession {
-    pub fn parse(body: &[u8]) -> Result<Self, InvalidRequest> {
+    pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
         let map = object(body)?;
         let character = required_str(&map, "characterType")?;
         let character = Character::parse(character).ok_or_else(|| {
             let known: Vec<_> = Character::ALL.iter().map(|c| c.as_str()).collect();
-            InvalidRequest::new(
+            Refusal::invalid(
                 "invalid_field",
                 format!("'characterType' must be one of {}", known.join(", ")),
             )
@@ -142,7 +130,7 @@ impl NewSession {
             MAX_USERNAME_CHARS,
         )?;
         let locale = locale(&map)?
-            .ok_or_else(|| InvalidRequest::new("missing_field", "'locale' is required"))?;
+            .ok_or_else(|| Refusal::invalid("missing_field", "'locale' is required"))?;
         Ok(Self {
             character,
             username,
@@ -152,10 +140,10 @@ impl NewSession {
 }
 
 impl ChatTurn {
-    pub fn parse(body: &[u8]) -> Result<Self, InvalidRequest> {
+    pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
         let map = object(body)?;
         let session_id = parse_id(required_str(&map, "sessionId")?).ok_or_else(|| {
-            InvalidRequest::new("invalid_field", "'sessionId' must be a session id (a UUID)")
+            Refusal::invalid("invalid_field", "'sessionId' must be a session id (a UUID)")
         })?;
         let message = text("message", required_str(&map, "message")?, MAX_MESSAGE_CHARS)?;
         Ok(Self {
@@ -181,7 +169,7 @@ pub const MAX_LEADERBOARD: u32 = 100;
 /// `GET /api/leaderboard?limit=1..100`: how many players.
 pub fn leaderboard_limit<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<u32, InvalidRequest> {
+) -> Result<u32, Refusal> {
     let mut limit = 10;
     for (key, value) in pairs {
         if key == "limit" {
@@ -190,7 +178,7 @@ pub fn leaderboard_limit<'a>(
                 .ok()
                 .filter(|n| (1..=MAX_LEADERBOARD).contains(n))
                 .ok_or_else(|| {
-                    InvalidRequest::new(
+                    Refusal::invalid(
                         "invalid_query",
                         format!("'limit' must be a whole number from 1 to {MAX_LEADERBOARD}"),
                     )
@@ -234,9 +222,7 @@ pub struct HistoryQuery {
 
 impl HistoryQuery {
     /// Reads the query's pairs; unknown parameters are ignored, as unknown JSON fields are.
-    pub fn parse<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Self, InvalidRequest> {
+    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Refusal> {
         let mut query = Self {
             limit: MAX_HISTORY_PAGE,
             before: None,
@@ -249,7 +235,7 @@ impl HistoryQuery {
                         .ok()
                         .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
                         .ok_or_else(|| {
-                            InvalidRequest::new(
+                            Refusal::invalid(
                                 "invalid_query",
                                 format!(
                                     "'limit' must be a whole number from 1 to {MAX_HISTORY_PAGE}"
@@ -259,7 +245,7 @@ impl HistoryQuery {
                 }
                 "before" => {
                     query.before = Some(MessageCursor::parse(value).ok_or_else(|| {
-                        InvalidRequest::new(
+                        Refusal::invalid(
                             "invalid_query",
                             "'before' must be a nextBefore value this API gave out",
                         )
@@ -294,7 +280,7 @@ mod leaderboard_tests {
 mod tests {
     use super::*;
 
-    fn code<T: std::fmt::Debug>(r: Result<T, InvalidRequest>) -> &'static str {
+    fn code<T: std::fmt::Debug>(r: Result<T, Refusal>) -> &'static str {
         r.unwrap_err().code
     }
 

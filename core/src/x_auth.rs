@@ -5,42 +5,44 @@ use crate::identity::{AuthProvider, Identity, MAX_DISPLAY_NAME_CHARS};
 use crate::text::without_controls;
 use serde_json::Value;
 
+// Every failed sign-in is a 401 with its code: the player signs in again or retries.
+use crate::refusal::{Kind, Refusal};
+
 /// The path asked on the configured X API base URL.
 pub const USERS_ME_PATH: &str = "/2/users/me";
 
-/// Why an X sign-in failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XAuthError {
-    pub code: &'static str,
-    pub message: String,
-}
-
 /// The player X's `users/me` answered with `status` and `body`.
-pub fn identity_from_users_me(status: u16, body: &str) -> Result<Identity, XAuthError> {
+pub fn identity_from_users_me(status: u16, body: &str) -> Result<Identity, Refusal> {
     match status {
         200 => {}
         401 | 403 => {
-            return Err(XAuthError {
-                code: "invalid_token",
-                message: "X refused the token (expired or revoked?)".into(),
-            })
+            return Err(Refusal::new(
+                Kind::Unauthorized,
+                "invalid_token",
+                "X refused the token (expired or revoked?)",
+            ))
         }
         429 => {
-            return Err(XAuthError {
-                code: "auth_unavailable",
-                message: "X is rate-limiting sign-ins; retry shortly".into(),
-            })
+            return Err(Refusal::new(
+                Kind::Unauthorized,
+                "auth_unavailable",
+                "X is rate-limiting sign-ins; retry shortly",
+            ))
         }
         s => {
-            return Err(XAuthError {
-                code: "auth_unavailable",
-                message: format!("X answered {s}; retry shortly"),
-            })
+            return Err(Refusal::new(
+                Kind::Unauthorized,
+                "auth_unavailable",
+                format!("X answered {s}; retry shortly"),
+            ))
         }
     }
-    let bad = || XAuthError {
-        code: "auth_unavailable",
-        message: "X's answer was not a user".into(),
+    let bad = || {
+        Refusal::new(
+            Kind::Unauthorized,
+            "auth_unavailable",
+            "X's answer was not a user",
+        )
     };
     let value: Value = serde_json::from_str(body).map_err(|_| bad())?;
     let data = &value["data"];

@@ -139,10 +139,7 @@ impl Auth {
 }
 
 fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::Unauthorized {
-        code,
-        message: message.into(),
-    }
+    ApiError::unauthorized(code, message)
 }
 
 /// The token of `Authorization: Bearer <token>`.

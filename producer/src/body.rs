@@ -3,13 +3,14 @@
 //! discarded as it arrives, never buffered).
 
 use crate::error::ApiError;
+use chat_core::refusal::Kind;
 use chat_core::request::too_large;
 use futures_util::StreamExt;
 use worker::Request;
 
 /// The body of a JSON request, at most `max` bytes.
 pub async fn read_json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
-    let refuse = || ApiError::Invalid(too_large(max));
+    let refuse = || ApiError::Refused(too_large(max));
     let content_type = req
         .headers()
         .get("Content-Type")
@@ -23,7 +24,11 @@ pub async fn read_json(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiErro
         .trim()
         .to_ascii_lowercase();
     if essence != "application/json" {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::refused(
+            Kind::UnsupportedMediaType,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ));
     }
     let declared = req.headers().get("Content-Length").ok().flatten();
     if declared

@@ -13,6 +13,7 @@
 use crate::actor::client;
 use crate::error::ApiError;
 use crate::services::Services;
+use chat_core::refusal::Kind;
 use chat_core::ticket::{check, TicketError};
 use uuid::Uuid;
 use worker::{Env, Request, Response};
@@ -31,10 +32,7 @@ pub async fn ticket(
 }
 
 fn unauthorized(code: &'static str, message: &str) -> ApiError {
-    ApiError::Unauthorized {
-        code,
-        message: message.into(),
-    }
+    ApiError::unauthorized(code, message)
 }
 
 /// Whether `origin` may open a live socket here: the Worker's own origin, or one of
@@ -56,12 +54,9 @@ pub async fn connect(req: Request, env: &Env, id: Uuid) -> Result<Response, ApiE
     }
     if let Some(origin) = header("Origin") {
         if !origin_allowed(env, &req, &origin) {
-            return Err(ApiError::Forbidden {
-                code: "forbidden_origin",
-                message: format!(
+            return Err(ApiError::refused(Kind::Forbidden, "forbidden_origin", format!(
                     "{origin} may not open this session's socket: only this API's own pages and LIVE_ORIGINS may"
-                ),
-            });
+                )));
         }
     }
     let url = req.url()?;

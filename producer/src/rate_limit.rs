@@ -11,6 +11,7 @@
 
 use crate::error::ApiError;
 use chat_core::identity::Identity;
+use chat_core::refusal::{Kind, Refusal};
 use worker::Env;
 use worker_support::env::var;
 
@@ -44,9 +45,14 @@ pub async fn check(env: &Env, limiter: Limiter, identity: &Identity) -> Result<(
     };
     match outcome {
         Ok(outcome) if outcome.success => Ok(()),
-        Ok(_) => Err(ApiError::RateLimited {
-            retry_after: RETRY_AFTER_SECONDS,
-        }),
+        Ok(_) => Err(ApiError::Refused(
+            Refusal::new(
+                Kind::TooMany,
+                "rate_limited",
+                format!("too many requests from this player; retry in {RETRY_AFTER_SECONDS} s (a turn with the same Idempotency-Key)"),
+            )
+            .retry_after(RETRY_AFTER_SECONDS),
+        )),
         Err(e) => {
             tracing::error!(error = %e, limiter = limiter.binding(), "a rate limiter failed; letting the request through");
             Ok(())

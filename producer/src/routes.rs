@@ -2,7 +2,7 @@
 //! and a known path with another method is 405 with `Allow`. The web pages (`/`, `/ops`) are
 //! static assets that Cloudflare serves before the Worker runs (`[assets]` in wrangler.toml).
 
-use crate::error::ApiError;
+use crate::error::{only, ApiError};
 use crate::services::Services;
 use crate::{chat, sessions, stats};
 use chat_core::request::parse_id;
@@ -67,32 +67,25 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
         }
         ["api", "sessions", id, "messages"] => {
             only("GET", Method::Get)?;
-            let id = parse_id(id).ok_or_else(|| ApiError::NotFound {
-                code: "session_not_found",
-                message: "no session with this id for this player".into(),
+            let id = parse_id(id).ok_or_else(|| {
+                ApiError::not_found(
+                    "session_not_found",
+                    "no session with this id for this player",
+                )
             })?;
             sessions::messages(req, &Services::from_env(env)?, id).await
         }
         ["admin", rest @ ..] => crate::admin::handle(req, env, rest).await,
-        _ => Err(ApiError::NotFound {
-            code: "not_found",
-            message: format!("no route for {path}"),
-        }),
+        _ => Err(ApiError::not_found(
+            "not_found",
+            format!("no route for {path}"),
+        )),
     }
 }
 
 fn session_not_found() -> ApiError {
-    ApiError::NotFound {
-        code: "session_not_found",
-        message: "no session with this id for this player".into(),
-    }
-}
-
-/// 405 unless the request's `method` is `wanted` (`allowed` names it for the `Allow` header).
-pub fn only(method: &Method, allowed: &'static str, wanted: Method) -> Result<(), ApiError> {
-    if *method == wanted {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed { allowed })
-    }
+    ApiError::not_found(
+        "session_not_found",
+        "no session with this id for this player",
+    )
 }

@@ -95,9 +95,11 @@ pub async fn owned(
     db::find_session(&services.player_db(identity.user_id()).await?, id)
         .await?
         .filter(|s| s.user_id == identity.user_id().to_string())
-        .ok_or_else(|| ApiError::NotFound {
-            code: "session_not_found",
-            message: "no session with this id for this player".into(),
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "session_not_found",
+                "no session with this id for this player",
+            )
         })
 }
 

@@ -13,7 +13,8 @@ use crate::env::var;
 use crate::webcrypto::WebCryptoP256;
 use chat_core::identity::Identity;
 use chat_core::jwt::Es256Verifier;
-use chat_core::privy::{cache_key, PrivyApp, PrivyError};
+use chat_core::privy::{cache_key, PrivyApp};
+use chat_core::refusal::Refusal;
 use chat_core::ttl_cache::TtlCache;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -107,7 +108,7 @@ impl PrivyAuth {
         access_token: &str,
         id_token: Option<&str>,
         now_ms: i64,
-    ) -> Result<Identity, PrivyError> {
+    ) -> Result<Identity, Refusal> {
         let key = (self.cache_entries > 0).then(|| cache_key(access_token, id_token));
         if let Some(k) = &key {
             let hit = VERIFIED.with(|c| {

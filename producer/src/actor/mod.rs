@@ -35,6 +35,7 @@ use crate::services::TURNS;
 use chat_core::identity::Identity;
 use chat_core::live::{finished_turn, ClientFrame};
 use chat_core::record::TurnRecord;
+use chat_core::refusal::Kind;
 use chat_core::session::{history_turns, SessionState, TurnAsk, ANSWER_KEEP_MS, MAX_WAITING_TURNS};
 use chat_core::sql::actor as sql;
 use chat_core::turn::{self, Answered, Attempt, Begun, SessionStore, TurnError, TurnQueue};
@@ -180,10 +181,10 @@ impl Drop for Waiting<'_> {
 }
 
 fn not_found() -> ApiError {
-    ApiError::NotFound {
-        code: "session_not_found",
-        message: "no session with this id for this player".into(),
-    }
+    ApiError::not_found(
+        "session_not_found",
+        "no session with this id for this player",
+    )
 }
 
 fn storage_error(e: chat_core::turn::StoreError) -> ApiError {
@@ -232,27 +233,15 @@ impl TurnQueue for ActorQueue {
 fn turn_error(e: TurnError) -> ApiError {
     match e {
         TurnError::NotFound => not_found(),
-        TurnError::KeyReused => ApiError::Unprocessable {
-            code: "idempotency_key_reused",
-            message: "this Idempotency-Key was already used for another message in this session; use a new key for each turn".into(),
-        },
-        TurnError::KeyExpired => ApiError::Unprocessable {
-            code: "idempotency_key_expired",
-            message: "this Idempotency-Key was answered more than 24 hours ago; use a new key".into(),
-        },
-        TurnError::Ended => ApiError::Conflict {
-            code: "session_ended",
-            message: "the game in this session is over; start a new session".into(),
-        },
+        TurnError::KeyReused => ApiError::refused(Kind::Unprocessable, "idempotency_key_reused", "this Idempotency-Key was already used for another message in this session; use a new key for each turn"),
+        TurnError::KeyExpired => ApiError::refused(Kind::Unprocessable, "idempotency_key_expired", "this Idempotency-Key was answered more than 24 hours ago; use a new key"),
+        TurnError::Ended => ApiError::refused(Kind::Conflict, "session_ended", "the game in this session is over; start a new session"),
         TurnError::QueueUnavailable(detail) => ApiError::QueueUnavailable(detail),
         TurnError::Store(detail) => ApiError::Internal(format!("the actor's storage: {detail}")),
         TurnError::InvalidRecord(detail) => {
             ApiError::Internal(format!("the turn's record is invalid: {detail}"))
         }
-        TurnError::Stopped => ApiError::Conflict {
-            code: "stopped",
-            message: "the turn was stopped before it was queued: nothing was scored; send it again with the same key to play it".into(),
-        },
+        TurnError::Stopped => ApiError::refused(Kind::Conflict, "stopped", "the turn was stopped before it was queued: nothing was scored; send it again with the same key to play it"),
     }
 }
 
@@ -450,12 +439,13 @@ impl Actor {
     /// Waits for the session's turn, or refuses when too many wait already.
     async fn queue_up(&self) -> Result<OwnedMutexGuard<()>, ApiError> {
         if self.waiting.get() >= MAX_WAITING_TURNS {
-            return Err(ApiError::Conflict {
-                code: "turn_in_progress",
-                message: format!(
+            return Err(ApiError::refused(
+                Kind::Busy,
+                "turn_in_progress",
+                format!(
                     "this session already has {MAX_WAITING_TURNS} turns waiting; send one at a time"
                 ),
-            });
+            ));
         }
         let _waiting = Waiting::enter(&self.waiting);
         Ok(self.turn.clone().lock_owned().await)
@@ -615,10 +605,8 @@ impl Actor {
     /// Opens a live socket for a ticket the chat Worker checked: the ticket is used up, the
     /// socket joins the session (hibernatable), and gets what it missed after `after`.
     fn connect(&self, query: &HashMap<String, String>) -> Result<Response, ApiError> {
-        let unauthorized = |code: &'static str, message: &str| ApiError::Unauthorized {
-            code,
-            message: message.into(),
-        };
+        let unauthorized =
+            |code: &'static str, message: &str| ApiError::unauthorized(code, message);
         let nonce = query.get("nonce").map(String::as_str).unwrap_or_default();
         if !self.open()? {
             return Err(unauthorized(
@@ -763,10 +751,11 @@ impl Actor {
             .await?;
         let key = ask.idempotency_key.clone().unwrap_or_default();
         if self.stops.borrow().contains_key(&key) {
-            return Err(ApiError::Conflict {
-                code: "turn_in_progress",
-                message: "a turn with this key is being written".into(),
-            });
+            return Err(ApiError::refused(
+                Kind::Busy,
+                "turn_in_progress",
+                "a turn with this key is being written",
+            ));
         }
         let guard = self.queue_up().await?;
         let play = self.play(&ask.message)?;

@@ -65,10 +65,9 @@ pub async fn list(req: Request, services: &Services) -> Result<Response, ApiErro
 
 pub async fn show(services: &Services, id: &str) -> Result<Response, ApiError> {
     let rows = db::letters_by_ids(&services.control()?, &[id.to_owned()]).await?;
-    let letter = rows.first().ok_or_else(|| ApiError::NotFound {
-        code: "letter_not_found",
-        message: "no dead letter with this id".into(),
-    })?;
+    let letter = rows
+        .first()
+        .ok_or_else(|| ApiError::not_found("letter_not_found", "no dead letter with this id"))?;
     Ok(Response::from_json(&letter_json(letter))?)
 }
 

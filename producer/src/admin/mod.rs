@@ -14,21 +14,11 @@ mod shards;
 
 use crate::error::ApiError;
 use crate::services::Services;
-use chat_core::admin::{bearer_matches, AdminError};
-use chat_core::request::InvalidRequest;
+use chat_core::admin::bearer_matches;
 use worker::{Env, Method, Request, Response};
 
 /// The secret holding the admin token.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
-
-impl From<AdminError> for ApiError {
-    fn from(e: AdminError) -> Self {
-        ApiError::Invalid(InvalidRequest {
-            code: e.code,
-            message: e.message,
-        })
-    }
-}
 
 fn configured_token(env: &Env) -> Option<String> {
     env.secret(ADMIN_TOKEN).map(|s| s.to_string()).ok()
@@ -38,14 +28,13 @@ fn configured_token(env: &Env) -> Option<String> {
 pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, ApiError> {
     let header = req.headers().get("Authorization").ok().flatten();
     if !bearer_matches(header.as_deref(), configured_token(env).as_deref()) {
-        return Err(ApiError::Unauthorized {
-            code: "unauthorized",
-            message: "admin routes need Authorization: Bearer <ADMIN_TOKEN>".into(),
-        });
+        return Err(ApiError::unauthorized(
+            "unauthorized",
+            "admin routes need Authorization: Bearer <ADMIN_TOKEN>",
+        ));
     }
     let method = req.method();
-    let only =
-        |allowed: &'static str, wanted: Method| crate::routes::only(&method, allowed, wanted);
+    let only = |allowed: &'static str, wanted: Method| crate::error::only(&method, allowed, wanted);
     let services = || Services::from_env(env);
     match rest {
         ["dead-letters"] => {
@@ -90,11 +79,10 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
                 "flip" => shards::flip(req, &services).await,
                 "purge" => shards::purge(req, &services).await,
                 "release" => shards::release(req, &services).await,
-                _ => Err(ApiError::NotFound {
-                    code: "not_found",
-                    message: "no such shard step: hold, copy, verify, flip, purge or release"
-                        .into(),
-                }),
+                _ => Err(ApiError::not_found(
+                    "not_found",
+                    "no such shard step: hold, copy, verify, flip, purge or release",
+                )),
             }
         }
         ["runtime"] => {
@@ -105,10 +93,7 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
         }
         ["sessions", id] => {
             only("GET", Method::Get)?;
-            let not_found = || ApiError::NotFound {
-                code: "session_not_found",
-                message: "no session with this id".into(),
-            };
+            let not_found = || ApiError::not_found("session_not_found", "no session with this id");
             let id = chat_core::request::parse_id(id).ok_or_else(not_found)?;
             // Calling an actor creates it: only an id this Worker issued, or one D1 holds,
             // reaches one.
@@ -119,9 +104,6 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
             }
             crate::actor::client::describe(env, id).await
         }
-        _ => Err(ApiError::NotFound {
-            code: "not_found",
-            message: "no such admin route".into(),
-        }),
+        _ => Err(ApiError::not_found("not_found", "no such admin route")),
     }
 }

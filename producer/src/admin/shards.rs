@@ -31,6 +31,7 @@ use chat_core::admin::{parse_shard_request, ShardRequest, MAX_ADMIN_BODY_BYTES};
 use chat_core::d1_limits::check_value;
 use chat_core::moves::{self, ConsumerCheck, ConsumerReport, Flip, Purge};
 use chat_core::probe::Probe;
+use chat_core::refusal::{Kind, Refusal};
 use chat_core::shards::{bucket_prefix, BucketSummary, CopyCursor, OverrideRow, CONTROL};
 use chat_core::sql::shards::{self as sql, bucket_range, TABLES};
 use chat_core::sql::LATEST_MIGRATION;
@@ -137,7 +138,8 @@ async fn check_target(services: &Services, to: &str) -> Result<D1Database, ApiEr
     match applied {
         Ok(Some(m)) if m == LATEST_MIGRATION => {}
         Ok(other) => {
-            return Err(ApiError::MoveRefused(moves::Refusal {
+            return Err(ApiError::Refused(Refusal {
+                kind: Kind::Conflict,
                 code: "migrations_missing",
                 message: format!(
                     "{to} has {} (needs {LATEST_MIGRATION}): run `wrangler d1 migrations apply {to} --remote` first",
@@ -157,7 +159,7 @@ async fn check_target(services: &Services, to: &str) -> Result<D1Database, ApiEr
         .map_err(failed(CONTROL))?;
     match moves::consumer_check(&reports, to, now_ms()) {
         ConsumerCheck::Reaches => Ok(target),
-        ConsumerCheck::Refused(r) => Err(ApiError::MoveRefused(r)),
+        ConsumerCheck::Refused(r) => Err(ApiError::Refused(r)),
         ConsumerCheck::Probe(r) => {
             worker_support::queue::send_texts(
                 &services.turns,
@@ -165,7 +167,7 @@ async fn check_target(services: &Services, to: &str) -> Result<D1Database, ApiEr
             )
             .await
             .map_err(|(_, e)| ApiError::QueueUnavailable(e.to_string()))?;
-            Err(ApiError::MoveRefused(r))
+            Err(ApiError::Refused(r))
         }
     }
 }
@@ -202,7 +204,7 @@ pub async fn hold(mut req: Request, services: &Services) -> Result<Response, Api
     let current = map.binding_of_bucket(r.bucket).to_owned();
     let row = row(services, r.bucket).await?;
     moves::may_hold(r.bucket, row.as_ref(), &current, r.to.as_deref())
-        .map_err(ApiError::MoveRefused)?;
+        .map_err(ApiError::Refused)?;
     if let Some(to) = &r.to {
         check_target(services, to).await?;
     }
@@ -249,14 +251,15 @@ pub async fn copy(mut req: Request, services: &Services) -> Result<Response, Api
     let map = shard_map::refresh(&services.env).await?;
     let row = row(services, r.bucket).await?;
     moves::may_copy(r.bucket, row.as_ref(), &to, now_ms(), grace_ms(services))
-        .map_err(ApiError::MoveRefused)?;
+        .map_err(ApiError::Refused)?;
     let current = map.binding_of_bucket(r.bucket).to_owned();
     let target = if r.cursor.is_none() {
         // The first page: the target is checked again, the source must refuse the bucket's
         // writes, and the copy is noted, so that a release leaves it to be purged.
         let target = check_target(services, &to).await?;
         if !fenced(services, &current, r.bucket).await? {
-            return Err(ApiError::MoveRefused(moves::Refusal {
+            return Err(ApiError::Refused(Refusal {
+                kind: Kind::Conflict,
                 code: "not_fenced",
                 message: format!(
                     "{current} does not refuse bucket {}'s writes: hold the bucket again",
@@ -350,7 +353,8 @@ pub async fn verify(mut req: Request, services: &Services) -> Result<Response, A
     let map = shard_map::refresh(&services.env).await?;
     let current = map.binding_of_bucket(r.bucket).to_owned();
     if current == to {
-        return Err(ApiError::MoveRefused(moves::Refusal {
+        return Err(ApiError::Refused(Refusal {
+            kind: Kind::Conflict,
             code: "already_there",
             message: format!("bucket {} is already in {to}", r.bucket),
             retry_after: None,
@@ -371,7 +375,7 @@ pub async fn flip(mut req: Request, services: &Services) -> Result<Response, Api
     let r = request(&mut req, true).await?;
     let to = r.to.clone().unwrap_or_default();
     let row = row(services, r.bucket).await?;
-    let from = match moves::flip(r.bucket, row.as_ref(), &to).map_err(ApiError::MoveRefused)? {
+    let from = match moves::flip(r.bucket, row.as_ref(), &to).map_err(ApiError::Refused)? {
         Flip::Done => {
             // An earlier flip wrote the map; make sure its last step, lifting the target's
             // fence, happened too.
@@ -385,7 +389,8 @@ pub async fn flip(mut req: Request, services: &Services) -> Result<Response, Api
     };
     let (source, copied) = compare(services, &from, &to, r.bucket).await?;
     if source != copied {
-        return Err(ApiError::MoveRefused(moves::Refusal {
+        return Err(ApiError::Refused(Refusal {
+            kind: Kind::Conflict,
             code: "copy_incomplete",
             message: format!(
                 "the copy differs from the source: {copied:?} against {source:?}; copy again"
@@ -424,7 +429,7 @@ pub async fn purge(mut req: Request, services: &Services) -> Result<Response, Ap
     let row = row(services, r.bucket).await?;
     let (from, done_statement, kind) =
         match moves::purge(r.bucket, row.as_ref(), now_ms(), grace_ms(services))
-            .map_err(ApiError::MoveRefused)?
+            .map_err(ApiError::Refused)?
         {
             Purge::Nothing => {
                 return Ok(Response::from_json(
