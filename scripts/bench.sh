@@ -10,11 +10,16 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-# scripts/test.sh has just built everything else, and sets BENCH_SKIP_BUILD=1.
-[ "${BENCH_SKIP_BUILD:-}" = 1 ] || "$ROOT/scripts/build.sh"
-log "building the inline-write Worker (bench/inline, benchmark only)"
-(cd "$ROOT/bench/inline" && worker-build --release)
-log "building the load generator"
-cargo build --release -q -p bench
-log "running the benchmarks"
-exec "$ROOT/target/release/bench" "$@"
+# scripts/test.sh has just built every Worker (the inline one too) and the load generator in
+# the test profile, and sets BENCH_SKIP_BUILD=1 and BENCH_PROFILE=debug: a quick run judges
+# no timing, so it need not compile everything again for release.
+PROFILE="${BENCH_PROFILE:-release}"
+if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
+  "$ROOT/scripts/build.sh"
+  log "building the inline-write Worker (bench/inline, benchmark only)"
+  (cd "$ROOT/bench/inline" && worker-build --release)
+  log "building the load generator"
+  cargo build --release -q -p bench
+fi
+log "running the benchmarks ($PROFILE load generator)"
+exec "$ROOT/target/$PROFILE/bench" "$@"

@@ -9,6 +9,7 @@
 //! - [`x_auth`]: the player from X's `users/me` answer.
 //! - [`ids`]: user ids derived from the external identity, turn / message / event ids.
 //! - [`character`]: the characters a session can be played with, and the locales.
+//! - [`info`]: what a client may know before signing in, the game's rules among it.
 //! - [`scoring`]: raw score → adjusted score → point delta → intimacy level, game over.
 //! - [`engine`]: the reply engine trait and the offline, deterministic engine.
 //! - [`identity`]: who a player is: the external account and its profile fields.
@@ -18,15 +19,21 @@
 //! - [`ticket`]: the single-use tickets that open a live socket.
 //! - [`workers_ai`]: the Workers AI engine's input (same conversation, JSON mode) and output.
 //! - [`shards`]: players' buckets, the bucket map over D1 databases, and moving buckets.
+//! - [`live_map`]: the live bucket map an isolate keeps, and what routes when the control
+//!   database cannot be read.
 //! - [`moves`]: the steps of a bucket move: what each may do, and why it refuses.
 //! - [`session`]: a session's live state and the rules its Durable Object applies to a turn.
 //! - [`session_id`]: session ids tagged so that an id nobody issued is refused unread.
 //! - [`turn`]: one turn's flow, from decision to recorded answer, over the actor's store,
 //!   the turn queue, the engine and the clock.
+//! - [`refusal`]: the one refusal type: a code, a message, and a kind that decides the
+//!   status and the `Retry-After`.
 //! - [`request`]: parsing and validating the chat API's request bodies and headers.
 //! - [`record`]: the versioned turn record that travels on the queue, and its decoder.
 //! - [`probe`]: the probe a bucket move sends the consumer over the turn queue.
 //! - [`failure`]: failure classes and what the consumer does with each.
+//! - [`consumer`]: the queue consumer's flows (a turn batch, a letter batch) over small
+//!   traits, with the fault switch as a wrapper around them.
 //! - [`backoff`]: retry delays: exponential, capped, jittered.
 //! - [`dead_letter`]: the envelope a failed message travels in, and the replay verdicts.
 //! - [`faults`]: the local-only fault switch the tests use to make D1 fail on purpose.
@@ -45,6 +52,7 @@ pub mod admin;
 pub mod backoff;
 pub mod batch;
 pub mod character;
+pub mod consumer;
 pub mod d1_limits;
 pub mod dead_letter;
 pub mod engine;
@@ -52,8 +60,10 @@ pub mod failure;
 pub mod faults;
 pub mod identity;
 pub mod ids;
+pub mod info;
 pub mod jwt;
 pub mod live;
+pub mod live_map;
 pub mod llm;
 pub mod moves;
 #[cfg(feature = "sqlite")]
@@ -61,6 +71,7 @@ pub mod native;
 pub mod privy;
 pub mod probe;
 pub mod record;
+pub mod refusal;
 pub mod reply_stream;
 pub mod request;
 pub mod scoring;

@@ -33,6 +33,20 @@ pub fn bucket_prefix(bucket: u8) -> String {
     format!("{bucket:02x}")
 }
 
+/// The user ids of a bucket: `lo <= id < hi`.
+pub fn bucket_range(bucket: u8) -> (String, String) {
+    let lo = bucket_prefix(bucket);
+    let mut hi = lo.clone().into_bytes();
+    // The next string after every id with this prefix: the last digit plus one byte ('9'
+    // becomes ':', 'f' becomes 'g'), which sorts after it in SQLite's byte order.
+    *hi.last_mut().expect("two digits") += 1;
+    (lo, String::from_utf8(hi).expect("ASCII"))
+}
+
+/// How many tables a bucket's copy goes through (`sql::shards::TABLES`, whose length is
+/// this constant, so the two cannot disagree).
+pub const COPIED_TABLES: usize = 5;
+
 /// Whether `name` is a player database binding: `DB_` and a number.
 pub fn valid_binding(name: &str) -> bool {
     name.strip_prefix("DB_")
@@ -228,7 +242,7 @@ impl CopyCursor {
     pub fn start(bucket: u8) -> Self {
         Self {
             table: 0,
-            user: crate::sql::shards::bucket_range(bucket).0,
+            user: bucket_range(bucket).0,
             key: String::new(),
         }
     }
@@ -244,7 +258,7 @@ impl CopyCursor {
         let (user, key) = (parts.next()?, parts.next()?);
         let fits =
             |s: &str| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        (table < crate::sql::shards::TABLES.len() && fits(user) && fits(key)).then(|| Self {
+        (table < COPIED_TABLES && fits(user) && fits(key)).then(|| Self {
             table,
             user: user.to_owned(),
             key: key.to_owned(),
@@ -267,7 +281,7 @@ impl CopyCursor {
                 user,
                 key,
             }),
-            _ if self.table + 1 < crate::sql::shards::TABLES.len() => Some(Self {
+            _ if self.table + 1 < COPIED_TABLES => Some(Self {
                 table: self.table + 1,
                 ..Self::start(bucket)
             }),
@@ -381,7 +395,7 @@ mod tests {
             tables += 1;
             at = cursor.after(0xa1, 3, 10, Some(("u".into(), "k".into())));
         }
-        assert_eq!(tables, crate::sql::shards::TABLES.len());
+        assert_eq!(tables, COPIED_TABLES);
         for bad in ["", "9.a1.", "x.a1.", "0.a1", "0.a'1.k", "0.a1.k;drop"] {
             assert_eq!(CopyCursor::parse(bad), None, "{bad:?}");
         }

@@ -16,18 +16,9 @@
 //! fences a bucket in its database before the copy, and the fence stays after the flip, so
 //! a writer with a stale map can never add to a copy that is being made or was left behind.
 
-use crate::shards::bucket_prefix;
+pub use crate::shards::bucket_range;
+use crate::shards::COPIED_TABLES;
 use std::sync::LazyLock;
-
-/// The user ids of a bucket: `lo <= id < hi`.
-pub fn bucket_range(bucket: u8) -> (String, String) {
-    let lo = bucket_prefix(bucket);
-    let mut hi = lo.clone().into_bytes();
-    // The next string after every id with this prefix: the last digit plus one byte ('9'
-    // becomes ':', 'f' becomes 'g'), which sorts after it in SQLite's byte order.
-    *hi.last_mut().expect("two digits") += 1;
-    (lo, String::from_utf8(hi).expect("ASCII"))
-}
 
 /// A player table and the columns a move copies.
 pub struct Table {
@@ -40,7 +31,7 @@ pub struct Table {
 }
 
 /// The player tables, in the order a copy writes them (foreign keys first).
-pub const TABLES: [Table; 5] = [
+pub const TABLES: [Table; COPIED_TABLES] = [
     Table {
         name: "users",
         user: "id",
