@@ -14,6 +14,7 @@
 //!
 //! Every failure is a 401 with a code saying what is wrong; no message echoes a token.
 
+use crate::config::Config;
 use crate::error::ApiError;
 use chat_core::identity::Identity;
 use chat_core::ttl_cache::TtlCache;
@@ -22,10 +23,9 @@ use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Fetch, Headers, Method, Request, RequestInit};
 use worker_support::clock::now_ms;
 use worker_support::deadline;
-use worker_support::env::var;
 use worker_support::privy_auth::PrivyAuth;
 
 #[cfg(feature = "local")]
@@ -55,19 +55,18 @@ thread_local! {
 }
 
 impl Auth {
-    pub fn from_env(env: &Env) -> Self {
-        let mode = var(env, "AUTH_MODE").unwrap_or_else(|| "privy".into());
-        let auth = match mode.as_str() {
-            "privy" => PrivyAuth::from_env(env)
+    pub fn from_config(config: &Config) -> Self {
+        let auth = match config.auth_mode.as_str() {
+            "privy" => PrivyAuth::from_settings(&config.privy)
                 .map(Self::Privy)
                 .unwrap_or_else(Self::Refused),
             "x" => Self::X {
-                base: var(env, "X_API_BASE").unwrap_or_else(|| "https://api.x.com".into()).trim_end_matches('/').to_owned(),
-                ttl_ms: var(env, "X_CACHE_SECONDS").and_then(|s| s.parse::<i64>().ok()).unwrap_or(60).max(0) * 1000,
-                timeout: Duration::from_millis(var(env, "X_TIMEOUT_MS").and_then(|s| s.parse().ok()).unwrap_or(5000)),
+                base: config.x_api_base.clone(),
+                ttl_ms: config.x_cache_ms,
+                timeout: config.x_timeout,
             },
             #[cfg(feature = "local")]
-            "dev" if var(env, "ALLOW_DEV_AUTH").as_deref() == Some("local-only") => Self::Dev,
+            "dev" if config.allow_dev_auth => Self::Dev,
             #[cfg(not(feature = "local"))]
             "dev" => Self::Refused(
                 "AUTH_MODE=dev is refused: development auth is not compiled into this build (it exists only in the local build, cargo feature `local`)".into(),

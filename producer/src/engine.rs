@@ -15,6 +15,7 @@
 //! them (the turn's `done` carries the whole reply). Offline, the AI binding cannot reach
 //! Cloudflare, so locally `workers-ai` always falls back.
 
+use crate::config::{Config, AI};
 use chat_core::engine::{Paced, Pause, Reply, ReplyEngine, ReplyInput};
 use chat_core::llm::{parse_answer_text, parse_completion, request_body, COMPLETIONS_PATH};
 use chat_core::reply_stream::{
@@ -25,7 +26,6 @@ use futures_util::{Stream, StreamExt};
 use std::time::Duration;
 use worker::{Ai, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 use worker_support::deadline;
-use worker_support::env::var;
 
 /// The runtime's timer, for the offline engine's pace.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,9 +43,6 @@ pub enum Engine {
     WorkersAi(WorkersAiEngine),
 }
 
-/// The `[ai]` binding's name.
-pub const AI: &str = "AI";
-
 pub struct WorkersAiEngine {
     ai: Result<Ai, String>,
     model: String,
@@ -61,56 +58,42 @@ pub struct LlmEngine {
     fallback: Paced<WorkerPause>,
 }
 
-fn timeout(env: &Env) -> Duration {
-    Duration::from_millis(
-        var(env, "LLM_TIMEOUT_MS")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(8000),
-    )
-}
-
 /// The offline engine at `OFFLINE_STREAM_MS` a piece (0, at once, unless set).
-fn offline(env: &Env) -> Paced<WorkerPause> {
+fn offline(config: &Config) -> Paced<WorkerPause> {
     Paced {
-        piece_ms: var(env, "OFFLINE_STREAM_MS")
-            .and_then(|ms| ms.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            .min(2_000),
+        piece_ms: config.offline_piece_ms,
         pause: WorkerPause,
     }
 }
 
 impl Engine {
-    pub fn from_env(env: &Env) -> Self {
-        match var(env, "REPLY_ENGINE").as_deref() {
-            Some("llm") => {}
-            Some("workers-ai") => {
+    /// The engine `REPLY_ENGINE` names, with its settings.
+    pub fn from_config(env: &Env, config: &Config) -> Self {
+        match config.reply_engine.as_str() {
+            "llm" => {}
+            "workers-ai" => {
                 return Self::WorkersAi(WorkersAiEngine {
                     ai: env.ai(AI).map_err(|e| format!("no usable AI binding: {e}")),
-                    model: var(env, "WORKERS_AI_MODEL")
-                        .filter(|m| !m.is_empty())
-                        .unwrap_or_else(|| workers_ai::DEFAULT_MODEL.into()),
-                    timeout: timeout(env),
-                    fallback: offline(env),
+                    model: config.workers_ai_model.clone(),
+                    timeout: config.llm_timeout,
+                    fallback: offline(config),
                 })
             }
-            _ => return Self::Offline(offline(env)),
+            _ => return Self::Offline(offline(config)),
         }
-        match (var(env, "LLM_BASE_URL"), var(env, "LLM_MODEL")) {
-            (Some(base), Some(model)) if !base.is_empty() && !model.is_empty() => {
-                Self::Llm(LlmEngine {
-                    base_url: base.trim_end_matches('/').to_owned(),
-                    model,
-                    api_key: var(env, "LLM_API_KEY").filter(|k| !k.is_empty()),
-                    timeout: timeout(env),
-                    fallback: offline(env),
-                })
-            }
+        match (&config.llm_base_url, &config.llm_model) {
+            (Some(base), Some(model)) => Self::Llm(LlmEngine {
+                base_url: base.clone(),
+                model: model.clone(),
+                api_key: config.llm_api_key.clone(),
+                timeout: config.llm_timeout,
+                fallback: offline(config),
+            }),
             _ => {
                 tracing::error!(
                     "REPLY_ENGINE=llm needs LLM_BASE_URL and LLM_MODEL; using the offline engine"
                 );
-                Self::Offline(offline(env))
+                Self::Offline(offline(config))
             }
         }
     }

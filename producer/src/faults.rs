@@ -9,7 +9,7 @@ use worker::Env;
 
 #[cfg(feature = "local")]
 fn faults(env: &Env) -> chat_core::faults::Faults {
-    let spec = worker_support::env::var(env, "FAULTS").unwrap_or_default();
+    let spec = crate::config::Config::of(env).faults.clone();
     chat_core::faults::Faults::parse(&spec).unwrap_or_else(|e| {
         tracing::error!(error = %e, "FAULTS is malformed; fault injection stays off");
         chat_core::faults::Faults::default()

@@ -4,9 +4,10 @@
 //! name and message). It holds nothing secret; the answer is built in `chat_core::info`.
 
 use crate::auth::Auth;
+use crate::config::Config;
 use serde_json::Value;
 use worker::Env;
 
 pub fn public(env: &Env) -> Value {
-    chat_core::info::public(Auth::from_env(env).mode_name())
+    chat_core::info::public(Auth::from_config(&Config::of(env)).mode_name())
 }

@@ -8,7 +8,9 @@
 //!   transport, its rows, its live sockets), and how the Worker calls it.
 //! - [`admin`]: the operators' API under `/admin` (dead letters, replay, reconcile).
 //! - [`routes`]: method + path → handler, 404 and 405.
-//! - [`services`]: the bindings and configuration, built from `Env` in one place.
+//! - [`config`]: every binding name, and every variable and secret read once per isolate
+//!   into one typed value.
+//! - [`services`]: the bindings a request uses, with the configuration.
 //! - [`auth`]: who is asking: Privy tokens, X tokens, or the local development header.
 //! - [`engine`]: the reply engine: offline (default), an OpenAI-compatible LLM, or Workers AI.
 //! - [`body`]: reading a JSON body within its size limit.
@@ -33,6 +35,7 @@ mod admin;
 mod auth;
 mod body;
 mod chat;
+mod config;
 mod databases;
 mod db;
 mod engine;

@@ -18,7 +18,6 @@ use chat_core::ticket::{check, TicketError};
 use uuid::Uuid;
 use worker::{Env, Request, Response};
 use worker_support::clock::now_ms;
-use worker_support::env::var;
 
 pub async fn ticket(
     req: Request,
@@ -40,11 +39,10 @@ fn unauthorized(code: &'static str, message: &str) -> ApiError {
 fn origin_allowed(env: &Env, req: &Request, origin: &str) -> bool {
     let own = req.url().ok().map(|u| u.origin().ascii_serialization());
     own.as_deref() == Some(origin)
-        || var(env, "LIVE_ORIGINS").is_some_and(|list| {
-            list.split(',')
-                .map(str::trim)
-                .any(|o| !o.is_empty() && o.trim_end_matches('/') == origin)
-        })
+        || crate::config::Config::of(env)
+            .live_origins
+            .iter()
+            .any(|o| o == origin)
 }
 
 pub async fn connect(req: Request, env: &Env, id: Uuid) -> Result<Response, ApiError> {

@@ -13,7 +13,6 @@ use crate::error::ApiError;
 use chat_core::identity::Identity;
 use chat_core::refusal::{Kind, Refusal};
 use worker::Env;
-use worker_support::env::var;
 
 /// What a player's requests are limited by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +25,8 @@ impl Limiter {
     /// The rate limiting binding.
     pub fn binding(self) -> &'static str {
         match self {
-            Self::Turns => "TURN_LIMITER",
-            Self::Sessions => "SESSION_LIMITER",
+            Self::Turns => crate::config::TURN_LIMITER,
+            Self::Sessions => crate::config::SESSION_LIMITER,
         }
     }
 }
@@ -36,7 +35,7 @@ impl Limiter {
 const RETRY_AFTER_SECONDS: u32 = 60;
 
 pub async fn check(env: &Env, limiter: Limiter, identity: &Identity) -> Result<(), ApiError> {
-    if var(env, "TURN_RATE_LIMIT").as_deref() == Some("off") {
+    if !crate::config::Config::of(env).rate_limits {
         return Ok(());
     }
     let outcome = match env.rate_limiter(limiter.binding()) {

@@ -1,16 +1,15 @@
-//! The bindings and configuration of the chat Worker, read from `Env` in one place. (The
-//! session actor reads its own: the engine and the turn queue are used only there.)
+//! The bindings a request of the chat Worker uses, and its sign-in, built from `Env` and the
+//! isolate's [`Config`]. (The session actor builds its engine and turn queue itself: only it
+//! uses them.)
 
 use crate::auth::Auth;
+use crate::config::{Config, TURNS};
 use crate::databases::database;
 use crate::error::ApiError;
 use chat_core::shards::{ShardMap, CONTROL};
 use std::rc::Rc;
 use uuid::Uuid;
 use worker::{D1Database, Env, Queue};
-
-/// The producer binding of the turn queue.
-pub const TURNS: &str = "TURNS";
 
 pub struct Services {
     pub turns: Queue,
@@ -28,7 +27,7 @@ impl Services {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
         Ok(Self {
             turns: env.queue(TURNS)?,
-            auth: Auth::from_env(env),
+            auth: Auth::from_config(&Config::of(env)),
             env: env.clone(),
         })
     }

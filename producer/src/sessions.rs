@@ -62,7 +62,7 @@ pub fn id_key(env: &Env) -> Option<String> {
     thread_local! {
         static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
-    let key = worker_support::env::var(env, "SESSION_ID_KEY").filter(|k| !k.is_empty());
+    let key = crate::config::Config::of(env).session_id_key.clone();
     if key.is_none() && !WARNED.replace(true) {
         tracing::error!("SESSION_ID_KEY is not set: session ids are not tagged, and every turn reads D1 to find its session (wrangler secret put SESSION_ID_KEY)");
     }

@@ -10,6 +10,7 @@
 //! it (the player is asked to retry), never to a wrong one. The admin steps that change the
 //! map read it fresh ([`refresh`]), and fail while the control database is down.
 
+use crate::config::Config;
 use crate::databases::database;
 use crate::error::ApiError;
 use chat_core::live_map::MapCache;
@@ -19,12 +20,6 @@ use std::rc::Rc;
 use uuid::Uuid;
 use worker::{D1Database, Env};
 use worker_support::clock::now_ms;
-use worker_support::env::var;
-
-/// `SHARD_MAP_CACHE_SECONDS` unless set.
-const DEFAULT_CACHE_SECONDS: u32 = 5;
-/// The longest a map may be cached.
-pub const MAX_CACHE_SECONDS: u32 = 300;
 
 thread_local! {
     /// The isolate's map (`chat_core::live_map`, the same cache the consumer keeps).
@@ -33,15 +28,11 @@ thread_local! {
 
 /// How long an isolate keeps the map: the grace every move step waits for.
 pub fn cache_seconds(env: &Env) -> u32 {
-    var(env, "SHARD_MAP_CACHE_SECONDS")
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(DEFAULT_CACHE_SECONDS)
-        .min(MAX_CACHE_SECONDS)
+    Config::of(env).map_cache_seconds
 }
 
 fn base(env: &Env) -> Result<ShardMap, String> {
-    let spec = var(env, "SHARD_MAP").unwrap_or_default();
-    ShardMap::parse(&spec).map_err(|e| format!("SHARD_MAP: {e}"))
+    Config::of(env).shard_map.clone()
 }
 
 /// The overrides, as the cache reads them.

@@ -9,7 +9,6 @@
 //!   (default 4096; 0 turns it off). A cached sign-in is exactly what verifying again would
 //!   give until `exp`: the claims cannot change without changing the token.
 
-use crate::env::var;
 use crate::webcrypto::WebCryptoP256;
 use chat_core::identity::Identity;
 use chat_core::jwt::Es256Verifier;
@@ -18,7 +17,6 @@ use chat_core::refusal::Refusal;
 use chat_core::ttl_cache::TtlCache;
 use std::cell::RefCell;
 use std::rc::Rc;
-use worker::Env;
 
 /// Entries of the verified-token cache unless `PRIVY_TOKEN_CACHE` says otherwise.
 pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
@@ -60,18 +58,39 @@ pub struct PrivyAuth {
     pub cache_entries: usize,
 }
 
+/// The Worker's Privy variables, as its configuration read them.
+#[derive(Debug, Clone, Default)]
+pub struct PrivySettings {
+    pub app_id: Option<String>,
+    pub verification_key: Option<String>,
+    pub verifier: Option<String>,
+    pub token_cache: Option<String>,
+}
+
+impl PrivySettings {
+    /// `PRIVY_APP_ID`, `PRIVY_VERIFICATION_KEY`, `PRIVY_VERIFIER` and `PRIVY_TOKEN_CACHE`.
+    pub fn from_env(env: &worker::Env) -> Self {
+        let var = |name: &str| crate::env::var(env, name);
+        Self {
+            app_id: var("PRIVY_APP_ID").filter(|s| !s.is_empty()),
+            verification_key: var("PRIVY_VERIFICATION_KEY").filter(|s| !s.is_empty()),
+            verifier: var("PRIVY_VERIFIER"),
+            token_cache: var("PRIVY_TOKEN_CACHE"),
+        }
+    }
+}
+
 impl PrivyAuth {
     /// The app of `PRIVY_APP_ID` and `PRIVY_VERIFICATION_KEY`, checked as `PRIVY_VERIFIER`
     /// says, remembering up to `PRIVY_TOKEN_CACHE` sign-ins. Err says what is misconfigured.
-    pub fn from_env(env: &Env) -> Result<Rc<Self>, String> {
-        let app_id = var(env, "PRIVY_APP_ID")
-            .filter(|s| !s.is_empty())
-            .ok_or("PRIVY_APP_ID is not set")?;
-        let pem = var(env, "PRIVY_VERIFICATION_KEY")
-            .filter(|s| !s.is_empty())
+    pub fn from_settings(settings: &PrivySettings) -> Result<Rc<Self>, String> {
+        let app_id = settings.app_id.clone().ok_or("PRIVY_APP_ID is not set")?;
+        let pem = settings
+            .verification_key
+            .clone()
             .ok_or("PRIVY_VERIFICATION_KEY is not set")?;
-        let verifier = var(env, "PRIVY_VERIFIER");
-        let cache = var(env, "PRIVY_TOKEN_CACHE");
+        let verifier = settings.verifier.clone();
+        let cache = settings.token_cache.clone();
         let config = format!("{app_id}\n{pem}\n{verifier:?}\n{cache:?}");
         if let Some(hit) = SETTINGS.with(|s| {
             s.borrow()

@@ -171,21 +171,36 @@ fn both_workers_bind_the_same_databases_and_bucket_map() {
 #[test]
 fn the_production_config_names_every_setting_the_code_reads() {
     let chat = config("wrangler.toml");
-    for var in [
-        "AUTH_MODE",
-        "PRIVY_APP_ID",
-        "X_API_BASE",
-        "X_CACHE_SECONDS",
-        "REPLY_ENGINE",
-        "LLM_BASE_URL",
-        "LLM_MODEL",
-        "LLM_TIMEOUT_MS",
-        "OFFLINE_STREAM_MS",
-        "LIVE_ORIGINS",
-        "LIVE_FRAME_LIMIT",
-        "SHARD_MAP_CACHE_SECONDS",
-    ] {
-        assert!(chat["vars"].get(var).is_some(), "{var} is in wrangler.toml");
+    let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+    // Every variable the chat Worker reads is named in its config module (and Privy's in
+    // worker-support); each must be in wrangler.toml, as a var or a listed secret, but the
+    // local build's switches, which the deployable config must never set.
+    let mut names: Vec<String> = Vec::new();
+    for file in ["producer/src/config.rs", "support/src/privy_auth.rs"] {
+        let code = std::fs::read_to_string(root().join(file)).unwrap();
+        for call in ["var(\"", "set(\"", "number(\""] {
+            for part in code.split(call).skip(1) {
+                let name: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if name.len() > 2 && part[name.len()..].starts_with('"') {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    assert!(
+        names.len() >= 20,
+        "the config module names its variables: {names:?}"
+    );
+    for name in &names {
+        let local_only = ["ALLOW_DEV_AUTH", "FAULTS"].contains(&name.as_str());
+        let named = chat["vars"].get(name).is_some() || text.contains(&format!("#   {name}"));
+        assert_eq!(
+            named, !local_only,
+            "{name}: every setting is in wrangler.toml, and no local-only switch is"
+        );
     }
     assert_eq!(
         chat["vars"]["AUTH_MODE"].as_str(),
@@ -193,7 +208,6 @@ fn the_production_config_names_every_setting_the_code_reads() {
         "production signs players in with Privy"
     );
     assert_eq!(chat["vars"]["REPLY_ENGINE"].as_str(), Some("offline"));
-    let text = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
     for secret in [
         "ADMIN_TOKEN",
         "SESSION_ID_KEY",

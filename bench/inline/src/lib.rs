@@ -25,7 +25,7 @@ use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{event, Context, Env, Method, Request, Response};
 use worker_support::clock::{now_ms, random10};
-use worker_support::privy_auth::PrivyAuth;
+use worker_support::privy_auth::{PrivyAuth, PrivySettings};
 
 /// The one error type of this Worker, mapped to a status once.
 enum Failure {
@@ -82,7 +82,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 }
 
 async fn player(req: &Request, env: &Env) -> Result<Identity, Failure> {
-    let auth = PrivyAuth::from_env(env).map_err(Failure::Internal)?;
+    let auth =
+        PrivyAuth::from_settings(&PrivySettings::from_env(env)).map_err(Failure::Internal)?;
     let header = req.headers().get("Authorization").ok().flatten();
     let token = header
         .as_deref()

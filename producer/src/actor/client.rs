@@ -9,7 +9,7 @@ use uuid::Uuid;
 use worker::{Env, Method, Request, Response};
 
 /// The Durable Object binding of the session actors.
-pub const SESSIONS: &str = "SESSIONS";
+pub use crate::config::SESSIONS;
 
 fn stub(env: &Env, id: Uuid) -> Result<worker::Stub, ApiError> {
     Ok(env

@@ -9,6 +9,7 @@
 //!
 //! - [`store`]: its rows (the turn flow's store, tickets, the last live turn).
 //! - [`live`]: frames to every socket, the SSE answer, stops, reconnects, floods.
+//! - [`sockets`]: the live socket's handlers: tickets, connecting, missed turns, frames.
 //! - [`client`]: how the chat Worker calls it.
 //!
 //! Storage is created only when a session starts (or is adopted from D1): a request for a
@@ -24,19 +25,19 @@
 //! - `GET /state`: what the actor holds, for operators.
 
 pub mod client;
-mod live;
+pub mod live;
+mod sockets;
 mod store;
 
+use crate::config::{Config, TURNS};
 use crate::databases::database;
 use crate::db;
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::services::TURNS;
 use chat_core::identity::Identity;
-use chat_core::live::{finished_turn, ClientFrame};
 use chat_core::record::TurnRecord;
 use chat_core::refusal::Kind;
-use chat_core::session::{history_turns, SessionState, TurnAsk, ANSWER_KEEP_MS, MAX_WAITING_TURNS};
+use chat_core::session::{SessionState, TurnAsk, ANSWER_KEEP_MS, MAX_WAITING_TURNS};
 use chat_core::sql::actor as sql;
 use chat_core::turn::{self, Answered, Attempt, Begun, SessionStore, TurnError, TurnQueue};
 use futures_util::lock::{Mutex, OwnedMutexGuard};
@@ -53,10 +54,9 @@ use store::{ActorStore, Counts, SessionRow};
 use uuid::Uuid;
 use worker::{
     durable_object, DurableObject, Env, MessageBuilder, Method, QueueContentType, Request,
-    Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    Response, State, WebSocket, WebSocketIncomingMessage,
 };
 use worker_support::clock::{now_ms, WorkerClock};
-use worker_support::env::var;
 
 /// Set on a `POST /api/chat` answer that repeats an earlier one for the same key.
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
@@ -458,8 +458,10 @@ impl Actor {
                 reset_after_first_send: crate::faults::resets_after_send(&self.env, message),
                 fail_first_send: crate::faults::fails_first_send(&self.env, message),
             },
-            engine: Engine::from_env(&self.env),
-            keep: history_turns(var(&self.env, "SESSION_HISTORY_TURNS").as_deref())
+            engine: Engine::from_config(&self.env, &Config::of(&self.env)),
+            keep: Config::of(&self.env)
+                .history_turns
+                .clone()
                 .map_err(ApiError::Internal)?,
         })
     }
@@ -574,225 +576,6 @@ impl Actor {
             Ok(()) => self.alarm.set(Some(Some(at))),
             Err(e) => tracing::error!(error = %e, "setting the answers' alarm failed"),
         }
-    }
-
-    /// Mints a ticket for the live socket, for `identity` if the session is theirs.
-    fn ticket(&self, identity: &Identity) -> Result<Response, ApiError> {
-        let session = self
-            .session()?
-            .filter(|s| s.owned_by(identity.user_id()))
-            .ok_or_else(not_found)?;
-        let key = crate::sessions::id_key(&self.env).ok_or_else(|| {
-            ApiError::Internal("SESSION_ID_KEY is not set: live tickets cannot be signed".into())
-        })?;
-        let mut random = [0u8; 16];
-        random.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        let now = now_ms();
-        let (ticket, nonce, expires) =
-            chat_core::ticket::mint(&session.id, key.as_bytes(), now, random);
-        let identity_json =
-            serde_json::to_string(identity).map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.store()
-            .keep_ticket(&nonce, &identity_json, expires, now)
-            .map_err(storage_error)?;
-        Ok(Response::from_json(&json!({
-            "ticket": ticket,
-            "expiresAt": chat_core::time::to_rfc3339(expires),
-        }))?
-        .with_status(201))
-    }
-
-    /// Opens a live socket for a ticket the chat Worker checked: the ticket is used up, the
-    /// socket joins the session (hibernatable), and gets what it missed after `after`.
-    fn connect(&self, query: &HashMap<String, String>) -> Result<Response, ApiError> {
-        let unauthorized =
-            |code: &'static str, message: &str| ApiError::unauthorized(code, message);
-        let nonce = query.get("nonce").map(String::as_str).unwrap_or_default();
-        if !self.open()? {
-            return Err(unauthorized(
-                "invalid_ticket",
-                "this ticket opens no session",
-            ));
-        }
-        let identity = self
-            .store()
-            .take_ticket(nonce, now_ms())
-            .map_err(storage_error)?
-            .ok_or_else(|| {
-                unauthorized(
-                    "ticket_used",
-                    "this ticket was used already; ask for a new one",
-                )
-            })?;
-        let identity: Identity = serde_json::from_str(&identity)
-            .map_err(|e| ApiError::Internal(format!("a ticket's player: {e}")))?;
-        let pair = WebSocketPair::new()?;
-        let user = identity.user_id().to_string();
-        self.state
-            .accept_websocket_with_tags(&pair.server, &[&user]);
-        // A number JavaScript holds exactly: attachments cross into JS.
-        let socket = u32::from_le_bytes(
-            uuid::Uuid::new_v4().as_bytes()[..4]
-                .try_into()
-                .unwrap_or([0; 4]),
-        );
-        pair.server
-            .serialize_attachment(Attachment { socket, identity })?;
-        if let Some(after) = query.get("after").and_then(|a| a.parse::<i64>().ok()) {
-            for frame in self.missed(after)? {
-                let _ = pair.server.send_with_str(&frame);
-            }
-        }
-        Ok(Response::from_websocket(pair.client)?)
-    }
-
-    /// The frames after `after`: of the turn in progress and the last finished one, from
-    /// memory, or after a restart the last finished turn rebuilt from storage.
-    fn missed(&self, after: i64) -> Result<Vec<String>, ApiError> {
-        if !self.frames.borrow().is_empty() {
-            return Ok(self.frames.borrow().after(after));
-        }
-        let Some(last) = self.store().last_live_turn().map_err(storage_error)? else {
-            return Ok(Vec::new());
-        };
-        let Some(answer) = last.answer else {
-            return Ok(Vec::new());
-        };
-        Ok(finished_turn(
-            last.base,
-            last.key.as_deref(),
-            &last.message,
-            &last.reply,
-            &answer,
-        )
-        .into_iter()
-        .filter(|(seq, _)| *seq > after)
-        .map(|(_, f)| f)
-        .collect())
-    }
-
-    /// A frame from a live socket: a turn, a stop, or something to refuse.
-    async fn on_frame(&self, ws: WebSocket, message: WebSocketIncomingMessage) {
-        let Ok(Some(attachment)) = ws.deserialize_attachment::<Attachment>() else {
-            let _ = ws.close(Some(1011), Some("this socket has no player"));
-            return;
-        };
-        let limit = var(&self.env, "LIVE_FRAME_LIMIT")
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or(live::FLOOD_FRAMES);
-        if !self
-            .flood
-            .borrow_mut()
-            .allow(attachment.socket, now_ms(), limit)
-        {
-            let _ = ws.close(
-                Some(live::FLOOD_CLOSE_CODE),
-                Some(format!(
-                    "too many frames: at most {limit} in {} s",
-                    live::FLOOD_WINDOW_MS / 1000
-                )),
-            );
-            return;
-        }
-        let text = match message {
-            WebSocketIncomingMessage::String(text) => text,
-            WebSocketIncomingMessage::Binary(_) => {
-                live::error_to(
-                    &ws,
-                    &self.frames,
-                    None,
-                    "invalid_body",
-                    "frames are JSON text",
-                );
-                return;
-            }
-        };
-        match ClientFrame::parse(&text) {
-            Err(e) => live::error_to(&ws, &self.frames, None, e.code, &e.message),
-            Ok(ClientFrame::Stop { key }) => match self.stops.borrow().get(&key) {
-                Some(stop) => stop.stop(),
-                None => live::error_to(
-                    &ws,
-                    &self.frames,
-                    Some(&key),
-                    "nothing_to_stop",
-                    "no turn with this key is being written",
-                ),
-            },
-            Ok(ClientFrame::Turn {
-                key,
-                message,
-                locale,
-            }) => {
-                let ask = TurnAsk {
-                    session_id: Uuid::nil(),
-                    identity: attachment.identity,
-                    message,
-                    locale,
-                    idempotency_key: Some(key.clone()),
-                };
-                if let Err(e) = self.socket_turn(&ws, ask).await {
-                    let (code, message) = code_and_message(e);
-                    live::error_to(&ws, &self.frames, Some(&key), code, &message);
-                }
-            }
-        }
-    }
-
-    /// A turn asked over a socket: limited as every turn is, played one at a time with the
-    /// session's other turns, told to every socket, and stoppable while the engine writes.
-    async fn socket_turn(&self, ws: &WebSocket, mut ask: TurnAsk) -> Result<(), ApiError> {
-        let session = self
-            .session()?
-            .filter(|s| s.owned_by(ask.identity.user_id()))
-            .ok_or_else(not_found)?;
-        ask.session_id = session.id;
-        crate::rate_limit::check(&self.env, crate::rate_limit::Limiter::Turns, &ask.identity)
-            .await?;
-        let key = ask.idempotency_key.clone().unwrap_or_default();
-        if self.stops.borrow().contains_key(&key) {
-            return Err(ApiError::refused(
-                Kind::Busy,
-                "turn_in_progress",
-                "a turn with this key is being written",
-            ));
-        }
-        let guard = self.queue_up().await?;
-        let play = self.play(&ask.message)?;
-        let store = self.store();
-        self.frames_from_storage()?;
-        let begun = turn::begin(&store, &play.queue, &WorkerClock, &ask, play.keep)
-            .await
-            .map_err(turn_error)?;
-        let mut sink = LiveSink::new(
-            &self.state,
-            &self.frames,
-            Some(key.clone()),
-            store.frame_base.clone(),
-        );
-        let outcome = match begun {
-            Begun::Replay(answered) => {
-                sink.audience = Audience::Socket(ws.clone());
-                turn::replay(&answered, &ask, &mut sink);
-                Ok(answered)
-            }
-            Begun::Play(session) => {
-                let stop = Rc::new(Stop::default());
-                self.stops.borrow_mut().insert(key.clone(), stop.clone());
-                let outcome = play
-                    .finish(&store, &ask, &session, &mut sink, stop.asked())
-                    .await;
-                self.stops.borrow_mut().remove(&key);
-                outcome.map_err(|e| code_and_message(turn_error(e)))
-            }
-        };
-        sink.end(&outcome);
-        drop(sink);
-        drop(guard);
-        if let Ok(answered) = &outcome {
-            self.after_turn(&ask, answered).await;
-        }
-        Ok(())
     }
 
     fn describe(&self) -> Result<Response, ApiError> {

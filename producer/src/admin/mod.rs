@@ -17,11 +17,8 @@ use crate::services::Services;
 use chat_core::admin::bearer_matches;
 use worker::{Env, Method, Request, Response};
 
-/// The secret holding the admin token.
-pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
-
 fn configured_token(env: &Env) -> Option<String> {
-    env.secret(ADMIN_TOKEN).map(|s| s.to_string()).ok()
+    crate::config::Config::of(env).admin_token.clone()
 }
 
 /// Routes `/admin/...` (`rest` is the path after `admin`).
