@@ -28,6 +28,7 @@
 //!   the turn queue, the engine and the clock.
 //! - [`refusal`]: the one refusal type: a code, a message, and a kind that decides the
 //!   status and the `Retry-After`.
+//! - [`replay`]: a replay of dead letters (judge, re-queue, mark) over small traits.
 //! - [`request`]: parsing and validating the chat API's request bodies and headers.
 //! - [`record`]: the versioned turn record that travels on the queue, and its decoder.
 //! - [`probe`]: the probe a bucket move sends the consumer over the turn queue.
@@ -72,6 +73,7 @@ pub mod privy;
 pub mod probe;
 pub mod record;
 pub mod refusal;
+pub mod replay;
 pub mod reply_stream;
 pub mod request;
 pub mod scoring;

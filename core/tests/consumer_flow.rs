@@ -17,13 +17,17 @@ use chat_core::consumer::letters::archive;
 use chat_core::consumer::ports::Clock;
 use chat_core::consumer::turns::{consume, Ports};
 use chat_core::consumer::{Event, Settings};
+use chat_core::dead_letter::Verdict as Judgement;
 use chat_core::faults::Faults;
 use chat_core::identity::{AuthProvider, Identity};
 use chat_core::live_map::MapCache;
 use chat_core::native::actor::block_on;
-use chat_core::native::consumer::{Databases, MemoryQueues, Message, SeededClock, Verdict};
+use chat_core::native::consumer::{
+    Databases, MemoryQueues, Message, Replayer, SeededClock, Verdict,
+};
 use chat_core::native::{copy_page, fence, start_session};
 use chat_core::record::{sample, TurnRecord};
+use chat_core::replay::{replay, Letter};
 use chat_core::shards::{bucket, CopyCursor, ShardMap};
 use chat_core::sql;
 use rand::rngs::StdRng;
@@ -233,16 +237,47 @@ impl Sim {
     }
 }
 
-/// The archive's letters: id, class, payload.
-fn archive_of(sim: &Sim) -> Vec<(String, String, String)> {
+/// The live map as the control database has it.
+fn live_map(sim: &Sim, base: &ShardMap) -> ShardMap {
+    let overrides = block_on(chat_core::consumer::ports::Control::overrides(&sim.dbs)).unwrap();
+    base.clone().with_overrides(&overrides).unwrap()
+}
+
+/// What a replay would say of `payload` now.
+fn replay_verdict(sim: &Sim, base: &ShardMap, payload: &str) -> Judgement {
+    let turn_id = TurnRecord::decode(payload)
+        .ok()
+        .map(|r| r.turn_id.to_string());
+    let letters = [Letter {
+        id: "check",
+        turn_id: turn_id.as_deref(),
+        payload: Some(payload),
+    }];
+    let replayer = Replayer {
+        dbs: &sim.dbs,
+        queues: &sim.queues,
+        now: sim.now(),
+    };
+    block_on(replay(&letters, &live_map(sim, base), true, &replayer))
+        .unwrap()
+        .letters[0]
+        .verdict
+}
+
+/// The archive's letters: id, turn id, class, payload, status.
+type Archived = (String, Option<String>, String, String, String);
+
+fn archive_of(sim: &Sim) -> Vec<Archived> {
     let c = sim.dbs.control();
     let mut st = c
-        .prepare("SELECT id, error_class, payload FROM dead_letters ORDER BY id")
+        .prepare("SELECT id, turn_id, error_class, payload, status FROM dead_letters ORDER BY id")
         .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+    st.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
 }
 
 #[test]
@@ -393,8 +428,9 @@ fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
         sim.step();
     }
 
-    // Drain, with every fault cleared, then replay what the archive holds as replayable,
-    // as the operator does, and drain again.
+    // Drain, with every fault cleared, then replay the archive as the operator does, with
+    // the admin API's own flow (`chat_core::replay`): every letter is judged against where
+    // its player lives now, and what would apply goes back on the queue. Drain again.
     sim.faults = Faults::default();
     let drain = |sim: &mut Sim| {
         for _ in 0..2_000 {
@@ -406,17 +442,46 @@ fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
         panic!("the queues never drained");
     };
     drain(&mut sim);
-    let archived = archive_of(&sim);
-    let mut replayed = 0;
-    for (_, class, payload) in &archived {
-        if class == "transient" || class == "retries_exhausted" {
-            let now = sim.now();
-            sim.enqueue(false, payload.clone(), 1, now, 0);
-            replayed += 1;
-        }
+    let replay_all = |sim: &Sim, dry_run: bool| {
+        let archived = archive_of(sim);
+        let letters: Vec<Letter<'_>> = archived
+            .iter()
+            .filter(|(_, _, _, _, status)| status == "pending")
+            .map(|(id, turn_id, _, payload, _)| Letter {
+                id,
+                turn_id: turn_id.as_deref(),
+                payload: Some(payload),
+            })
+            .collect();
+        let replayer = Replayer {
+            dbs: &sim.dbs,
+            queues: &sim.queues,
+            now: sim.now(),
+        };
+        block_on(replay(&letters, &live_map(sim, &base), dry_run, &replayer)).unwrap()
+    };
+    let run = replay_all(&sim, false);
+    let replayed = run.counts.requeued;
+    // What would apply and what is already there go back (a duplicate changes nothing);
+    // conflicts and invalid payloads stay pending.
+    assert_eq!(
+        run.counts.requeued,
+        run.counts.would_apply + run.counts.already_applied
+    );
+    assert!(
+        run.counts.would_apply > 0,
+        "the outage left turns to replay"
+    );
+    let turns = sim.queues.turns.take();
+    let now = sim.now();
+    for body in turns {
+        sim.enqueue(false, body, 1, now, 0);
     }
     drain(&mut sim);
     let archived = archive_of(&sim);
+    // What is still pending has nothing left to apply: a replay never counts twice.
+    let again = replay_all(&sim, true);
+    assert_eq!(again.counts.would_apply, 0, "{:?}", again.counts);
 
     // Each valid turn once, in its bucket's home under the final map.
     let map = base
@@ -478,24 +543,33 @@ fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
         );
     }
     // Every poison message archived with its class; nothing dropped or left behind.
-    let classes: BTreeSet<(String, String)> = archived
+    // A poison message may first fail as transient (its database down): then either a
+    // replay made a letter of its own class, or the replay judged it as that class and left
+    // it pending (a conflict or an invalid payload is never queued again).
+    let classes: BTreeSet<(String, String, String)> = archived
         .iter()
-        .map(|(_, class, payload)| (payload.clone(), class.clone()))
+        .map(|(_, _, class, payload, status)| (payload.clone(), class.clone(), status.clone()))
         .collect();
     for (body, kind) in &poison {
-        // A poison message may first fail as transient (its database down) and be replayed:
-        // its own class must be among its letters.
-        let of_body: Vec<&str> = classes
+        let of_body: Vec<(&str, &str)> = classes
             .iter()
-            .filter(|(p, _)| p == body)
-            .map(|(_, c)| c.as_str())
+            .filter(|(p, _, _)| p == body)
+            .map(|(_, c, s)| (c.as_str(), s.as_str()))
             .collect();
         let wanted: &[&str] = match *kind {
             "conflict" => &["conflict"],
             _ => &["undecodable", "unknown_version", "invalid"],
         };
+        let verdict = match *kind {
+            "conflict" => Judgement::Conflict,
+            _ => Judgement::Invalid,
+        };
+        let judged_pending = of_body
+            .iter()
+            .any(|&(c, s)| s == "pending" && c == "transient");
         assert!(
-            of_body.iter().any(|c| wanted.contains(c)),
+            of_body.iter().any(|(c, _)| wanted.contains(c))
+                || (judged_pending && replay_verdict(&sim, &base, body) == verdict),
             "poison {body} archived as {of_body:?}"
         );
     }

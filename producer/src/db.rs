@@ -248,17 +248,7 @@ pub async fn mark_letters(
     Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
 }
 
-/// The counts of one replay call, added to its run's row.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReplayCounts {
-    pub letters: usize,
-    pub requeued: usize,
-    pub would_apply: usize,
-    pub already_applied: usize,
-    pub conflicts: usize,
-    pub invalid: usize,
-}
+use chat_core::replay::ReplayCounts;
 
 pub async fn record_replay_run(
     db: &D1Database,

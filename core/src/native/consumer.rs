@@ -246,3 +246,52 @@ impl Clock for SeededClock {
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+/// The replay's ports (`crate::replay`) on the same databases and queue: what the admin
+/// API's replay runs on D1 and the turn queue.
+pub struct Replayer<'a> {
+    pub dbs: &'a Databases,
+    pub queues: &'a MemoryQueues,
+    pub now: i64,
+}
+
+impl crate::replay::ReplayPorts for Replayer<'_> {
+    type Error = String;
+
+    async fn stored_turns(
+        &self,
+        binding: &str,
+        turn_ids: &[&str],
+    ) -> Result<Vec<crate::batch::StoredTurn>, String> {
+        let ids: Vec<serde_json::Value> = turn_ids
+            .iter()
+            .map(|id| serde_json::json!({ "turn_id": id }))
+            .collect();
+        let db = self.dbs.db(binding)?.borrow();
+        let mut st = db.prepare(sql::SELECT_STORED_TURNS).map_err(text)?;
+        let rows = st
+            .query_map([serde_json::Value::Array(ids).to_string()], |r| {
+                Ok(crate::batch::StoredTurn {
+                    id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    session_id: r.get(2)?,
+                    content: r.get(3)?,
+                })
+            })
+            .map_err(text)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(text)
+    }
+
+    async fn requeue(&self, payloads: &[String]) -> Result<(), (usize, String)> {
+        self.queues.send_turns(payloads).await.map_err(|e| (0, e))
+    }
+
+    async fn mark_replayed(&self, ids: &[String]) -> Result<(), String> {
+        let ids = serde_json::to_string(ids).map_err(|e| e.to_string())?;
+        self.dbs
+            .control()
+            .execute(sql::MARK_REPLAYED, rusqlite::params![ids, self.now])
+            .map(|_| ())
+            .map_err(text)
+    }
+}

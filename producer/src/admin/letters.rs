@@ -6,18 +6,17 @@
 //! pending: queueing them again would only make another dead letter.
 
 use crate::body;
-use crate::db::{self, LetterRow, ReplayCounts};
+use crate::db::{self, LetterRow};
 use crate::error::ApiError;
 use crate::services::Services;
 use chat_core::admin::{
     ActionRequest, Cursor, LetterStatus, ListQuery, Selection, MAX_ADMIN_BODY_BYTES,
 };
-use chat_core::dead_letter::{verdict, Verdict};
+use chat_core::batch::StoredTurn;
 use chat_core::ids::time_ordered;
-use chat_core::record::TurnRecord;
+use chat_core::replay::{self, Letter, ReplayPorts};
 use chat_core::time::to_rfc3339;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use worker::{Request, Response};
 use worker_support::clock::{now_ms, random10};
 
@@ -124,83 +123,18 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
     )?;
     let (letters, next) = select(services, &request).await?;
 
-    // Judge every letter against what its player's database holds now. A payload that is
-    // not a record has no player, and its verdict is "invalid" whatever is stored.
+    // The run itself is `chat_core::replay`'s: judge, re-queue what would apply, mark it.
     let map = crate::shard_map::live(&services.env).await?;
-    let mut by_db: HashMap<&str, Vec<&str>> = HashMap::new();
-    for l in &letters {
-        let record = l
-            .payload
-            .as_deref()
-            .and_then(|p| TurnRecord::decode(p).ok());
-        if let (Some(turn), Some(record)) = (l.turn_id.as_deref(), record) {
-            by_db
-                .entry(map.binding(&record.user.id))
-                .or_default()
-                .push(turn);
-        }
-    }
-    let mut stored = Vec::new();
-    for (binding, turn_ids) in by_db {
-        stored.extend(
-            db::stored_turns(
-                &crate::databases::database(&services.env, binding)?,
-                &turn_ids,
-            )
-            .await?,
-        );
-    }
-    let stored: HashMap<&str, _> = stored.iter().map(|s| (s.id.as_str(), s)).collect();
-    let mut counts = ReplayCounts {
-        letters: letters.len(),
-        ..Default::default()
-    };
-    let judged: Vec<(Verdict, String)> = letters
+    let borrowed: Vec<Letter<'_>> = letters
         .iter()
-        .map(|l| {
-            let payload = l.payload.as_deref().unwrap_or_default();
-            let (v, reason) = verdict(
-                payload,
-                l.turn_id.as_deref().and_then(|t| stored.get(t).copied()),
-            );
-            match v {
-                Verdict::WouldApply => counts.would_apply += 1,
-                Verdict::AlreadyApplied => counts.already_applied += 1,
-                Verdict::Conflict => counts.conflicts += 1,
-                Verdict::Invalid => counts.invalid += 1,
-            }
-            (v, reason)
+        .map(|l| Letter {
+            id: &l.id,
+            turn_id: l.turn_id.as_deref(),
+            payload: l.payload.as_deref(),
         })
         .collect();
-
-    // A real run re-queues what can be stored, then marks exactly what was sent.
-    let mut requeued = vec![false; letters.len()];
-    let mut failure = None;
-    if !request.dry_run {
-        let chosen: Vec<usize> = (0..letters.len())
-            .filter(|&i| judged[i].0.replayable())
-            .collect();
-        let texts: Vec<String> = chosen
-            .iter()
-            .map(|&i| letters[i].payload.clone().unwrap_or_default())
-            .collect();
-        let sent = match worker_support::queue::send_texts(&services.turns, &texts).await {
-            Ok(()) => texts.len(),
-            Err((sent, e)) => {
-                failure = Some(e.to_string());
-                sent
-            }
-        };
-        let ids: Vec<String> = chosen[..sent]
-            .iter()
-            .map(|&i| letters[i].id.clone())
-            .collect();
-        if !ids.is_empty() {
-            db::mark_letters(&services.control()?, &ids, LetterStatus::Replayed, now_ms()).await?;
-        }
-        chosen[..sent].iter().for_each(|&i| requeued[i] = true);
-        counts.requeued = sent;
-    }
+    let run = replay::replay(&borrowed, &map, request.dry_run, &Ports(services)).await?;
+    let counts = run.counts;
     let run_id = request
         .run_id
         .clone()
@@ -215,7 +149,7 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
         &counts,
     )
     .await?;
-    if let Some(e) = failure {
+    if let Some(e) = run.failure {
         return Err(ApiError::QueueUnavailable(format!(
             "replay run {run_id} stopped after {} letters: {e}",
             counts.requeued
@@ -224,15 +158,41 @@ pub async fn replay(mut req: Request, services: &Services) -> Result<Response, A
     tracing::info!(run_id = %run_id, dry_run = request.dry_run, letters = counts.letters, requeued = counts.requeued, "replay");
     let results: Vec<Value> = letters
         .iter()
-        .zip(&judged)
-        .zip(&requeued)
-        .map(|((l, (v, reason)), r)| {
-            json!({ "id": l.id, "turnId": l.turn_id, "class": l.error_class, "verdict": v.as_str(), "reason": reason, "requeued": r })
+        .zip(&run.letters)
+        .map(|(l, j)| {
+            json!({ "id": l.id, "turnId": l.turn_id, "class": l.error_class, "verdict": j.verdict.as_str(), "reason": j.reason, "requeued": j.requeued })
         })
         .collect();
     Ok(Response::from_json(
         &json!({ "runId": run_id, "dryRun": request.dry_run, "counts": counts, "letters": results, "nextCursor": next }),
     )?)
+}
+
+/// The replay's ports over this Worker's bindings.
+struct Ports<'a>(&'a Services);
+
+impl ReplayPorts for Ports<'_> {
+    type Error = ApiError;
+
+    async fn stored_turns(
+        &self,
+        binding: &str,
+        turn_ids: &[&str],
+    ) -> Result<Vec<StoredTurn>, ApiError> {
+        db::stored_turns(&crate::databases::database(&self.0.env, binding)?, turn_ids).await
+    }
+
+    async fn requeue(&self, payloads: &[String]) -> Result<(), (usize, String)> {
+        worker_support::queue::send_texts(&self.0.turns, payloads)
+            .await
+            .map_err(|(sent, e)| (sent, e.to_string()))
+    }
+
+    async fn mark_replayed(&self, ids: &[String]) -> Result<(), ApiError> {
+        db::mark_letters(&self.0.control()?, ids, LetterStatus::Replayed, now_ms())
+            .await
+            .map(|_| ())
+    }
 }
 
 pub async fn discard(mut req: Request, services: &Services) -> Result<Response, ApiError> {
