@@ -5,7 +5,7 @@ use crate::databases::database;
 use crate::db;
 use crate::error::ApiError;
 use crate::services::Services;
-use chat_core::admin::{parse_raw_turns, parse_reconcile, MAX_ADMIN_BODY_BYTES};
+use chat_core::admin::{parse_raw_turns, parse_reconcile, reconcile, MAX_ADMIN_BODY_BYTES};
 use chat_core::time::to_rfc3339;
 use serde_json::json;
 use worker::{Request, Response};
@@ -16,25 +16,14 @@ use worker_support::clock::now_ms;
 pub async fn reconcile(mut req: Request, services: &Services) -> Result<Response, ApiError> {
     let mut request = parse_reconcile(&body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?)?;
     let dry_run = request.dry_run;
-    // The cursor is `DB_k/<last user id>`: one database at a time, in the map's order. Each
+    // One database at a time, in the map's order (`chat_core::admin::reconcile`). Each
     // database is checked for the buckets the map gives it and that are not moving, so a
     // copy in progress or left behind is never "repaired", nor a player checked twice.
     let map = crate::shard_map::refresh(&services.env).await?;
     let dbs = map.bindings();
-    let (binding, after) = match request.after.as_deref() {
-        None => (dbs[0].to_owned(), None),
-        Some(cursor) => match cursor.split_once('/') {
-            Some((b, a)) => (b.to_owned(), Some(a.to_owned()).filter(|a| !a.is_empty())),
-            None => (dbs[0].to_owned(), Some(cursor.to_owned())),
-        },
-    };
-    let at = dbs.iter().position(|b| *b == binding).ok_or_else(|| {
-        ApiError::invalid(
-            "invalid_cursor",
-            format!("the cursor names {binding:?}, which the bucket map does not use"),
-        )
-    })?;
-    request.after = after;
+    let page = reconcile::page(&dbs, request.after.as_deref())?;
+    let binding = page.binding.clone();
+    request.after = page.after.clone();
     let buckets = map.prefixes_json(&binding, true);
     let (span, drift, fixed) = db::reconcile(
         &database(&services.env, &binding)?,
@@ -43,14 +32,13 @@ pub async fn reconcile(mut req: Request, services: &Services) -> Result<Response
         now_ms(),
     )
     .await?;
-    // A full page may have more users after it; a short one ends this database.
-    let next_cursor = match span
-        .last_id
-        .filter(|_| span.checked >= i64::from(request.limit))
-    {
-        Some(last) => Some(format!("{binding}/{last}")),
-        None => dbs.get(at + 1).map(|next| format!("{next}/")),
-    };
+    let next_cursor = reconcile::next_cursor(
+        &dbs,
+        &page,
+        span.checked,
+        request.limit,
+        span.last_id.clone(),
+    );
     let drifted: Vec<_> = drift
         .iter()
         .map(|d| {
