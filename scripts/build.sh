@@ -3,9 +3,9 @@
 # - build/: the deployable build, where the wrangler.toml files point (`wrangler deploy`,
 #   `wrangler deploy --dry-run`). It has no test switches.
 # - build-local/: the local build, with cargo feature `local` (development auth and the
-#   consumer's fault switch), which scripts/dev.sh and the tests run. It uses cargo profile
-#   `local` (the release settings) so that each variant keeps its own build and neither is
-#   rebuilt for the other.
+#   consumer's fault switch), which scripts/dev.sh and the tests run. Both variants use the
+#   release profile, so their dependencies are compiled once (on a fresh clone that halves
+#   this step); only the Worker's own crate is compiled again for the other variant.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 "$ROOT/scripts/setup.sh"
@@ -14,5 +14,5 @@ log "building the web pages (web/dist/, served by the chat Worker as static asse
 "$ROOT/scripts/build-web.sh"
 for crate in producer consumer; do
   log "building the $crate Worker: deployable (build/), then local (build-local/)"
-  (cd "$ROOT/$crate" && worker-build --release && worker-build --profile local --out-dir build-local --features local)
+  (cd "$ROOT/$crate" && worker-build --release && worker-build --release --out-dir build-local --features local)
 done

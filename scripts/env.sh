@@ -12,6 +12,7 @@ export WASM_BINDGEN_BIN
 WORKER_BUILD_VERSION=0.8.7
 WRANGLER_VERSION=4.86.0
 CARGO_FUZZ_VERSION=0.13.2
+CARGO_NEXTEST_VERSION=0.9.143
 WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$ROOT/Cargo.lock")"
 # Each step is stamped with the clock, so a log shows where the suite's time goes.
 log() { printf '\033[1m==> %s %s\033[0m\n' "$(date -u +%T)" "$*" >&2; }

@@ -50,6 +50,11 @@ if ! version_is wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (the version in Cargo.lock)"
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
+# cargo-nextest runs the test binaries side by side (scripts/test.sh, .config/nextest.toml).
+if ! { command -v cargo-nextest >/dev/null 2>&1 && cargo nextest --version 2>/dev/null | grep -qF "$CARGO_NEXTEST_VERSION"; }; then
+  log "installing cargo-nextest $CARGO_NEXTEST_VERSION"
+  install_crate cargo-nextest --version "$CARGO_NEXTEST_VERSION"
+fi
 if ! version_is cargo-fuzz "$CARGO_FUZZ_VERSION"; then
   log "installing cargo-fuzz $CARGO_FUZZ_VERSION (fuzzing runs on the machine's nightly toolchain)"
   install_crate cargo-fuzz --version "$CARGO_FUZZ_VERSION"

@@ -86,12 +86,13 @@ pub async fn letters(messages: &[Incoming], env: &Env, config: &Config) {
     );
 }
 
-/// One event's log line, as loud as its level.
+/// One event's log line, as loud as its level: its stable message, and its details.
 fn log(event: &Event) {
+    let name = event.name();
     match event.level() {
-        Level::Info => tracing::info!("{event}"),
-        Level::Warn => tracing::warn!("{event}"),
-        Level::Error => tracing::error!("{event}"),
-        Level::Alert => tracing::error!(alert = true, "{event}"),
+        Level::Info => tracing::info!(detail = %event, "{name}"),
+        Level::Warn => tracing::warn!(detail = %event, "{name}"),
+        Level::Error => tracing::error!(detail = %event, "{name}"),
+        Level::Alert => tracing::error!(alert = true, detail = %event, "{name}"),
     }
 }

@@ -334,7 +334,6 @@ impl Workers {
             databases.push((binding, new[0].clone()));
         }
 
-        let port = free_port();
         let in_consumer: Vec<usize> = extra
             .iter()
             .zip(&options.extra_databases)
@@ -350,49 +349,15 @@ impl Workers {
             &options.consumer_queue,
             &options.letter_queue,
         );
-        let mut cmd = wrangler();
-        // `--local`: the [ai] binding would otherwise make wrangler ask for a Cloudflare login.
-        cmd.args(["dev", "--local", "-c"])
-            .arg(&chat)
-            .arg("-c")
-            .arg(&consumer)
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-port", &free_port().to_string()])
-            .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
-            .args(["--var", &format!("SESSION_ID_KEY:{SESSION_ID_KEY}")])
-            .args([
-                "--var",
-                &format!("SHARD_MAP:{}", shard_map_of(options.databases)),
-            ])
-            .args(["--show-interactive-dev-session=false", "--persist-to"])
-            .arg(&persist);
-        if options.dev_auth {
-            cmd.args([
-                "--var",
-                "AUTH_MODE:dev",
-                "--var",
-                "ALLOW_DEV_AUTH:local-only",
-            ]);
-        }
-        // The per-player rate limit is off, as in scripts/dev.sh, unless the test sets it.
-        if !options
-            .chat_vars
-            .iter()
-            .any(|(k, _)| *k == "TURN_RATE_LIMIT")
-        {
-            cmd.args(["--var", "TURN_RATE_LIMIT:off"]);
-        }
-        for (k, v) in &options.chat_vars {
-            cmd.args(["--var", &format!("{k}:{v}")]);
-        }
-        let out = File::create(&log).unwrap();
-        let child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("wrangler dev starts");
-        let workers = Self {
+        let launch = Launch {
+            chat,
+            consumer,
+            persist,
+            log: log.clone(),
+            options: options.clone(),
+        };
+        let (child, port) = launch.spawn();
+        let mut workers = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::builder()
@@ -404,23 +369,72 @@ impl Workers {
             databases,
             mapped: options.databases,
         };
-        workers.wait_ready().await;
-        workers
+        // wrangler picks more ports than the two given (the second Worker's, the dev
+        // registry's), and another wrangler starting at the same moment can take one first:
+        // workerd then fails at once with "Address already in use". Start again on new ports.
+        for attempt in 1..=3 {
+            match workers.wait_ready().await {
+                Ok(()) => return workers,
+                Err(_) if attempt < 3 && workers.log().contains("Address already in use") => {
+                    eprintln!("wrangler dev lost a port race (attempt {attempt}); starting again");
+                    workers.stop();
+                    let (child, port) = launch.spawn();
+                    workers.child = child;
+                    workers.base = format!("http://127.0.0.1:{port}");
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
-    async fn wait_ready(&self) {
+    /// Stops wrangler dev and its workerd.
+    fn stop(&mut self) {
+        // wrangler runs workerd as a child: stop the whole process group (its id is the
+        // child's pid, from `process_group(0)`). libc, not `kill(1)`: procps' kill has
+        // misread negative ids as options here.
+        let group = -(self.child.id() as libc::pid_t);
+        // SAFETY: kill(2) with a negative pid only signals that process group.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: as above; whatever is left of the group is killed.
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
+    /// Waits until `/healthz` answers; fails at once if wrangler exits, or after 120 s.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = self.http.get(self.url("/healthz")).send().await {
                 if r.status().is_success() {
-                    return;
+                    return Ok(());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "wrangler dev did not answer in 120 s:\n{}",
-                self.log_tail()
-            );
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "wrangler dev exited ({status}) before answering:\n{}",
+                    self.log_tail()
+                ));
+            }
+            if self.log().contains("The Workers runtime failed to start") {
+                return Err(format!(
+                    "the Workers runtime failed to start:\n{}",
+                    self.log_tail()
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "wrangler dev did not answer in 120 s:\n{}",
+                    self.log_tail()
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -660,24 +674,69 @@ impl Workers {
     }
 }
 
+/// What `wrangler dev` is started with, kept to start it again.
+struct Launch {
+    chat: PathBuf,
+    consumer: PathBuf,
+    persist: PathBuf,
+    log: PathBuf,
+    options: Options,
+}
+
+impl Launch {
+    /// Starts `wrangler dev` on a free port; returns it and the port.
+    fn spawn(&self) -> (Child, u16) {
+        let port = free_port();
+        let mut cmd = wrangler();
+        // `--local`: the [ai] binding would otherwise make wrangler ask for a Cloudflare login.
+        cmd.args(["dev", "--local", "-c"])
+            .arg(&self.chat)
+            .arg("-c")
+            .arg(&self.consumer)
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
+            .args(["--var", &format!("SESSION_ID_KEY:{SESSION_ID_KEY}")])
+            .args([
+                "--var",
+                &format!("SHARD_MAP:{}", shard_map_of(self.options.databases)),
+            ])
+            .args(["--show-interactive-dev-session=false", "--persist-to"])
+            .arg(&self.persist);
+        if self.options.dev_auth {
+            cmd.args([
+                "--var",
+                "AUTH_MODE:dev",
+                "--var",
+                "ALLOW_DEV_AUTH:local-only",
+            ]);
+        }
+        // The per-player rate limit is off, as in scripts/dev.sh, unless the test sets it.
+        if !self
+            .options
+            .chat_vars
+            .iter()
+            .any(|(k, _)| *k == "TURN_RATE_LIMIT")
+        {
+            cmd.args(["--var", "TURN_RATE_LIMIT:off"]);
+        }
+        for (k, v) in &self.options.chat_vars {
+            cmd.args(["--var", &format!("{k}:{v}")]);
+        }
+        let out = File::create(&self.log).unwrap();
+        let child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("wrangler dev starts");
+        (child, port)
+    }
+}
+
 impl Drop for Workers {
     fn drop(&mut self) {
-        // wrangler runs workerd as a child: stop the whole process group (its id is the
-        // child's pid, from `process_group(0)`). libc, not `kill(1)`: procps' kill has
-        // misread negative ids as options here.
-        let group = -(self.child.id() as libc::pid_t);
-        // SAFETY: kill(2) with a negative pid only signals that process group.
-        unsafe { libc::kill(group, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // SAFETY: as above; whatever is left of the group is killed.
-        unsafe { libc::kill(group, libc::SIGKILL) };
-        let _ = self.child.wait();
+        self.stop();
         if std::thread::panicking() {
             eprintln!("--- wrangler dev log (last lines) ---\n{}", self.log_tail());
         }

@@ -122,6 +122,29 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The log line's stable message, which operators' alerts and the tests search for; the
+    /// details go beside it (`Display`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::MapUnusable { .. } => "the bucket map cannot be read; retrying the batch",
+            Self::ControlUnreadable { .. } => "the control database is unreadable: routing with the last bucket map read (or SHARD_MAP); fenced databases refuse what a stale map misroutes, and those turns wait",
+            Self::Unbound { .. } => "the bucket map names a database this Worker has no binding for: its turns wait in the queue; bind it in consumer/wrangler.toml and deploy",
+            Self::WriteFailed { .. } => "D1 batch failed",
+            Self::CountsDisagree { .. } => "applied counts disagree",
+            Self::Requeued { .. } => "turns of a moving bucket re-queued after their last delivery",
+            Self::RequeueFailed { .. } => "turns of a moving bucket could not be re-queued; the queue may dead-letter them (replay them after the move)",
+            Self::DeadLettering { .. } => "dead-lettering",
+            Self::LetterSendFailed { .. } => "dead-letter queue send failed; retrying",
+            Self::ProbeAnswered { .. } => "answered a move's probe",
+            Self::ProbeFailed { .. } => "could not answer a move's probe; retrying it",
+            Self::LettersUnstored { .. } => "storing dead letters failed; retrying",
+            Self::LettersRequeued { .. } => "dead letters re-queued after their last delivery: D1 has been failing for all of the dead-letter queue's retries",
+            Self::LettersMayDrop { .. } => "dead letters could not be re-queued on their last delivery and may be dropped",
+        }
+    }
+}
+
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
