@@ -7,19 +7,24 @@
 # Usage: bash scripts/fuzz.sh [seconds per target, default 60]
 # FUZZ_RESULTS=bench/results/fuzz.json saves each target's figures there (docs/testing.md's
 # fuzzing table comes from that file; scripts/chaos.sh sets it for the long run).
+# FUZZ_SANITIZER=none builds without AddressSanitizer (the default is `address`): the test
+# suite's short run does, since the decoders are safe Rust, where what ten seconds can find
+# is a panic, a hang or runaway memory, which libFuzzer catches without it; and an ASan
+# build instruments every dependency, which costs the suite minutes. The long run keeps it.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 SECONDS_PER_TARGET="${1:-60}"
 "$ROOT/scripts/setup.sh"
-cargo +nightly fuzz build -O --fuzz-dir fuzz
+SANITIZER="${FUZZ_SANITIZER:-address}"
+cargo +nightly fuzz build -O -s "$SANITIZER" --fuzz-dir fuzz
 FIGURES=()
 for target in chat_request turn_record auth admin_request; do
   mkdir -p "fuzz/corpus/$target"
   log "fuzzing $target for $SECONDS_PER_TARGET s"
   out="$(mktemp)"
   set +e
-  cargo +nightly fuzz run -O --fuzz-dir fuzz "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+  cargo +nightly fuzz run -O -s "$SANITIZER" --fuzz-dir fuzz "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
     -max_total_time="$SECONDS_PER_TARGET" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 2>&1 \
     | grep -E '^(#[0-9]+\s+DONE|Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|artifact)' \
@@ -42,8 +47,8 @@ if [ -n "${FUZZ_RESULTS:-}" ]; then
   {
     printf '{\n  "run": "fuzz",\n  "date": "%s",\n  "machine": { "cpus": %s, "arch": "%s" },\n' \
       "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(uname -m)"
-    printf '  "parameters": { "secondsPerTarget": %s, "toolchain": "%s" },\n  "figures": {\n' \
-      "$SECONDS_PER_TARGET" "$(rustc +nightly --version)"
+    printf '  "parameters": { "secondsPerTarget": %s, "sanitizer": "%s", "toolchain": "%s" },\n  "figures": {\n' \
+      "$SECONDS_PER_TARGET" "$SANITIZER" "$(rustc +nightly --version)"
     for i in "${!FIGURES[@]}"; do
       sep=","; [ "$i" -eq $((${#FIGURES[@]} - 1)) ] && sep=""
       printf '    %s%s\n' "${FIGURES[$i]}" "$sep"

@@ -48,6 +48,14 @@ struct Queued {
     visible_at: i64,
 }
 
+/// The queued messages as the runtime delivers them.
+fn messages_of(batch: &[Queued]) -> Vec<Message> {
+    batch
+        .iter()
+        .map(|q| Message::new(&q.id, &q.body, q.attempts, q.sent_at))
+        .collect()
+}
+
 struct Sim {
     rng: StdRng,
     dbs: Databases,
@@ -116,10 +124,7 @@ impl Sim {
         let size = self.rng.gen_range(1..=25);
         let batch = self.take(false, size);
         if !batch.is_empty() {
-            let messages: Vec<Message> = batch
-                .iter()
-                .map(|q| Message::new(&q.id, &q.body, q.attempts, q.sent_at))
-                .collect();
+            let messages = messages_of(&batch);
             let faulty = Faulty {
                 inner: &self.dbs,
                 faults: &self.faults,
@@ -144,10 +149,7 @@ impl Sim {
         let size = self.rng.gen_range(1..=10);
         let batch = self.take(true, size);
         if !batch.is_empty() {
-            let messages: Vec<Message> = batch
-                .iter()
-                .map(|q| Message::new(&q.id, &q.body, q.attempts, q.sent_at))
-                .collect();
+            let messages = messages_of(&batch);
             let faulty = Faulty {
                 inner: &self.dbs,
                 faults: &self.faults,

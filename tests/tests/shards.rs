@@ -21,14 +21,15 @@ fn rows_in(w: &Workers, binding: &str, user: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_live_in_their_database_and_an_outage_holds_back_only_its_own() {
-    // DB_1 is down for the first 30 s: its players' turns wait, DB_0's are stored. Retries
-    // back off from 2 s, so a turn's six deliveries span at least 31 s: the outage ends
-    // before any turn could be dead-lettered.
-    let until = now_ms() + 30_000;
+    // DB_1 is down for the first 50 s (long enough for wrangler dev to start and every
+    // player to play, with other tests running beside this one): its players' turns wait,
+    // DB_0's are stored. Retries back off from 4 s, so a turn's six deliveries span at
+    // least 62 s: the outage ends before any turn could be dead-lettered.
+    let until = now_ms() + 50_000;
     let w = Workers::start_with(Options {
         consumer_vars: vec![
             ("FAULTS", format!("down=DB_1@{until}")),
-            ("RETRY_BASE_SECONDS", "2".into()),
+            ("RETRY_BASE_SECONDS", "4".into()),
         ],
         ..Options::default()
     })
@@ -93,7 +94,7 @@ async fn players_live_in_their_database_and_an_outage_holds_back_only_its_own() 
     }
     // Then DB_1 comes back, and every turn is stored, each once, in its player's database.
     assert!(
-        wait_for(Duration::from_secs(90), || w
+        wait_for(Duration::from_secs(120), || w
             .count("SELECT COUNT(*) FROM point_events")
             == answered)
         .await,
@@ -255,7 +256,7 @@ fn player_in(binding: &str, tag: &str) -> String {
 async fn the_control_database_down_stops_only_its_own_players() {
     // DB_0, which holds the bucket map, the dead letters and half the players, is down for
     // both Workers from the start, for longer than every retry (retries are immediate).
-    let until = now_ms() + 45_000;
+    let until = now_ms() + 75_000;
     let down = format!("down=DB_0@{until}");
     let w = Workers::start_with(Options {
         chat_vars: vec![("FAULTS", down.clone())],

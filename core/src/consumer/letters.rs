@@ -71,11 +71,7 @@ where
         });
     report.retried = retry.len();
     for (m, _) in retry {
-        m.retry(
-            settings
-                .backoff
-                .delay_seconds(m.attempts(), clock.unit_random()),
-        );
+        super::retry_later(m, settings, clock);
     }
     if !last.is_empty() {
         let texts: Vec<String> = last

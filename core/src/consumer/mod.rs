@@ -44,6 +44,19 @@ impl Default for Settings {
     }
 }
 
+/// Retries `m` after the backoff of its attempt, with jitter.
+pub(crate) fn retry_later<D: ports::Delivery, T: ports::Clock>(
+    m: &D,
+    settings: &Settings,
+    clock: &T,
+) {
+    m.retry(
+        settings
+            .backoff
+            .delay_seconds(m.attempts(), clock.unit_random()),
+    );
+}
+
 /// How loud an event's log line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {

@@ -23,7 +23,7 @@
 //! their message is acked only once that send succeeded: nothing is dropped.
 
 use super::ports::{Clock, Control, Delivery, Ledgers, Queues, Write};
-use super::{Event, Settings};
+use super::{retry_later, Event, Settings};
 use crate::batch::{is_fenced, judge, turn_chunks, Outcome};
 use crate::d1_limits::MAX_BOUND_JSON_BYTES;
 use crate::dead_letter::Envelope;
@@ -270,11 +270,7 @@ async fn answer_probe<D, L, C, Q, T>(
         }
         Err(error) => {
             events.push(Event::ProbeFailed { error });
-            m.retry(
-                settings
-                    .backoff
-                    .delay_seconds(m.attempts(), ports.clock.unit_random()),
-            );
+            retry_later(m, settings, ports.clock);
         }
     }
 }
@@ -420,11 +416,7 @@ async fn hold<D, L, C, Q, T>(
         .iter()
         .partition(|m| m.attempts() > settings.max_retries);
     for m in wait {
-        m.retry(
-            settings
-                .backoff
-                .delay_seconds(m.attempts(), ports.clock.unit_random()),
-        );
+        retry_later(m, settings, ports.clock);
     }
     if last.is_empty() {
         return;
@@ -476,13 +468,9 @@ async fn dead_letter<D, L, C, Q, T>(
                 error,
                 letters: letters.len(),
             });
-            letters.iter().for_each(|(m, _)| {
-                m.retry(
-                    settings
-                        .backoff
-                        .delay_seconds(m.attempts(), ports.clock.unit_random()),
-                )
-            });
+            letters
+                .iter()
+                .for_each(|(m, _)| retry_later(*m, settings, ports.clock));
         }
     }
 }
