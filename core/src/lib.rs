@@ -21,6 +21,7 @@
 //! - [`shards`]: players' buckets, the bucket map over D1 databases, and moving buckets.
 //! - [`live_map`]: the live bucket map an isolate keeps, and what routes when the control
 //!   database cannot be read.
+//! - [`move_steps`]: the steps of a bucket move as flows over one small trait.
 //! - [`moves`]: the steps of a bucket move: what each may do, and why it refuses.
 //! - [`session`]: a session's live state and the rules its Durable Object applies to a turn.
 //! - [`session_id`]: session ids tagged so that an id nobody issued is refused unread.
@@ -66,6 +67,7 @@ pub mod jwt;
 pub mod live;
 pub mod live_map;
 pub mod llm;
+pub mod move_steps;
 pub mod moves;
 #[cfg(feature = "sqlite")]
 pub mod native;

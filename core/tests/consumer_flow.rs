@@ -21,15 +21,15 @@ use chat_core::dead_letter::Verdict as Judgement;
 use chat_core::faults::Faults;
 use chat_core::identity::{AuthProvider, Identity};
 use chat_core::live_map::MapCache;
+use chat_core::move_steps;
 use chat_core::native::actor::block_on;
 use chat_core::native::consumer::{
-    Databases, MemoryQueues, Message, Replayer, SeededClock, Verdict,
+    Databases, MemoryQueues, Message, MoveFailure, Mover, Replayer, SeededClock, Verdict,
 };
-use chat_core::native::{copy_page, fence, start_session};
+use chat_core::native::start_session;
 use chat_core::record::{sample, TurnRecord};
 use chat_core::replay::{replay, Letter};
 use chat_core::shards::{bucket, CopyCursor, ShardMap};
-use chat_core::sql;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -234,8 +234,14 @@ impl Sim {
         }
     }
 
-    fn control_exec(&self, statement: &str, params: impl rusqlite::Params) {
-        self.dbs.control().execute(statement, params).unwrap();
+    /// The admin API's move steps, on these databases at this clock.
+    fn mover(&self) -> Mover<'_, SeededClock> {
+        Mover {
+            dbs: &self.dbs,
+            base: ShardMap::parse(BASE).unwrap(),
+            clock: &self.clock,
+            map_cache_seconds: (self.settings.map_cache_ms / 1000) as u32,
+        }
     }
 }
 
@@ -345,34 +351,45 @@ fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
             150 => sim.faults.down = vec![("DB_2".into(), now + 60_000)],
             300 => sim.faults.down = vec![("DB_0".into(), now + 25_000)],
             160 => sim.faults.letters_until = Some(now + 60_000),
+            // The move, with the admin API's own steps (`chat_core::move_steps`): a hold,
+            // a copy once every isolate has seen it, a flip, and a purge of the old copy
+            // once every isolate has seen the flip.
             500 => {
-                // Hold: the map says moving, and the source fences the bucket.
-                sim.control_exec(
-                    sql::shards::HOLD_BUCKET,
-                    rusqlite::params![mover, "DB_1", now],
+                let held = block_on(move_steps::hold(&sim.mover(), mover, Some("DB_2"))).unwrap();
+                assert_eq!(held.binding, "DB_1");
+                // Too early to copy: an isolate may still route with the old map.
+                let early = block_on(move_steps::copy(&sim.mover(), mover, "DB_2", None, 7));
+                assert!(
+                    matches!(early, Err(MoveFailure::Refused(r)) if r.code == "grace_not_elapsed")
                 );
-                fence(&sim.dbs.dbs["DB_1"].borrow(), mover, Some("moving"), now).unwrap();
+            }
+            510 => {
+                let mut cursor: Option<CopyCursor> = None;
+                loop {
+                    let page = block_on(move_steps::copy(
+                        &sim.mover(),
+                        mover,
+                        "DB_2",
+                        cursor.as_ref(),
+                        7,
+                    ))
+                    .unwrap();
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
             }
             560 => {
-                // Copy, then flip: the target takes the bucket, the source fences it for good.
-                let mut cursor = Some(CopyCursor::start(mover));
-                while let Some(c) = cursor {
-                    cursor = copy_page(
-                        &sim.dbs.dbs["DB_1"].borrow(),
-                        &sim.dbs.dbs["DB_2"].borrow(),
-                        mover,
-                        c,
-                        7,
-                    )
-                    .unwrap()
-                    .1;
-                }
-                sim.control_exec(
-                    sql::shards::FLIP_BUCKET,
-                    rusqlite::params![mover, "DB_2", "DB_1", now],
-                );
-                fence(&sim.dbs.dbs["DB_1"].borrow(), mover, Some("moved"), now).unwrap();
+                let flipped = block_on(move_steps::flip(&sim.mover(), mover, "DB_2")).unwrap();
+                assert_eq!(flipped.moved_from, "DB_1");
             }
+            600 => loop {
+                let purged = block_on(move_steps::purge(&sim.mover(), mover, 5)).unwrap();
+                if purged.done {
+                    break;
+                }
+            },
             _ => {}
         }
         // While the bucket is held, its players keep playing: their turns must wait.
@@ -504,14 +521,8 @@ fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
                     |r| r.get(0),
                 )
                 .unwrap();
-            let copy_source = binding == "DB_1" && bucket(&record.user.id) == mover;
-            let expected = if binding == home {
-                1
-            } else if copy_source {
-                count.min(1) // the move's source keeps what it had until a purge
-            } else {
-                0
-            };
+            // The move's source was purged: each turn is in its home only.
+            let expected = i64::from(binding == home);
             assert_eq!(
                 count, expected,
                 "turn {} in {binding} (home {home})",

@@ -295,3 +295,183 @@ impl crate::replay::ReplayPorts for Replayer<'_> {
             .map_err(text)
     }
 }
+
+/// Why a move step on SQLite failed: refused by its rules, or by SQLite.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MoveFailure {
+    Refused(crate::refusal::Refusal),
+    Storage(String),
+}
+
+impl From<crate::refusal::Refusal> for MoveFailure {
+    fn from(r: crate::refusal::Refusal) -> Self {
+        Self::Refused(r)
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> MoveFailure {
+    MoveFailure::Storage(e.to_string())
+}
+
+/// The move steps' ports (`crate::move_steps`) on the same databases: what the admin API's
+/// `/admin/shards/*` runs on D1.
+pub struct Mover<'a, T> {
+    pub dbs: &'a Databases,
+    /// `SHARD_MAP`.
+    pub base: crate::shards::ShardMap,
+    pub clock: &'a T,
+    /// The chat isolates' map cache, in seconds (the grace is derived from it).
+    pub map_cache_seconds: u32,
+}
+
+impl<T: Clock> crate::move_steps::MovePorts for Mover<'_, T> {
+    type Error = MoveFailure;
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn grace_ms(&self) -> i64 {
+        crate::moves::grace_ms(self.map_cache_seconds)
+    }
+
+    async fn map(&self) -> Result<std::rc::Rc<crate::shards::ShardMap>, MoveFailure> {
+        let overrides = Control::overrides(self.dbs).await.map_err(storage)?;
+        Ok(std::rc::Rc::new(
+            self.base
+                .clone()
+                .with_overrides(&overrides)
+                .map_err(storage)?,
+        ))
+    }
+
+    async fn row(&self, bucket: u8) -> Result<Option<OverrideRow>, MoveFailure> {
+        let db = self.dbs.control();
+        let mut st = db.prepare(sql::shards::SELECT_OVERRIDES).map_err(storage)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(OverrideRow {
+                    bucket: r.get(0)?,
+                    binding: r.get(1)?,
+                    moving: r.get(2)?,
+                    moved_from: r.get(3)?,
+                    held_at: r.get(4)?,
+                    copy_to: r.get(5)?,
+                    flipped_at: r.get(6)?,
+                })
+            })
+            .map_err(storage)?;
+        for row in rows {
+            let row = row.map_err(storage)?;
+            if row.bucket == bucket {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn change_map(
+        &self,
+        bucket: u8,
+        change: crate::move_steps::MapChange<'_>,
+        at: i64,
+    ) -> Result<(), MoveFailure> {
+        use crate::move_steps::MapChange;
+        use rusqlite::params;
+        let db = self.dbs.control();
+        match change {
+            MapChange::Hold { binding } => {
+                db.execute(sql::shards::HOLD_BUCKET, params![bucket, binding, at])
+            }
+            MapChange::CopyStarted { to } => {
+                db.execute(sql::shards::COPY_STARTED, params![bucket, to, at])
+            }
+            MapChange::Flip { to, from } => {
+                db.execute(sql::shards::FLIP_BUCKET, params![bucket, to, from, at])
+            }
+            MapChange::Release => db.execute(sql::shards::RELEASE_BUCKET, params![bucket, at]),
+            MapChange::PurgedSource => db.execute(sql::shards::PURGED_SOURCE, params![bucket, at]),
+            MapChange::PurgedCopy => db.execute(sql::shards::PURGED_COPY, params![bucket, at]),
+        }
+        .map(|_| ())
+        .map_err(storage)
+    }
+
+    async fn fence(
+        &self,
+        binding: &str,
+        bucket: u8,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<(), MoveFailure> {
+        let db = self.dbs.db(binding).map_err(storage)?.borrow();
+        super::fence(&db, bucket, reason, at).map_err(storage)
+    }
+
+    async fn fenced(&self, binding: &str, bucket: u8) -> Result<bool, MoveFailure> {
+        let db = self.dbs.db(binding).map_err(storage)?.borrow();
+        let n: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM bucket_fences WHERE bucket = ?1",
+                [crate::shards::bucket_prefix(bucket)],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        Ok(n > 0)
+    }
+
+    async fn check_target(&self, to: &str) -> Result<(), MoveFailure> {
+        // Every native database has every migration, and the native consumer reaches them
+        // all: only an unbound target is refused.
+        self.dbs.db(to).map(|_| ()).map_err(|e| {
+            MoveFailure::Refused(crate::refusal::Refusal::invalid("unknown_database", e))
+        })
+    }
+
+    async fn copy_page(
+        &self,
+        from: &str,
+        to: &str,
+        bucket: u8,
+        cursor: &crate::shards::CopyCursor,
+        limit: u32,
+    ) -> Result<(usize, Option<(String, String)>), MoveFailure> {
+        let source = self.dbs.db(from).map_err(storage)?.borrow();
+        let target = self.dbs.db(to).map_err(storage)?.borrow();
+        let table = &sql::shards::TABLES[cursor.table];
+        let (_, hi) = sql::shards::bucket_range(bucket);
+        let (rows, n, last_user, last_key): (String, usize, Option<String>, Option<String>) =
+            source
+                .query_row(
+                    &table.export_page(),
+                    rusqlite::params![cursor.user, cursor.key, hi, i64::from(limit)],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(storage)?;
+        if n > 0 {
+            target
+                .execute(&table.import_page(), [rows])
+                .map_err(storage)?;
+        }
+        Ok((n, last_user.zip(last_key)))
+    }
+
+    async fn summary(
+        &self,
+        binding: &str,
+        bucket: u8,
+    ) -> Result<crate::shards::BucketSummary, MoveFailure> {
+        let db = self.dbs.db(binding).map_err(storage)?.borrow();
+        super::bucket_summary(&db, bucket).map_err(storage)
+    }
+
+    async fn purge_page(
+        &self,
+        binding: &str,
+        bucket: u8,
+        limit: u32,
+    ) -> Result<usize, MoveFailure> {
+        let db = self.dbs.db(binding).map_err(storage)?.borrow();
+        super::purge_page(&db, bucket, limit as usize).map_err(storage)
+    }
+}
