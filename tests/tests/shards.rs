@@ -256,7 +256,7 @@ fn player_in(binding: &str, tag: &str) -> String {
 async fn the_control_database_down_stops_only_its_own_players() {
     // DB_0, which holds the bucket map, the dead letters and half the players, is down for
     // both Workers from the start, for longer than every retry (retries are immediate).
-    let until = now_ms() + 75_000;
+    let until = now_ms() + 50_000;
     let down = format!("down=DB_0@{until}");
     let w = Workers::start_with(Options {
         chat_vars: vec![("FAULTS", down.clone())],
