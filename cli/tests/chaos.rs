@@ -63,10 +63,13 @@ fn cli(url: &str, args: &[&str]) -> (i32, String) {
         .env("CHAT_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()
         .expect("chat-admin runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let code = out.status.code().unwrap_or(-1);
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A failed run says why on stderr: keep it for the assertion's message.
+    if code != 0 {
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    (code, text)
 }
 
 struct Answer {
