@@ -144,11 +144,17 @@ async fn chaos() {
     // after that time stores it.
     let hold_seconds = env("CHAOS_HOLD_SECONDS", 20 + turns / 25) as i64;
     let started = Instant::now();
+    // Ten retries, not five: with 40% of writes failing at random, a batch's messages fail
+    // together, and five retries left each chain of redeliveries a 0.4^6 (0.4%) chance of
+    // exhausting at random, which a loaded machine (more, smaller batches) made likely
+    // enough to fail "exactly the held turns are dead letters". With ten it is 0.4^11.
     let w = Workers::start_with(Options {
         consumer_vars: vec![
             ("FAULTS", format!("markers,{fault}")),
             ("RETRY_BASE_SECONDS", "0".into()),
+            ("TURN_MAX_RETRIES", "10".into()),
         ],
+        consumer_queue: vec![("max_retries", 10)],
         ..Options::default()
     })
     .await;
