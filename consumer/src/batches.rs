@@ -5,6 +5,7 @@
 use crate::bindings::Bindings;
 use crate::config::{Config, DEAD_LETTER_QUEUE, TURN_QUEUE};
 use crate::incoming::Incoming;
+use chat_core::consumer::ports::{Control, Ledgers};
 use chat_core::consumer::turns::{consume, Ports};
 use chat_core::consumer::{letters, Event, Level};
 use chat_core::live_map::MapCache;
@@ -17,20 +18,38 @@ thread_local! {
     static MAP: Rc<MapCache> = Rc::new(MapCache::default());
 }
 
+/// The databases as this build reaches them: behind the fault switch in the local build.
+#[cfg(feature = "local")]
+fn databases<'a>(
+    bindings: &'a Bindings<'a>,
+    config: &'a Config,
+    clock: &'a WorkerClock,
+) -> impl Ledgers + Control + 'a {
+    chat_core::consumer::faulty::Faulty {
+        inner: bindings,
+        faults: &config.faults,
+        clock,
+    }
+}
+
+/// The databases as this build reaches them: bare, since the deployable build has no
+/// fault switch.
+#[cfg(not(feature = "local"))]
+fn databases<'a>(
+    bindings: &'a Bindings<'a>,
+    _: &'a Config,
+    _: &'a WorkerClock,
+) -> impl Ledgers + Control + 'a {
+    bindings
+}
+
 /// A batch of the turn queue.
 pub async fn turns(messages: &[Incoming], env: &Env, config: &Config) {
     let started = now_ms();
     let bindings = Bindings(env);
     let clock = WorkerClock;
     let cache = MAP.with(Rc::clone);
-    #[cfg(feature = "local")]
-    let databases = chat_core::consumer::faulty::Faulty {
-        inner: &bindings,
-        faults: &config.faults,
-        clock: &clock,
-    };
-    #[cfg(not(feature = "local"))]
-    let databases = &bindings;
+    let databases = databases(&bindings, config, &clock);
     let ports = Ports {
         ledgers: &databases,
         control: &databases,
@@ -64,14 +83,7 @@ pub async fn letters(messages: &[Incoming], env: &Env, config: &Config) {
     let started = now_ms();
     let bindings = Bindings(env);
     let clock = WorkerClock;
-    #[cfg(feature = "local")]
-    let archive = chat_core::consumer::faulty::Faulty {
-        inner: &bindings,
-        faults: &config.faults,
-        clock: &clock,
-    };
-    #[cfg(not(feature = "local"))]
-    let archive = &bindings;
+    let archive = databases(&bindings, config, &clock);
     let report = letters::archive(messages, &archive, &bindings, &clock, &config.settings).await;
     report.events.iter().for_each(log);
     tracing::info!(

@@ -118,6 +118,15 @@ impl Sim {
         taken
     }
 
+    /// The databases behind the fault switch as it stands now.
+    fn faulty(&self) -> Faulty<'_, &Databases, SeededClock> {
+        Faulty {
+            inner: &self.dbs,
+            faults: &self.faults,
+            clock: &self.clock,
+        }
+    }
+
     /// One batch of each queue through the real flows, then the queue's own rules.
     fn step(&mut self) {
         self.clock.now.set(self.now() + STEP_MS);
@@ -125,11 +134,7 @@ impl Sim {
         let batch = self.take(false, size);
         if !batch.is_empty() {
             let messages = messages_of(&batch);
-            let faulty = Faulty {
-                inner: &self.dbs,
-                faults: &self.faults,
-                clock: &self.clock,
-            };
+            let faulty = self.faulty();
             let ports = Ports {
                 ledgers: &faulty,
                 control: &faulty,
@@ -150,11 +155,7 @@ impl Sim {
         let batch = self.take(true, size);
         if !batch.is_empty() {
             let messages = messages_of(&batch);
-            let faulty = Faulty {
-                inner: &self.dbs,
-                faults: &self.faults,
-                clock: &self.clock,
-            };
+            let faulty = self.faulty();
             let report = block_on(archive(
                 &messages,
                 &faulty,

@@ -263,6 +263,14 @@ fn told(e: &TurnError) -> (&'static str, String) {
 }
 
 /// What a turn needs besides the store: its queue, engine and how many turns to keep.
+/// A turn begun: the session's turn held until `guard` drops, and what finishing it needs.
+struct Started {
+    guard: OwnedMutexGuard<()>,
+    play: Play,
+    store: ActorStore,
+    begun: Begun,
+}
+
 struct Play {
     queue: ActorQueue,
     engine: Engine,
@@ -452,17 +460,34 @@ impl Actor {
     }
 
     fn play(&self, message: &str) -> Result<Play, ApiError> {
+        let config = Config::of(&self.env);
         Ok(Play {
             queue: ActorQueue {
                 env: self.env.clone(),
                 reset_after_first_send: crate::faults::resets_after_send(&self.env, message),
                 fail_first_send: crate::faults::fails_first_send(&self.env, message),
             },
-            engine: Engine::from_config(&self.env, &Config::of(&self.env)),
-            keep: Config::of(&self.env)
-                .history_turns
-                .clone()
-                .map_err(ApiError::Internal)?,
+            engine: Engine::from_config(&self.env, &config),
+            keep: config.history_turns.clone().map_err(ApiError::Internal)?,
+        })
+    }
+
+    /// Takes the session's turn (one at a time, whatever the transport), then begins `ask`:
+    /// played anew, or replayed from its key. The frames' numbering is read from storage
+    /// first, so a fresh instance goes on where the last one stopped.
+    async fn start_turn(&self, ask: &TurnAsk) -> Result<Started, ApiError> {
+        let guard = self.queue_up().await?;
+        let play = self.play(&ask.message)?;
+        let store = self.store();
+        self.frames_from_storage()?;
+        let begun = turn::begin(&store, &play.queue, &WorkerClock, ask, play.keep)
+            .await
+            .map_err(turn_error)?;
+        Ok(Started {
+            guard,
+            play,
+            store,
+            begun,
         })
     }
 
@@ -487,13 +512,12 @@ impl Actor {
     async fn http_turn(self: Rc<Self>, ask: TurnAsk, sse: bool) -> Result<Response, ApiError> {
         self.owned_session(ask.session_id, ask.identity.user_id())
             .await?;
-        let guard = self.queue_up().await?;
-        let play = self.play(&ask.message)?;
-        let store = self.store();
-        self.frames_from_storage()?;
-        let begun = turn::begin(&store, &play.queue, &WorkerClock, &ask, play.keep)
-            .await
-            .map_err(turn_error)?;
+        let Started {
+            guard,
+            play,
+            store,
+            begun,
+        } = self.start_turn(&ask).await?;
         if !sse {
             let answered = match begun {
                 Begun::Replay(answered) => answered,

@@ -4,7 +4,7 @@
 //! `live`'s; the turn itself is `chat_core::turn`'s, as for every transport.
 
 use super::live::{self, Attachment, Audience, LiveSink, Stop};
-use super::{code_and_message, not_found, storage_error, turn_error, Actor};
+use super::{code_and_message, not_found, storage_error, turn_error, Actor, Started};
 use crate::config::Config;
 use crate::error::ApiError;
 use chat_core::identity::Identity;
@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use uuid::Uuid;
 use worker::{Response, WebSocket, WebSocketIncomingMessage, WebSocketPair};
-use worker_support::clock::{now_ms, WorkerClock};
+use worker_support::clock::now_ms;
 
 impl Actor {
     /// Mints a ticket for the live socket, for `identity` if the session is theirs.
@@ -199,13 +199,12 @@ impl Actor {
                 "a turn with this key is being written",
             ));
         }
-        let guard = self.queue_up().await?;
-        let play = self.play(&ask.message)?;
-        let store = self.store();
-        self.frames_from_storage()?;
-        let begun = turn::begin(&store, &play.queue, &WorkerClock, &ask, play.keep)
-            .await
-            .map_err(turn_error)?;
+        let Started {
+            guard,
+            play,
+            store,
+            begun,
+        } = self.start_turn(&ask).await?;
         let mut sink = LiveSink::new(
             &self.state,
             &self.frames,
