@@ -1,7 +1,11 @@
 //! The benchmark's library half: what a run's JSON means. The `bench` binary writes
 //! `bench/results/latest.json`; [`report`] turns it into the text of `bench/README.md` and judges the
 //! goals, and `bench/tests/readme.rs` fails when that file says anything else.
+//!
+//! - [`report`]: the text of a run, its goals, the machine and versions.
+//! - [`cost`]: the measured counts per turn in billed units, priced with `bench/prices.json`.
 
+pub mod cost;
 pub mod report;
 
 /// The marks around the benchmark text in bench/README.md.

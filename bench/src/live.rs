@@ -48,7 +48,7 @@ async fn sockets(instance: &Instance, n: usize) -> anyhow::Result<Vec<Arc<Mutex<
 
 /// One turn over `socket`: the answer's message id, and when the first piece and the end
 /// came (from the send).
-async fn socket_turn(
+pub async fn socket_turn(
     socket: &Mutex<Live>,
     i: usize,
 ) -> Result<(String, Duration, Duration), String> {

@@ -17,6 +17,9 @@
 //!   to the first piece of a reply, and the load generator checked against wrk.
 //! - [`storage`]: turns stored per second by batch size and by number of databases, against
 //!   the same SQL on native SQLite.
+//! - [`counts`]: what a turn costs in billed units (CPU, requests, rows, queue operations,
+//!   bytes) for plain HTTP, SSE, the socket and the inline-write Worker; `bench::cost` prices
+//!   them.
 //! - [`size`]: each Worker's wasm and bundle, raw and gzip.
 //! - [`check`]: every 200-answered turn stored exactly once, totals equal to the ledger.
 //! - `bench::report` (the library): the goals, and the text of a run for `bench/README.md`.
@@ -24,6 +27,7 @@
 mod capacity;
 mod check;
 mod connections;
+mod counts;
 mod lag;
 mod live;
 mod load;
@@ -93,6 +97,15 @@ pub struct Params {
     /// Turns enqueued per storage run (a tenth of it at batch size 1).
     #[arg(long, default_value_t = 4000)]
     pub turns: usize,
+    /// Seconds of each design's steady load in the cost scenario.
+    #[arg(long, default_value_t = 10.0)]
+    pub cost_seconds: f64,
+    /// Connections (or sockets) of the cost scenario's load.
+    #[arg(long, default_value_t = 8)]
+    pub cost_connections: usize,
+    /// Only the cost scenario (with the sizes): for measuring a change to what a turn costs.
+    #[arg(long)]
+    pub costs_only: bool,
     /// Where the JSON of the run goes.
     #[arg(long, default_value = "bench/results/latest.json")]
     pub out: PathBuf,
@@ -116,6 +129,7 @@ impl Params {
             self.batch_sizes = vec![10];
             self.databases = vec![1, 2, 4];
             self.turns = 300;
+            self.cost_seconds = 1.0;
             self.out = e2e::root().join("target/bench-quick.json");
         }
         self
@@ -142,6 +156,16 @@ async fn main() -> anyhow::Result<()> {
     // Each variant runs alone on the machine (see `connections`).
     let specs = target::specs();
     let spec = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
+    if params.costs_only {
+        let costs = counts::run(spec("after"), spec("inline"), &params).await?;
+        let run = json!({ "date": started, "quick": params.quick, "costs": costs, "sizes": sizes });
+        let prices = bench::cost::Prices::load()?;
+        println!("{}", bench::cost::markdown(&run, &prices));
+        let out = e2e::root().join("target/bench-costs.json");
+        std::fs::write(&out, serde_json::to_string_pretty(&run)? + "\n")?;
+        eprintln!("bench: figures written to {}", out.display());
+        return Ok(());
+    }
     let connections = connections::run(&specs, &params).await?;
 
     let after = Instance::start(spec("after"), params.players, params.sessions).await?;
@@ -178,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
     drop(inline);
 
     let live = live::run(spec("after"), &params).await?;
+    let costs = counts::run(spec("after"), spec("inline"), &params).await?;
 
     let mut storage_runs = Vec::new();
     for &batch in &params.batch_sizes {
@@ -204,6 +229,7 @@ async fn main() -> anyhow::Result<()> {
         "capacity": capacity,
         "lag": lag,
         "live": live,
+        "costs": costs,
         "storage": storage_runs,
         "storageByDatabases": by_databases,
         "sizes": sizes,

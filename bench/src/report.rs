@@ -154,7 +154,35 @@ pub fn goals(run: &Value) -> Value {
             5.0,
             false
         ),
+        goal(
+            "WebSocket $ per million turns / inline-write $ per million turns",
+            cost_ratio(run, "ws"),
+            0.5,
+            false
+        ),
+        goal(
+            "plain HTTP $ per million turns / inline-write $ per million turns",
+            cost_ratio(run, "http"),
+            0.8,
+            false
+        ),
+        goal(
+            "WebSocket CPU per turn / CPU of one floor request",
+            ratio(
+                num(&run["costs"]["ws"]["perTurn"]["cpuMs"]),
+                num(&run["costs"]["floor"]["perRequest"]["cpuMs"])
+            ),
+            1.5,
+            false
+        ),
     ])
+}
+
+/// A design's dollars per million turns over the inline-write design's, at list price.
+fn cost_ratio(run: &Value, design: &str) -> Option<f64> {
+    let prices = crate::cost::Prices::load().ok()?;
+    let of = |d: &str| crate::cost::design_per_million(run, d, &prices);
+    ratio(of(design)?, of("inline")?)
 }
 
 /// The row of the live scenario at `connections`.
@@ -371,6 +399,12 @@ pub fn markdown(r: &Value) -> String {
             f(&run["bytesPerTurn"]),
         );
     }
+
+    s += "\n**What a turn costs** (`bench::cost`)\n\n";
+    s += &match crate::cost::Prices::load() {
+        Ok(prices) => crate::cost::markdown(r, &prices),
+        Err(e) => format!("(bench/prices.json cannot be read: {e})\n"),
+    };
 
     s += "\n**Size**\n\n| Worker | file | raw KiB | gzip KiB |\n|---|---|---:|---:|\n";
     for file in r["sizes"].as_array().into_iter().flatten() {

@@ -1,5 +1,5 @@
 //! A batch → the core's flow (`chat_core::consumer`) over this Worker's bindings, then its
-//! log lines. The local build wraps the bindings in the fault switch
+//! log lines (with what the batch cost in billed units). The local build wraps the bindings in the fault switch
 //! (`chat_core::consumer::faulty`); the deployable build runs them bare.
 
 use crate::bindings::Bindings;
@@ -9,6 +9,7 @@ use chat_core::consumer::ports::{Control, Ledgers};
 use chat_core::consumer::turns::{consume, Ports};
 use chat_core::consumer::{letters, Event, Level};
 use chat_core::live_map::MapCache;
+use chat_core::usage::{queue_ops, Usage};
 use std::rc::Rc;
 use worker::Env;
 use worker_support::clock::{now_ms, WorkerClock};
@@ -46,7 +47,7 @@ fn databases<'a>(
 /// A batch of the turn queue.
 pub async fn turns(messages: &[Incoming], env: &Env, config: &Config) {
     let started = now_ms();
-    let bindings = Bindings(env);
+    let bindings = Bindings::new(env);
     let clock = WorkerClock;
     let cache = MAP.with(Rc::clone);
     let databases = databases(&bindings, config, &clock);
@@ -58,6 +59,7 @@ pub async fn turns(messages: &[Incoming], env: &Env, config: &Config) {
     };
     let report = consume(messages, &ports, &config.settings, &cache).await;
     report.events.iter().for_each(log);
+    let usage = usage_of(messages, &bindings);
     tracing::info!(
         queue = TURN_QUEUE,
         received = report.received,
@@ -74,6 +76,12 @@ pub async fn turns(messages: &[Incoming], env: &Env, config: &Config) {
         statements = report.statements,
         d1_ms = report.write_ms,
         total_ms = now_ms() - started,
+        d1_rows_read = usage.d1_rows_read,
+        d1_rows_written = usage.d1_rows_written,
+        d1_statements = usage.d1_statements,
+        queue_read_ops = usage.queue_read_ops,
+        queue_delete_ops = usage.queue_delete_ops,
+        queue_write_ops = usage.queue_write_ops,
         "turn batch"
     );
 }
@@ -81,11 +89,12 @@ pub async fn turns(messages: &[Incoming], env: &Env, config: &Config) {
 /// A batch of the dead-letter queue.
 pub async fn letters(messages: &[Incoming], env: &Env, config: &Config) {
     let started = now_ms();
-    let bindings = Bindings(env);
+    let bindings = Bindings::new(env);
     let clock = WorkerClock;
     let archive = databases(&bindings, config, &clock);
     let report = letters::archive(messages, &archive, &bindings, &clock, &config.settings).await;
     report.events.iter().for_each(log);
+    let usage = usage_of(messages, &bindings);
     tracing::info!(
         queue = DEAD_LETTER_QUEUE,
         received = report.received,
@@ -94,8 +103,28 @@ pub async fn letters(messages: &[Incoming], env: &Env, config: &Config) {
         requeued = report.requeued,
         chunks = report.chunks,
         total_ms = now_ms() - started,
+        d1_rows_read = usage.d1_rows_read,
+        d1_rows_written = usage.d1_rows_written,
+        d1_statements = usage.d1_statements,
+        queue_read_ops = usage.queue_read_ops,
+        queue_delete_ops = usage.queue_delete_ops,
+        queue_write_ops = usage.queue_write_ops,
         "dead-letter batch"
     );
+}
+
+/// What a batch cost in billed units: its D1 statements and sends (counted by the
+/// bindings), each delivery read, and each message acked deleted (per 64 KB).
+fn usage_of(messages: &[Incoming], bindings: &Bindings) -> Usage {
+    let mut usage = *bindings.usage.borrow();
+    for m in messages {
+        let ops = queue_ops(m.body.len());
+        usage.queue_read_ops += ops;
+        if m.acked.get() {
+            usage.queue_delete_ops += ops;
+        }
+    }
+    usage
 }
 
 /// One event's log line, as loud as its level: its stable message, and its details.

@@ -1,26 +1,51 @@
 //! The consumer's ports (`chat_core::consumer::ports`) over its bindings: every D1 call of
-//! this Worker, and its sends to the queues. The SQL lives in `chat_core::sql`.
+//! this Worker, and its sends to the queues. The SQL lives in `chat_core::sql`. What they
+//! cost (each statement's D1 `meta`, each send's queue operations) is counted in `usage`,
+//! which the batch's log line reports.
 
 use crate::config::{DEAD_LETTERS, TURNS};
 use chat_core::consumer::ports::{Control, Ledgers, Queues, Stored, Write};
 use chat_core::shards::{Override, OverrideRow, CONTROL};
 use chat_core::sql;
+use chat_core::usage::Usage;
+use std::cell::RefCell;
 use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, Env};
+use worker::{D1Database, D1Result, Env};
 
-/// The Worker's bindings, as the core's flows take them.
-pub struct Bindings<'a>(pub &'a Env);
+/// The Worker's bindings, as the core's flows take them, for one batch.
+pub struct Bindings<'a> {
+    env: &'a Env,
+    /// What this batch's D1 statements and sends cost.
+    pub usage: RefCell<Usage>,
+}
 
-impl Bindings<'_> {
+impl<'a> Bindings<'a> {
+    pub fn new(env: &'a Env) -> Self {
+        Self {
+            env,
+            usage: RefCell::new(Usage::default()),
+        }
+    }
+
     fn d1(&self, binding: &str) -> Result<D1Database, String> {
-        self.0.d1(binding).map_err(|e| e.to_string())
+        self.env.d1(binding).map_err(|e| e.to_string())
+    }
+
+    fn count<'r>(&self, results: impl IntoIterator<Item = &'r D1Result>) {
+        worker_support::usage::d1_results(&mut self.usage.borrow_mut(), results);
     }
 
     async fn send(&self, queue: &str, texts: &[String]) -> Result<(), String> {
-        let queue = self.0.queue(queue).map_err(|e| e.to_string())?;
-        worker_support::queue::send_texts(&queue, texts)
-            .await
-            .map_err(|(_, e)| e.to_string())
+        let queue = self.env.queue(queue).map_err(|e| e.to_string())?;
+        let sent = worker_support::queue::send_texts(&queue, texts).await;
+        let done = match &sent {
+            Ok(()) => texts.len(),
+            Err((n, _)) => *n,
+        };
+        self.usage
+            .borrow_mut()
+            .sent(texts[..done].iter().map(String::len));
+        sent.map_err(|(_, e)| e.to_string())
     }
 }
 
@@ -36,11 +61,11 @@ fn fits_d1(name: &str, value: &str) -> Result<(), String> {
 
 impl Ledgers for Bindings<'_> {
     fn bindings(&self) -> Vec<String> {
-        worker_support::env::database_bindings(self.0)
+        worker_support::env::database_bindings(self.env)
     }
 
     fn has(&self, binding: &str) -> bool {
-        self.0.d1(binding).is_ok()
+        self.env.d1(binding).is_ok()
     }
 
     /// Every statement of `sql::apply_turns` in ONE `D1Database::batch`, each binding the
@@ -56,6 +81,7 @@ impl Ledgers for Bindings<'_> {
             .map_err(text)?;
         let count = statements.len();
         let results = db.batch(statements).await.map_err(text)?;
+        self.count(&results);
         #[derive(serde::Deserialize)]
         struct Fence {
             bucket: String,
@@ -108,9 +134,9 @@ impl Control for Bindings<'_> {
             .prepare(sql::shards::SELECT_OVERRIDES)
             .all()
             .await
-            .map_err(text)?
-            .results::<OverrideRow>()
             .map_err(text)?;
+        self.count([&rows]);
+        let rows = rows.results::<OverrideRow>().map_err(text)?;
         Ok(rows.iter().map(Override::from).collect())
     }
 
@@ -135,13 +161,15 @@ impl Control for Bindings<'_> {
             })
             .collect::<worker::Result<Vec<_>>>()
             .map_err(text)?;
-        control.batch(statements).await.map_err(text)?;
+        let results = control.batch(statements).await.map_err(text)?;
+        self.count(&results);
         Ok(())
     }
 
     async fn store_letters(&self, letters_json: &str, now_ms: i64) -> Result<(), String> {
         fits_d1("the batch's dead letters", letters_json)?;
-        self.d1(CONTROL)?
+        let result = self
+            .d1(CONTROL)?
             .prepare(sql::STORE_LETTERS)
             .bind(&[
                 JsValue::from_str(letters_json),
@@ -151,6 +179,7 @@ impl Control for Bindings<'_> {
             .run()
             .await
             .map_err(text)?;
+        self.count([&result]);
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! A queue message as the runtime hands it over, with what worker 0.8 does not expose.
 
+use std::cell::Cell;
 use worker::js_sys::{Object, Reflect, JSON};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::worker_sys::{Message, MessageBatch};
@@ -14,6 +15,8 @@ pub struct Incoming {
     pub attempts: u32,
     /// When it was sent, in epoch milliseconds.
     pub sent_at: i64,
+    /// Whether it was acked (deleted from the queue: a billed operation).
+    pub acked: Cell<bool>,
 }
 
 impl Incoming {
@@ -47,6 +50,7 @@ impl Incoming {
             attempts: attempts.max(1.0) as u32,
             body,
             raw,
+            acked: Cell::new(false),
         }
     }
 }
@@ -69,8 +73,9 @@ impl chat_core::consumer::ports::Delivery for Incoming {
     }
 
     fn ack(&self) {
-        if let Err(e) = self.raw.ack() {
-            tracing::error!(message_id = %self.id, error = ?e, "ack failed");
+        match self.raw.ack() {
+            Ok(()) => self.acked.set(true),
+            Err(e) => tracing::error!(message_id = %self.id, error = ?e, "ack failed"),
         }
     }
 

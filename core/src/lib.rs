@@ -49,6 +49,8 @@
 //! - [`time`]: milliseconds since the epoch ↔ RFC 3339 text.
 //! - [`text`]: outside text made safe to store: control characters out, byte caps.
 //! - [`ttl_cache`]: a bounded map whose entries expire, for what an isolate keeps.
+//! - [`usage`]: what the Workers did in the units Cloudflare bills (requests, rows, queue
+//!   operations), counted from the platform's own figures.
 
 pub mod admin;
 pub mod backoff;
@@ -88,5 +90,6 @@ pub mod ticket;
 pub mod time;
 pub mod ttl_cache;
 pub mod turn;
+pub mod usage;
 pub mod workers_ai;
 pub mod x_auth;

@@ -82,6 +82,7 @@ pub async fn create_session(
         ])
         .map_err(&fail)?;
     let results = db.db.batch(vec![upsert, insert]).await.map_err(&fail)?;
+    worker_support::usage::count(|u| worker_support::usage::d1_results(u, &results));
     let inserted = results
         .get(1)
         .and_then(|r| r.meta().ok().flatten())

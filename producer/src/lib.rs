@@ -64,5 +64,9 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    // Reading the meter is not part of what it measures.
+    if req.path() != "/admin/usage" {
+        worker_support::usage::count(|u| u.worker_requests += 1);
+    }
     Ok(routes::handle(req, &env).await)
 }

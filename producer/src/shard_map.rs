@@ -82,7 +82,10 @@ pub async fn override_rows(control: &D1Database) -> Result<Vec<OverrideRow>, Api
         .prepare(SELECT_OVERRIDES)
         .all()
         .await
-        .and_then(|r| r.results::<OverrideRow>())
+        .and_then(|r| {
+            worker_support::usage::count(|u| worker_support::usage::d1_results(u, [&r]));
+            r.results::<OverrideRow>()
+        })
         .map_err(crate::databases::failed(CONTROL))
 }
 

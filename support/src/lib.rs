@@ -8,6 +8,7 @@
 //! - [`memory`]: the wasm instance's linear memory, the soak test's leak signal.
 //! - [`webcrypto`]: ES256 signatures checked by the runtime's WebCrypto.
 //! - [`privy_auth`]: Privy sign-in per request: WebCrypto, and verified tokens remembered.
+//! - [`usage`]: the isolate's meter of billed units (`chat_core::usage`).
 
 pub mod clock;
 pub mod deadline;
@@ -16,4 +17,5 @@ pub mod logging;
 pub mod memory;
 pub mod privy_auth;
 pub mod queue;
+pub mod usage;
 pub mod webcrypto;

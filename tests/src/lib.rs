@@ -455,10 +455,11 @@ impl Workers {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Resident memory of the workerd processes of this `wrangler dev`, in KiB.
-    pub fn workerd_rss_kib(&self) -> u64 {
+    /// The `/proc` folders and `stat` fields (after the command's name) of the workerd
+    /// processes of this `wrangler dev`.
+    fn workerd_procs(&self) -> Vec<(PathBuf, Vec<String>)> {
         let group = self.child.id();
-        let mut total = 0;
+        let mut out = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let dir = entry.path();
             let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
@@ -468,19 +469,46 @@ impl Workers {
             let Some((head, rest)) = stat.rsplit_once(')') else {
                 continue;
             };
-            let pgrp: Option<u32> = rest.split_whitespace().nth(2).and_then(|g| g.parse().ok());
-            if pgrp != Some(group) || !head.contains("workerd") {
-                continue;
+            let fields: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+            let pgrp: Option<u32> = fields.get(2).and_then(|g| g.parse().ok());
+            if pgrp == Some(group) && head.contains("workerd") {
+                out.push((dir, fields));
             }
-            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-            total += status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-                .unwrap_or(0);
         }
-        total
+        out
+    }
+
+    /// Resident memory of the workerd processes of this `wrangler dev`, in KiB.
+    pub fn workerd_rss_kib(&self) -> u64 {
+        self.workerd_procs()
+            .iter()
+            .map(|(dir, _)| {
+                std::fs::read_to_string(dir.join("status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|k| k.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// CPU time the workerd processes of this `wrangler dev` have used (user and system,
+    /// their threads included), in milliseconds.
+    pub fn workerd_cpu_ms(&self) -> f64 {
+        // SAFETY: sysconf only reads a constant of the system.
+        let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let ticks: u64 = self
+            .workerd_procs()
+            .iter()
+            .map(|(_, f)| {
+                // After the name: state is field 0, utime 11, stime 12 (stat(5)'s 14 and 15).
+                let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                n(11) + n(12)
+            })
+            .sum();
+        ticks as f64 * 1000.0 / ticks_per_second
     }
 
     /// The JSON log lines the Workers printed with this `message` (e.g. "turn batch").

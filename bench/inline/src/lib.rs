@@ -9,7 +9,8 @@
 //! idempotency keys, no rate limit, no conversation history for the engine.
 //!
 //! `POST /api/sessions` and `GET /healthz` are the chat Worker's, so the same load runs
-//! against both.
+//! against both. `GET /usage` answers the isolate's counts in billed units
+//! (`worker_support::usage`), as the chat Worker's `GET /admin/usage` does.
 
 use chat_core::batch::{turns_json, user_json};
 use chat_core::character::{Character, Locale};
@@ -26,6 +27,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::{event, Context, Env, Method, Request, Response};
 use worker_support::clock::{now_ms, random10};
 use worker_support::privy_auth::{PrivyAuth, PrivySettings};
+use worker_support::usage;
 
 /// The one error type of this Worker, mapped to a status once.
 enum Failure {
@@ -70,10 +72,15 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let result = match (req.method(), req.path().as_str()) {
+    let path = req.path();
+    if path != "/usage" {
+        usage::count(|u| u.worker_requests += 1);
+    }
+    let result = match (req.method(), path.as_str()) {
         (Method::Get, "/healthz") => {
             Response::from_json(&json!({ "ok": true })).map_err(Into::into)
         }
+        (Method::Get, "/usage") => Response::from_json(&usage::snapshot()).map_err(Into::into),
         (Method::Post, "/api/sessions") => create_session(req, &env).await,
         (Method::Post, "/api/chat") => chat(req, &env).await,
         _ => Err(Failure::Status(404, "not_found", "no such route".into())),
@@ -129,7 +136,8 @@ async fn create_session(mut req: Request, env: &Env) -> Result<Response, Failure
         text(new.locale.as_str()),
         JsValue::from(now as f64),
     ])?;
-    db.batch(vec![upsert, insert]).await?;
+    let results = db.batch(vec![upsert, insert]).await?;
+    usage::count(|u| usage::d1_results(u, &results));
     Ok(Response::from_json(&json!({ "sessionId": id }))?.with_status(201))
 }
 
@@ -139,11 +147,16 @@ async fn chat(mut req: Request, env: &Env) -> Result<Response, Failure> {
         .map_err(|e| Failure::Status(400, e.code, e.message))?;
     let db = env.d1("DB_0")?;
     // Inside the request: read the session, then write the turn.
-    let session: SessionRow = db
+    let found = db
         .prepare(sql::SELECT_SESSION)
         .bind(&[text(turn.session_id)])?
-        .first(None)
-        .await?
+        .all()
+        .await?;
+    usage::count(|u| usage::d1_results(u, [&found]));
+    let session: SessionRow = found
+        .results::<SessionRow>()?
+        .into_iter()
+        .next()
         .filter(|s: &SessionRow| s.user_id == identity.user_id().to_string())
         .ok_or_else(|| Failure::Status(404, "session_not_found", "no such session".into()))?;
     if session.ended_at.is_some() {
@@ -187,7 +200,8 @@ async fn chat(mut req: Request, env: &Env) -> Result<Response, Failure> {
         .iter()
         .map(|s| db.prepare(*s).bind(&param))
         .collect::<worker::Result<Vec<_>>>()?;
-    db.batch(statements).await?;
+    let results = db.batch(statements).await?;
+    usage::count(|u| usage::d1_results(u, &results));
     let answer = TurnAnswer::of(&record);
     let mut response = Response::ok(answer.to_json())?;
     response

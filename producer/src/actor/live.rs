@@ -56,8 +56,15 @@ impl Frames {
 /// Sends `frame` to every socket of the session.
 pub fn broadcast(state: &State, frame: &str) {
     for ws in state.get_websockets() {
-        let _ = ws.send_with_str(frame);
+        send_frame(&ws, frame);
     }
+}
+
+/// Sends `frame` to one socket (best effort: a closed socket is the client's to reopen), and
+/// counts it in the usage meter.
+pub fn send_frame(ws: &WebSocket, frame: &str) {
+    worker_support::usage::count(|u| u.ws_messages_out += 1);
+    let _ = ws.send_with_str(frame);
 }
 
 /// A turn's events, told to every socket of the session (and to an SSE response).
@@ -113,7 +120,7 @@ impl<'a> LiveSink<'a> {
                 self.frames.borrow_mut().current.push((seq, frame));
             }
             Audience::Socket(ws) => {
-                let _ = ws.send_with_str(&frame);
+                send_frame(ws, &frame);
             }
             Audience::Nobody => {}
         }
@@ -253,5 +260,5 @@ pub fn error_to(
     let mut f = frames.borrow_mut();
     let seq = TurnSeq::start(worker_support::clock::now_ms(), f.last_base);
     f.last_base = Some(seq.base);
-    let _ = ws.send_with_str(error_frame(key, seq.last(), code, message));
+    send_frame(ws, &error_frame(key, seq.last(), code, message));
 }

@@ -85,6 +85,8 @@ pub struct Actor {
     /// The stops a socket may ask, by the key of the turn in progress.
     stops: RefCell<HashMap<String, Rc<Stop>>>,
     flood: RefCell<Flood>,
+    /// What it is handling now, for the usage meter's active time.
+    busy: Busy,
 }
 
 impl DurableObject for SessionActor {
@@ -105,11 +107,13 @@ impl DurableObject for SessionActor {
                 frames: RefCell::new(Frames::default()),
                 stops: RefCell::new(HashMap::new()),
                 flood: RefCell::new(Flood::default()),
+                busy: Busy::default(),
             }),
         }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let _active = self.actor.active(Billed::Request);
         Ok(match self.actor.clone().route(req).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
@@ -119,6 +123,7 @@ impl DurableObject for SessionActor {
     /// Drops the answers that expired and sets the alarm for the next one.
     async fn alarm(&self) -> worker::Result<Response> {
         let actor = &self.actor;
+        let _active = actor.active(Billed::Request);
         if !actor
             .open()
             .map_err(|e| worker::Error::RustError(format!("{e:?}")))?
@@ -141,6 +146,7 @@ impl DurableObject for SessionActor {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
+        let _active = self.actor.active(Billed::SocketMessage);
         self.actor.on_frame(ws, message).await;
         Ok(())
     }
@@ -161,6 +167,67 @@ impl DurableObject for SessionActor {
     async fn websocket_error(&self, _ws: WebSocket, error: worker::Error) -> worker::Result<()> {
         tracing::warn!(error = %error, "a live socket failed");
         Ok(())
+    }
+}
+
+/// What starting some work is billed as.
+enum Billed {
+    /// An HTTP request or an alarm: one Durable Object request.
+    Request,
+    /// A WebSocket message received (billed 20 to a request).
+    SocketMessage,
+    /// Work that goes on after its request answered (a streamed answer).
+    Nothing,
+}
+
+/// The actor's active time for the usage meter: wall-clock time while it handles anything,
+/// overlapping work counted once (the way Cloudflare bills a Durable Object's duration).
+/// It also counts what the storage grew by (`databaseSize`), read when work starts and
+/// ends: a write is committed after its handler returns, so its growth shows at the next read.
+#[derive(Default)]
+struct Busy {
+    handling: Cell<usize>,
+    since_ms: Cell<i64>,
+    size_seen: Cell<Option<i64>>,
+}
+
+impl Actor {
+    fn active(&self, billed: Billed) -> Active<'_> {
+        worker_support::usage::count(|u| match billed {
+            Billed::Request => u.do_requests += 1,
+            Billed::SocketMessage => u.ws_messages_in += 1,
+            Billed::Nothing => {}
+        });
+        let busy = &self.busy;
+        if busy.handling.get() == 0 {
+            busy.since_ms.set(now_ms());
+            self.count_growth();
+        }
+        busy.handling.set(busy.handling.get() + 1);
+        Active(self)
+    }
+
+    /// Counts what the storage grew by since it was last read.
+    fn count_growth(&self) {
+        let size = self.state.storage().sql().database_size() as i64;
+        if let Some(seen) = self.busy.size_seen.replace(Some(size)) {
+            worker_support::usage::count(|u| u.actor_bytes += size - seen);
+        }
+    }
+}
+
+/// Work in progress; its drop ends it.
+struct Active<'a>(&'a Actor);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        let busy = &self.0.busy;
+        busy.handling.set(busy.handling.get().saturating_sub(1));
+        if busy.handling.get() == 0 {
+            let us = (now_ms() - busy.since_ms.get()).max(0) as u64 * 1000;
+            worker_support::usage::count(|u| u.actor_active_us += us);
+            self.0.count_growth();
+        }
     }
 }
 
@@ -213,7 +280,9 @@ impl TurnQueue for ActorQueue {
         if self.fail_first_send && attempt == Attempt::First {
             return Err("injected fault: the queue refused the turn's first send".into());
         }
-        let message = MessageBuilder::new(record.encode())
+        let body = record.encode();
+        let bytes = body.len();
+        let message = MessageBuilder::new(body)
             .content_type(QueueContentType::Text)
             .build();
         self.env
@@ -222,6 +291,7 @@ impl TurnQueue for ActorQueue {
             .send(message)
             .await
             .map_err(|e| e.to_string())?;
+        worker_support::usage::count(|u| u.sent([bytes]));
         if self.reset_after_first_send && attempt == Attempt::First {
             panic!("injected fault: the session actor is reset between the queue send and the confirmation");
         }
@@ -549,6 +619,8 @@ impl Actor {
         let replayed = matches!(begun, Begun::Replay(_));
         let actor = self.clone();
         worker::wasm_bindgen_futures::spawn_local(async move {
+            // The answer goes on after the response: the actor is still active (billed).
+            let _active = actor.active(Billed::Nothing);
             let _guard = guard;
             let mut sink = LiveSink::new(
                 &actor.state,

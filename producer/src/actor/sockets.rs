@@ -84,7 +84,7 @@ impl Actor {
             .serialize_attachment(Attachment { socket, identity })?;
         if let Some(after) = query.get("after").and_then(|a| a.parse::<i64>().ok()) {
             for frame in self.missed(after)? {
-                let _ = pair.server.send_with_str(&frame);
+                super::live::send_frame(&pair.server, &frame);
             }
         }
         Ok(Response::from_websocket(pair.client)?)

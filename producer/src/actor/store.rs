@@ -2,7 +2,8 @@
 //! (`chat_core::turn::SessionStore`), with `chat_core::sql::actor`'s statements, and the rows
 //! only the Durable Object has (tickets, the last live turn, expiring answers). Each write
 //! method is a run of statements with no `await` between them, which the runtime commits as
-//! one transaction.
+//! one transaction. Every statement's rows read and written (the cursor's own counts) go to
+//! the isolate's usage meter.
 
 use chat_core::character::{Character, Locale};
 use chat_core::record::TurnRecord;
@@ -95,7 +96,8 @@ impl ActorStore {
         } else {
             Some(params)
         };
-        self.sql.exec(statement, params).map_err(store_error)?;
+        let cursor = self.sql.exec(statement, params).map_err(store_error)?;
+        worker_support::usage::actor_rows(&cursor);
         Ok(())
     }
 
@@ -109,10 +111,10 @@ impl ActorStore {
         } else {
             Some(params)
         };
-        self.sql
-            .exec(statement, params)
-            .and_then(|c| c.to_array())
-            .map_err(store_error)
+        let cursor = self.sql.exec(statement, params).map_err(store_error)?;
+        let rows = cursor.to_array().map_err(store_error);
+        worker_support::usage::actor_rows(&cursor);
+        rows
     }
 
     pub fn start(&self, s: &SessionState) -> Result<(), StoreError> {

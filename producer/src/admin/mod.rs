@@ -7,6 +7,9 @@
 //! - [`shards`]: the bucket map, and moving a bucket to another database.
 //! - `sessions/{id}`: what a session's actor holds (its state, turns and keys kept).
 //! - `runtime`: this isolate's wasm memory (the soak test's leak signal).
+//! - `usage`: this isolate's counts in billed units since it started
+//!   (`chat_core::usage::Usage`; on `wrangler dev` the whole Worker, its actors included;
+//!   on Cloudflare one isolate's share). The benchmark's cost scenario reads it.
 
 mod letters;
 mod ops;
@@ -81,6 +84,10 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
                     "no such shard step: hold, copy, verify, flip, purge or release",
                 )),
             }
+        }
+        ["usage"] => {
+            only("GET", Method::Get)?;
+            Ok(Response::from_json(&worker_support::usage::snapshot())?)
         }
         ["runtime"] => {
             only("GET", Method::Get)?;

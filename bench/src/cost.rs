@@ -1,0 +1,363 @@
+//! What a turn costs on Cloudflare: the counts the `counts` scenario measured per turn, in
+//! the units Cloudflare bills, priced with the list prices of `bench/prices.json` (each with
+//! the page it came from and the date it was read).
+//!
+//! Two views: dollars per million turns at list price (no allowance: the marginal cost), and
+//! a month of a game with 10,000 and 1,000,000 daily players at [`TURNS_PER_PLAYER_PER_DAY`],
+//! where the plan's base price and its included usage count. Storage is priced as a month of
+//! keeping what those turns added (the turns of a month, held to the month's end).
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Turns a daily player plays, in the monthly view.
+pub const TURNS_PER_PLAYER_PER_DAY: f64 = 20.0;
+/// Days of the monthly view.
+pub const DAYS_PER_MONTH: f64 = 30.0;
+/// Daily players of the monthly view.
+pub const DAILY_PLAYERS: [f64; 2] = [10_000.0, 1_000_000.0];
+
+/// The designs measured, as the run's JSON names them, and as tables say them.
+pub const DESIGNS: [(&str, &str); 4] = [
+    ("http", "plain HTTP (`POST /api/chat`)"),
+    ("sse", "SSE (`POST /api/chat`, `Accept: text/event-stream`)"),
+    ("ws", "WebSocket (the session's live socket)"),
+    ("inline", "inline write (one Worker, D1 in the request)"),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prices {
+    pub checked: String,
+    pub plan: String,
+    pub monthly_base: f64,
+    pub do_memory_gb: f64,
+    pub ws_messages_per_request: f64,
+    pub units: Vec<Unit>,
+}
+
+/// One billed unit: `price` dollars per `per` units beyond `included_per_month`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unit {
+    pub key: String,
+    pub what: String,
+    pub price: f64,
+    pub per: f64,
+    pub included_per_month: f64,
+    pub source: String,
+}
+
+impl Prices {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let prices: Prices = serde_json::from_str(text)?;
+        for key in BILLED {
+            anyhow::ensure!(
+                prices.units.iter().any(|u| u.key == key),
+                "bench/prices.json has no price for {key}"
+            );
+        }
+        Ok(prices)
+    }
+
+    /// `bench/prices.json`.
+    pub fn load() -> anyhow::Result<Self> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prices.json");
+        Self::parse(&std::fs::read_to_string(path)?)
+    }
+
+    fn unit(&self, key: &str) -> &Unit {
+        self.units
+            .iter()
+            .find(|u| u.key == key)
+            .expect("checked by parse")
+    }
+}
+
+/// The billed units, in the order tables show them.
+pub const BILLED: [&str; 11] = [
+    "workerRequests",
+    "workerCpuMs",
+    "doRequests",
+    "doGbSeconds",
+    "doRowsRead",
+    "doRowsWritten",
+    "doStoredGbMonths",
+    "queueOps",
+    "d1RowsRead",
+    "d1RowsWritten",
+    "d1StoredGbMonths",
+];
+
+fn get(measured: &Value, key: &str) -> f64 {
+    measured[key].as_f64().unwrap_or(0.0)
+}
+
+/// A turn's billed units from what was measured per turn (the `perTurn` object of a design
+/// in the run's `costs`): WebSocket messages received count 20 to a request, the actor's
+/// active time is billed at 128 MB, bytes are GB kept for a month.
+pub fn billed(per_turn: &Value, prices: &Prices) -> Map<String, Value> {
+    let units = [
+        ("workerRequests", get(per_turn, "workerRequests")),
+        ("workerCpuMs", get(per_turn, "cpuMs").max(0.0)),
+        (
+            "doRequests",
+            get(per_turn, "doRequests")
+                + get(per_turn, "wsMessagesIn") / prices.ws_messages_per_request,
+        ),
+        (
+            "doGbSeconds",
+            get(per_turn, "actorActiveMs") / 1000.0 * prices.do_memory_gb,
+        ),
+        ("doRowsRead", get(per_turn, "actorRowsRead")),
+        ("doRowsWritten", get(per_turn, "actorRowsWritten")),
+        (
+            "doStoredGbMonths",
+            get(per_turn, "actorBytes").max(0.0) / 1e9,
+        ),
+        ("queueOps", get(per_turn, "queueOps")),
+        ("d1RowsRead", get(per_turn, "d1RowsRead")),
+        ("d1RowsWritten", get(per_turn, "d1RowsWritten")),
+        ("d1StoredGbMonths", get(per_turn, "d1Bytes").max(0.0) / 1e9),
+    ];
+    units
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect()
+}
+
+/// Dollars per million turns at list price, unit by unit and in all.
+pub fn per_million(billed: &Map<String, Value>, prices: &Prices) -> (Map<String, Value>, f64) {
+    let mut by_unit = Map::new();
+    let mut total = 0.0;
+    for key in BILLED {
+        let unit = prices.unit(key);
+        let dollars = get(&Value::Object(billed.clone()), key) * 1e6 * unit.price / unit.per;
+        total += dollars;
+        by_unit.insert(key.to_owned(), json!(dollars));
+    }
+    (by_unit, total)
+}
+
+/// A month's bill for `daily_players` at [`TURNS_PER_PLAYER_PER_DAY`]: the plan's base
+/// price, and every unit beyond what the plan includes.
+pub fn monthly(billed: &Map<String, Value>, prices: &Prices, daily_players: f64) -> f64 {
+    let turns = daily_players * TURNS_PER_PLAYER_PER_DAY * DAYS_PER_MONTH;
+    let billed = Value::Object(billed.clone());
+    prices.monthly_base
+        + BILLED
+            .iter()
+            .map(|key| {
+                let unit = prices.unit(key);
+                let used = get(&billed, key) * turns;
+                (used - unit.included_per_month).max(0.0) * unit.price / unit.per
+            })
+            .sum::<f64>()
+}
+
+/// Dollars per million turns of `design` in a run (None when it was not measured).
+pub fn design_per_million(run: &Value, design: &str, prices: &Prices) -> Option<f64> {
+    let per_turn = &run["costs"][design]["perTurn"];
+    per_turn
+        .is_object()
+        .then(|| per_million(&billed(per_turn, prices), prices).1)
+}
+
+fn money(x: f64) -> String {
+    if x >= 100.0 {
+        let whole = format!("{x:.0}");
+        let mut out = String::new();
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        format!("${out}")
+    } else {
+        format!("${x:.2}")
+    }
+}
+
+fn count(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// The cost tables of a run: counts per turn, dollars per million turns, and a month at
+/// 10,000 and 1,000,000 daily players. Empty when the run measured no costs.
+pub fn markdown(run: &Value, prices: &Prices) -> String {
+    let costs = &run["costs"];
+    if !costs.is_object() {
+        return String::new();
+    }
+    let designs: Vec<(&str, &str, &Value)> = DESIGNS
+        .iter()
+        .filter(|(k, _)| costs[*k]["perTurn"].is_object())
+        .map(|(k, label)| (*k, *label, &costs[*k]["perTurn"]))
+        .collect();
+    let mut s = format!(
+        "Counted per turn over {} s of steady load per design at {} connections ({}); CPU is \
+         the workerd process's (every Worker, the local D1 and the queue), its idle rate taken \
+         off; one floor request (`GET /healthz`) took {} CPU ms.\n\n",
+        costs["seconds"],
+        costs["connections"],
+        designs
+            .iter()
+            .map(|(k, _, m)| format!("{k} {} turns", m["turns"]))
+            .collect::<Vec<_>>()
+            .join(", "),
+        count(get(&costs["floor"]["perRequest"], "cpuMs")),
+    );
+    s += "| per turn | ";
+    s += &designs.iter().map(|d| d.0).collect::<Vec<_>>().join(" | ");
+    s += " |\n|---|";
+    s += &"---:|".repeat(designs.len());
+    s += "\n";
+    let rows: [(&str, &str); 15] = [
+        (
+            "Worker requests (client + consumer batches)",
+            "workerRequests",
+        ),
+        ("CPU ms (workerd, whole turn)", "cpuMs"),
+        ("Durable Object requests", "doRequests"),
+        ("WebSocket messages in", "wsMessagesIn"),
+        ("WebSocket messages out", "wsMessagesOut"),
+        ("actor active ms", "actorActiveMs"),
+        ("actor SQLite rows read", "actorRowsRead"),
+        ("actor SQLite rows written", "actorRowsWritten"),
+        ("queue operations", "queueOps"),
+        ("D1 rows read", "d1RowsRead"),
+        ("D1 rows written", "d1RowsWritten"),
+        ("D1 statements", "d1Statements"),
+        ("consumer batches", "consumerBatches"),
+        ("bytes stored in D1", "d1Bytes"),
+        ("bytes stored in the actor", "actorBytes"),
+    ];
+    for (label, key) in rows {
+        s += &format!("| {label} |");
+        for (_, _, m) in &designs {
+            s += &format!(" {} |", count(get(m, key)));
+        }
+        s += "\n";
+    }
+    s += &format!(
+        "\nDollars per million turns at list price ({} plan, prices of {} in \
+         [`bench/prices.json`](prices.json), no allowance):\n\n| design | Workers | Durable Objects \
+         | Queues | D1 | storage, a month | total |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        prices.plan, prices.checked
+    );
+    for (key, label, m) in &designs {
+        let (by, total) = per_million(&billed(m, prices), prices);
+        let sum = |keys: &[&str]| {
+            keys.iter()
+                .map(|k| get(&Value::Object(by.clone()), k))
+                .sum::<f64>()
+        };
+        s += &format!(
+            "| {key}: {label} | {} | {} | {} | {} | {} | **{}** |\n",
+            money(sum(&["workerRequests", "workerCpuMs"])),
+            money(sum(&[
+                "doRequests",
+                "doGbSeconds",
+                "doRowsRead",
+                "doRowsWritten"
+            ])),
+            money(sum(&["queueOps"])),
+            money(sum(&["d1RowsRead", "d1RowsWritten"])),
+            money(sum(&["doStoredGbMonths", "d1StoredGbMonths"])),
+            money(total),
+        );
+    }
+    s += &format!(
+        "\nA month ({} days, {} turns per daily player, the ${} base and the plan's included \
+         usage counted):\n\n| design |",
+        DAYS_PER_MONTH, TURNS_PER_PLAYER_PER_DAY, prices.monthly_base
+    );
+    for p in DAILY_PLAYERS {
+        s += &format!(" {} daily players |", count(p).replace(".00", ""));
+    }
+    s += "\n|---|";
+    s += &"---:|".repeat(DAILY_PLAYERS.len());
+    s += "\n";
+    for (key, _, m) in &designs {
+        s += &format!("| {key} |");
+        for p in DAILY_PLAYERS {
+            s += &format!(" {} |", money(monthly(&billed(m, prices), prices, p)));
+        }
+        s += "\n";
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prices() -> Prices {
+        Prices::load().unwrap()
+    }
+
+    #[test]
+    fn the_prices_file_has_every_billed_unit_with_its_source() {
+        let p = prices();
+        for key in BILLED {
+            let u = p.unit(key);
+            assert!(
+                u.source.starts_with("https://developers.cloudflare.com/"),
+                "{key}"
+            );
+            assert!(u.price > 0.0 && u.per > 0.0, "{key}");
+        }
+        assert!(Prices::parse(r#"{"checked":"x","plan":"p","monthlyBase":5,"doMemoryGb":0.128,"wsMessagesPerRequest":20,"units":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_turn_is_priced_unit_by_unit() {
+        let p = prices();
+        // One Worker request, one DO request, 20 socket messages (one more request), three
+        // queue operations, ten D1 rows written.
+        let turn = json!({ "workerRequests": 1.0, "doRequests": 1.0, "wsMessagesIn": 20.0,
+                           "queueOps": 3.0, "d1RowsWritten": 10.0 });
+        let b = billed(&turn, &p);
+        assert_eq!(b["doRequests"], json!(2.0));
+        let (by, total) = per_million(&b, &p);
+        assert!((by["workerRequests"].as_f64().unwrap() - 0.30).abs() < 1e-9);
+        assert!((by["doRequests"].as_f64().unwrap() - 0.30).abs() < 1e-9);
+        assert!((by["queueOps"].as_f64().unwrap() - 1.20).abs() < 1e-9);
+        assert!((by["d1RowsWritten"].as_f64().unwrap() - 10.0).abs() < 1e-9);
+        assert!((total - 11.80).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_month_counts_the_base_and_the_allowances() {
+        let p = prices();
+        let turn = json!({ "workerRequests": 1.0, "d1RowsWritten": 10.0 });
+        let b = billed(&turn, &p);
+        // 10,000 players: 6M turns, 6M requests (within 10M), 60M rows (10M over 50M).
+        let small = monthly(&b, &p, 10_000.0);
+        assert!((small - (5.0 + 10.0)).abs() < 1e-6, "{small}");
+        // 1M players: 600M turns: 590M requests and 5,950M rows beyond the allowance.
+        let big = monthly(&b, &p, 1_000_000.0);
+        assert!((big - (5.0 + 590.0 * 0.30 + 5_950.0)).abs() < 1e-6, "{big}");
+    }
+
+    #[test]
+    fn tables_show_each_measured_design() {
+        let run = json!({ "quick": true, "costs": { "seconds": 1.0, "connections": 4,
+            "http": { "perTurn": { "workerRequests": 1.0, "d1RowsWritten": 4.0 } },
+            "inline": { "perTurn": { "workerRequests": 1.0, "d1RowsWritten": 9.0 } } } });
+        let text = markdown(&run, &prices());
+        assert!(text.contains("| per turn | http | inline |"), "{text}");
+        assert!(text.contains("| http: plain HTTP"), "{text}");
+        assert!(!text.contains("| ws"), "{text}");
+        assert!(text.contains("$9.30"), "{text}");
+        assert_eq!(markdown(&json!({}), &prices()), "");
+        assert_eq!(money(1234567.8), "$1,234,568");
+    }
+}

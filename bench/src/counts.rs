@@ -1,0 +1,320 @@
+//! What a turn costs, counted on the turns the benchmark runs: plain HTTP, SSE and the
+//! session's socket on the production build, and the inline-write Worker, each under a
+//! steady closed-loop load, then `GET /healthz` (the floor) for the CPU of one request.
+//!
+//! Per design, between a mark before the load and one after every turn is stored:
+//! - CPU: the workerd processes' user and system time from `/proc`, less the idle rate
+//!   measured on the same instance before any load (one process runs every Worker locally,
+//!   so it is the whole turn: chat Worker, actor, consumer, and the local D1 and queue);
+//! - the chat Worker's isolate meter (`GET /admin/usage`, the inline Worker's `GET /usage`):
+//!   Worker and Durable Object requests, socket messages, the actor's active time and SQLite
+//!   rows (the cursors' own counts), queue writes, D1 rows (each statement's `meta`);
+//! - the consumer's `turn batch` log lines: its invocations, D1 rows and queue reads,
+//!   deletes and writes;
+//! - bytes stored: pages in use in the D1 files, and what the actors' `databaseSize` grew by
+//!   (counted by the actors: reading their SQLite files from outside would disturb them).
+//!
+//! Every answered turn is kept for the instance's final check (stored once, totals equal to
+//! the ledger), so a design that loses turns to look cheap fails the run.
+
+use crate::load::{closed_loop, LoadResult, Outcome};
+use crate::target::{chat_turn, Instance, Spec};
+use crate::Params;
+use e2e::live::{read_events, Live};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// What is read before and after a load.
+struct Mark {
+    at: Instant,
+    cpu_ms: f64,
+    usage: Value,
+    batches: usize,
+    d1_bytes: i64,
+}
+
+async fn usage(instance: &Instance) -> anyhow::Result<Value> {
+    let w = &instance.w;
+    let body: Value = if instance.name == "inline" {
+        w.http.get(w.url("/usage")).send().await?.json().await?
+    } else {
+        let (status, body) = w.admin("GET", "/admin/usage", None).await;
+        anyhow::ensure!(status == 200, "GET /admin/usage answered {status}: {body}");
+        body
+    };
+    Ok(body)
+}
+
+async fn mark(instance: &Instance) -> anyhow::Result<Mark> {
+    let w = &instance.w;
+    let usage = usage(instance).await?;
+    Ok(Mark {
+        at: Instant::now(),
+        cpu_ms: w.workerd_cpu_ms(),
+        usage,
+        batches: w.log_events("turn batch").len(),
+        d1_bytes: w.database_bytes(),
+    })
+}
+
+/// Asks every session's actor for its state. An actor counts its storage's growth when it
+/// next works (a write is committed after its handler returns), so this brings the count up
+/// to date; the marks read everything else before it, or after it and before the load.
+async fn poke_actors(instance: &Instance) -> anyhow::Result<()> {
+    if instance.name == "inline" {
+        return Ok(());
+    }
+    for (_, session) in instance.sessions.iter() {
+        let path = format!("/admin/sessions/{session}");
+        let (status, body) = instance.w.admin("GET", &path, None).await;
+        anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+    }
+    Ok(())
+}
+
+/// The workerd processes' CPU ms per second with nothing to do.
+async fn idle_rate(instance: &Instance, seconds: f64) -> f64 {
+    // Let start-up work (migrations, the first batches) settle first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (t0, c0) = (Instant::now(), instance.w.workerd_cpu_ms());
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    (instance.w.workerd_cpu_ms() - c0) / t0.elapsed().as_secs_f64()
+}
+
+fn n(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}
+
+/// Sum of `key` over the consumer's batch lines `from..`.
+fn batch_sum(lines: &[Value], key: &str) -> f64 {
+    lines
+        .iter()
+        .map(|l| n(&l["fields"], key).max(n(l, key)))
+        .sum()
+}
+
+/// Counts per turn between `a` and `b`, over `turns` turns.
+fn per_turn(a: &Mark, b: &Mark, lines: &[Value], turns: usize, idle_ms_per_s: f64) -> Value {
+    let seconds = b.at.duration_since(a.at).as_secs_f64();
+    let t = turns.max(1) as f64;
+    let d = |key: &str| n(&b.usage, key) - n(&a.usage, key);
+    let batches = lines.len() as f64;
+    json!({
+        "turns": turns,
+        "seconds": seconds,
+        "cpuMs": (b.cpu_ms - a.cpu_ms - idle_ms_per_s * seconds) / t,
+        "workerRequests": (d("workerRequests") + batches) / t,
+        "doRequests": d("doRequests") / t,
+        "wsMessagesIn": d("wsMessagesIn") / t,
+        "wsMessagesOut": d("wsMessagesOut") / t,
+        "actorActiveMs": d("actorActiveUs") / 1000.0 / t,
+        "actorRowsRead": d("actorRowsRead") / t,
+        "actorRowsWritten": d("actorRowsWritten") / t,
+        "queueOps": (d("queueWriteOps") + batch_sum(lines, "queue_write_ops")
+            + batch_sum(lines, "queue_read_ops") + batch_sum(lines, "queue_delete_ops")) / t,
+        "d1RowsRead": (d("d1RowsRead") + batch_sum(lines, "d1_rows_read")) / t,
+        "d1RowsWritten": (d("d1RowsWritten") + batch_sum(lines, "d1_rows_written")) / t,
+        "d1Statements": (d("d1Statements") + batch_sum(lines, "d1_statements")) / t,
+        "consumerBatches": batches / t,
+        "d1Bytes": (b.d1_bytes - a.d1_bytes) as f64 / t,
+        "actorBytes": d("actorBytes") / t,
+    })
+}
+
+/// One design's load, from mark to mark, every turn stored before the second.
+async fn measure<F, Fut>(
+    instance: &Instance,
+    params: &Params,
+    idle_ms_per_s: f64,
+    label: &str,
+    request: F,
+) -> anyhow::Result<Value>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Outcome> + Send,
+{
+    poke_actors(instance).await?;
+    let before = mark(instance).await?;
+    let mut r: LoadResult = closed_loop(
+        params.cost_connections,
+        Duration::from_secs_f64(params.cost_seconds),
+        request,
+    )
+    .await;
+    anyhow::ensure!(r.errors == 0, "{label}: {} turns failed", r.errors);
+    let turns = r.ok;
+    instance.keep(&mut r.kept);
+    instance.settle().await;
+    // The batch that stored the last turns logs its line after its write.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut after = mark(instance).await?;
+    poke_actors(instance).await?;
+    after.usage["actorBytes"] = usage(instance).await?["actorBytes"].clone();
+    let lines = instance.w.log_events("turn batch");
+    let counted = per_turn(
+        &before,
+        &after,
+        &lines[before.batches..],
+        turns,
+        idle_ms_per_s,
+    );
+    eprintln!("counts {label}: {counted}");
+    Ok(json!({ "perTurn": counted, "load": r.to_json() }))
+}
+
+/// A turn over SSE: the message id of its `done` event.
+async fn sse_turn(instance: &Instance, i: usize) -> Outcome {
+    let (player, session) = &instance.sessions[i % instance.sessions.len()];
+    let request = instance
+        .w
+        .http
+        .post(instance.w.url("/api/chat"))
+        .header(player.header.0, &player.header.1)
+        .json(&json!({ "sessionId": session, "message": format!("hello there, turn {i}") }));
+    let streamed = read_events(request).await;
+    if streamed.status != 200 {
+        return Err(format!("status {}: {}", streamed.status, streamed.body));
+    }
+    let done = streamed
+        .events
+        .iter()
+        .find(|e| e.name == "done")
+        .ok_or("no done event")?;
+    let answer: Value = serde_json::from_str(&done.data).map_err(|e| e.to_string())?;
+    Ok(answer["messageId"].as_str().map(str::to_owned))
+}
+
+/// Every design, each on a fresh instance's steady load.
+pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result<Value> {
+    let idle_seconds = if params.quick { 1.0 } else { 3.0 };
+    let mut out = Map::new();
+    out.insert("connections".into(), json!(params.cost_connections));
+    out.insert("seconds".into(), json!(params.cost_seconds));
+
+    // A socket's frames are not limited here: the load sends more than a player would.
+    let unlimited = vec![("LIVE_FRAME_LIMIT", "1000000".to_string())];
+    let instance =
+        Arc::new(Instance::start_with(after, params.players, params.sessions, unlimited).await?);
+    let idle = idle_rate(&instance, idle_seconds).await;
+    out.insert("idleCpuMsPerSecond".into(), json!(idle));
+
+    // The floor: one request that does nothing, for the CPU of a request.
+    let w = instance.w.http.clone();
+    let url = instance.w.url("/healthz");
+    let before = mark(&instance).await?;
+    let r = closed_loop(
+        params.cost_connections,
+        Duration::from_secs_f64(params.cost_seconds),
+        move |_| {
+            let (http, url) = (w.clone(), url.clone());
+            async move {
+                let r = http.get(url).send().await.map_err(|e| e.to_string())?;
+                r.status()
+                    .is_success()
+                    .then_some(None)
+                    .ok_or_else(|| r.status().to_string())
+            }
+        },
+    )
+    .await;
+    let after_floor = mark(&instance).await?;
+    let floor = per_turn(&before, &after_floor, &[], r.ok, idle);
+    eprintln!("counts floor: {floor}");
+    out.insert(
+        "floor".into(),
+        json!({ "perRequest": floor, "load": r.to_json() }),
+    );
+
+    let i = instance.clone();
+    let http = instance.w.http.clone();
+    let url = instance.w.url("/api/chat");
+    let counted = measure(&instance, params, idle, "http", move |n| {
+        let (http, url, i) = (http.clone(), url.clone(), i.clone());
+        async move {
+            let (player, session) = &i.sessions[n % i.sessions.len()];
+            chat_turn(&http, &url, player, session, n).await
+        }
+    })
+    .await?;
+    out.insert("http".into(), counted);
+
+    let i = instance.clone();
+    let counted = measure(&instance, params, idle, "sse", move |n| {
+        let i = i.clone();
+        async move { sse_turn(&i, n).await }
+    })
+    .await?;
+    out.insert("sse".into(), counted);
+
+    let mut sockets = Vec::new();
+    for (player, session) in instance.sessions.iter().take(params.cost_connections) {
+        let live = Live::open_as(
+            &instance.w,
+            (player.header.0, &player.header.1),
+            session,
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("a live socket: {e}"))?;
+        sockets.push(Arc::new(Mutex::new(live)));
+    }
+    let sockets = Arc::new(sockets);
+    let counted = measure(&instance, params, idle, "ws", move |n| {
+        let sockets = sockets.clone();
+        async move {
+            crate::live::socket_turn(&sockets[n % sockets.len()], n)
+                .await
+                .map(|(id, _, _)| Some(id))
+        }
+    })
+    .await?;
+    out.insert("ws".into(), counted);
+    instance.check().await?;
+    drop(instance);
+
+    let instance = Arc::new(Instance::start(inline, params.players, params.sessions).await?);
+    let idle = idle_rate(&instance, idle_seconds).await;
+    let i = instance.clone();
+    let http = instance.w.http.clone();
+    let url = instance.w.url("/api/chat");
+    let mut counted = measure(&instance, params, idle, "inline", move |n| {
+        let (http, url, i) = (http.clone(), url.clone(), i.clone());
+        async move {
+            let (player, session) = &i.sessions[n % i.sessions.len()];
+            chat_turn(&http, &url, player, session, n).await
+        }
+    })
+    .await?;
+    counted["idleCpuMsPerSecond"] = json!(idle);
+    out.insert("inline".into(), counted);
+    instance.check().await?;
+    let out = Value::Object(out);
+    counted_everything(&out)?;
+    Ok(out)
+}
+
+/// What every turn must have been counted as, whatever its cost: a meter that lost its
+/// wiring (a count of zero) fails the run instead of making a design look free.
+fn counted_everything(costs: &Value) -> anyhow::Result<()> {
+    let at_least = |design: &str, key: &str, min: f64| {
+        let v = n(&costs[design]["perTurn"], key);
+        anyhow::ensure!(v >= min, "{design}: {key} per turn is {v}, below {min}");
+        Ok(())
+    };
+    for design in ["http", "sse", "ws"] {
+        // Sent, delivered and acked: three queue operations at least.
+        at_least(design, "queueOps", 3.0)?;
+        at_least(design, "actorRowsWritten", 1.0)?;
+        at_least(design, "d1RowsWritten", 1.0)?;
+        at_least(design, "consumerBatches", 1e-6)?;
+    }
+    at_least("http", "doRequests", 1.0)?;
+    at_least("sse", "doRequests", 1.0)?;
+    at_least("ws", "wsMessagesIn", 1.0)?;
+    at_least("ws", "wsMessagesOut", 1.0)?;
+    at_least("inline", "d1RowsWritten", 1.0)?;
+    at_least("inline", "workerRequests", 1.0)?;
+    Ok(())
+}
