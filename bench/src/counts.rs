@@ -59,6 +59,31 @@ async fn mark(instance: &Instance) -> anyhow::Result<Mark> {
     })
 }
 
+/// Plays each session past the turns its actor keeps, so that the measured turns pay what
+/// every turn of a long session does (pruning the oldest turn among it).
+async fn warm_up(instance: &Instance, params: &Params) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let rounds = chat_core::session::DEFAULT_HISTORY_TURNS as usize + 1;
+    let url = instance.w.url("/api/chat");
+    let turns = (0..rounds).flat_map(|r| (0..instance.sessions.len()).map(move |s| (r, s)));
+    let outcomes: Vec<Outcome> = futures::stream::iter(turns)
+        .map(|(r, s)| {
+            let (player, session) = &instance.sessions[s];
+            chat_turn(&instance.w.http, &url, player, session, r * 1_000_000 + s)
+        })
+        .buffer_unordered(params.cost_connections)
+        .collect()
+        .await;
+    let mut ids = Vec::new();
+    for outcome in outcomes {
+        ids.extend(outcome.map_err(|e| anyhow::anyhow!("a warm-up turn failed: {e}"))?);
+    }
+    eprintln!("counts: warmed up with {} turns", ids.len());
+    instance.keep(&mut ids);
+    instance.settle().await;
+    Ok(())
+}
+
 /// Asks every session's actor for its state. An actor counts its storage's growth when it
 /// next works (a write is committed after its handler returns), so this brings the count up
 /// to date; the marks read everything else before it, or after it and before the load.
@@ -197,6 +222,9 @@ pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result
     let unlimited = vec![("LIVE_FRAME_LIMIT", "1000000".to_string())];
     let instance =
         Arc::new(Instance::start_with(after, params.players, params.sessions, unlimited).await?);
+    if !params.quick {
+        warm_up(&instance, params).await?;
+    }
     let idle = idle_rate(&instance, idle_seconds).await;
     out.insert("idleCpuMsPerSecond".into(), json!(idle));
 

@@ -20,7 +20,7 @@ fn actor() -> Connection {
 
 fn add_turn(conn: &Connection, n: i64, keep: i64) {
     conn.execute(
-        sql::CONFIRM_TURN,
+        sql::INSERT_CONFIRMED,
         params![
             format!("turn-{n}"),
             format!("user {n}"),

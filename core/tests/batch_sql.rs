@@ -331,3 +331,38 @@ fn a_full_batch_of_the_largest_turns_is_stored_in_chunks() {
     );
     assert!(longest >= 8000, "the texts are stored whole: {longest}");
 }
+
+/// A user's row is written only when the profile changes: D1 bills every row an update
+/// writes, and most turns repeat the profile. An older change never overwrites a newer one.
+#[test]
+fn an_unchanged_profile_writes_no_user_row() {
+    let conn = chat_core::native::open_in_memory().unwrap();
+    let upsert = |name: &str, seen_at: i64| {
+        let row = serde_json::json!([{ "user_id": "0a000000-0000-4000-8000-000000000001",
+            "provider": "privy", "provider_user_id": "did:1", "display_name": name,
+            "seen_at": seen_at }]);
+        conn.execute(chat_core::sql::UPSERT_USERS, [row.to_string()])
+            .unwrap()
+    };
+    let stored = || -> (String, i64) {
+        conn.query_row("SELECT display_name, updated_at FROM users", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    assert_eq!(upsert("Aki", 10), 1, "a new user is written");
+    assert_eq!(
+        upsert("Aki", 20),
+        0,
+        "the same profile later writes nothing"
+    );
+    assert_eq!(stored(), ("Aki".to_owned(), 10));
+    assert_eq!(upsert("Mio", 30), 1, "a change is written");
+    assert_eq!(stored(), ("Mio".to_owned(), 30));
+    assert_eq!(
+        upsert("Aki", 25),
+        0,
+        "an older change never overwrites a newer one"
+    );
+    assert_eq!(stored(), ("Mio".to_owned(), 30));
+}

@@ -282,6 +282,24 @@ fn an_actor_written_by_the_first_schema_is_upgraded_in_place() {
         .query_row("SELECT schema_version FROM actor_meta", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, chat_core::sql::actor::SCHEMA_VERSION);
+    // Version 4 writes one row per turn and per key: no index but the tables themselves
+    // (`answered_keys` is its own key, without rowid).
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('turns', 'answered_keys')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 0);
+    let keys_sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'answered_keys'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(keys_sql.ends_with("WITHOUT ROWID"), "{keys_sql}");
     // Opening it again changes nothing.
     ActorDb::open(&conn).unwrap();
 }

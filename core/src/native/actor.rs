@@ -215,8 +215,9 @@ impl SessionStore for ActorDb<'_> {
     fn confirm(&self, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction().map_err(err)?;
         let (id, user, agent, raw, emotion, at) = turn_params(record);
+        tx.execute(sql::CLEAR_RECORD, [&id]).map_err(err)?;
         tx.execute(
-            sql::CONFIRM_TURN,
+            sql::INSERT_CONFIRMED,
             params![id, user, agent, raw, emotion, at, None::<i64>],
         )
         .map_err(err)?;

@@ -13,7 +13,41 @@
 /// The schema this code writes. 1: session, turns, answered_keys (no `actor_meta`).
 /// 2: `turns.record` (the record of a keyed turn until its send is confirmed), `actor_meta`.
 /// 3: `turns.frame_base` (the live frames' numbers of the turn), `tickets`.
-pub const SCHEMA_VERSION: i64 = 3;
+/// 4: fewer rows written per turn (each is billed): `turns.turn_id` without its unique
+/// index (a session holds a few dozen turns, and a turn's id is looked up only when its send
+/// is confirmed), `answered_keys` without rowid (the key is the table) and without its
+/// partial index on answers held (the alarm that reads it runs once a day).
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// The columns of `turns` (see [`SCHEMA`]).
+macro_rules! turns_columns {
+    () => {
+        "(
+  seq INTEGER PRIMARY KEY,
+  turn_id TEXT NOT NULL,
+  user_content TEXT NOT NULL,
+  agent_content TEXT NOT NULL,
+  score_raw INTEGER NOT NULL,
+  emotion TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  record TEXT,
+  frame_base INTEGER
+)"
+    };
+}
+
+/// The columns of `answered_keys` (see [`SCHEMA`]).
+macro_rules! answered_keys_columns {
+    () => {
+        "(
+  key TEXT PRIMARY KEY,
+  message_sha256 TEXT NOT NULL,
+  turn_id TEXT NOT NULL,
+  answer TEXT,
+  answered_at INTEGER NOT NULL
+) WITHOUT ROWID"
+    };
+}
 
 /// Which of the actor's tables exist: an empty result means a storage that was never
 /// written (no session). Reading `sqlite_master` creates nothing.
@@ -25,7 +59,7 @@ pub const SELECT_VERSION: &str = "SELECT schema_version FROM actor_meta WHERE id
 
 /// The whole schema at [`SCHEMA_VERSION`], for an actor that starts its session (each
 /// statement on its own: the actor runs them one by one).
-pub const SCHEMA: [&str; 7] = [
+pub const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS session (
   id TEXT PRIMARY KEY,
   user_id TEXT NOT NULL,
@@ -41,32 +75,15 @@ pub const SCHEMA: [&str; 7] = [
     // consumer stores it once) before the session plays anything else. `frame_base`
     // numbers the turn's live frames (`live::TurnSeq`), so that a client reconnecting after
     // the actor restarted gets the last turn with the numbers it saw.
-    "CREATE TABLE IF NOT EXISTS turns (
-  seq INTEGER PRIMARY KEY,
-  turn_id TEXT NOT NULL UNIQUE,
-  user_content TEXT NOT NULL,
-  agent_content TEXT NOT NULL,
-  score_raw INTEGER NOT NULL,
-  emotion TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  record TEXT,
-  frame_base INTEGER
-)",
+    concat!("CREATE TABLE IF NOT EXISTS turns ", turns_columns!()),
     // A key is bound to its message (by digest) before its turn is queued, for the session's
     // life, so reusing it for another message is always refused; its exact answer is kept
     // for `session::ANSWER_KEEP_MS` after `answered_at`.
-    "CREATE TABLE IF NOT EXISTS answered_keys (
-  key TEXT PRIMARY KEY,
-  message_sha256 TEXT NOT NULL,
-  turn_id TEXT NOT NULL,
-  answer TEXT,
-  answered_at INTEGER NOT NULL
-)",
-    "CREATE INDEX IF NOT EXISTS answered_keys_with_answer ON answered_keys (answered_at) WHERE answer IS NOT NULL",
+    concat!("CREATE TABLE IF NOT EXISTS answered_keys ", answered_keys_columns!()),
     // A live socket's ticket, minted for a player, until it is used (once) or expires.
     TICKETS,
     "CREATE TABLE IF NOT EXISTS actor_meta (id INTEGER PRIMARY KEY CHECK (id = 1), schema_version INTEGER NOT NULL)",
-    "INSERT INTO actor_meta (id, schema_version) VALUES (1, 3)
+    "INSERT INTO actor_meta (id, schema_version) VALUES (1, 4)
 ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version",
 ];
 
@@ -89,6 +106,20 @@ pub const UPGRADE_2_TO_3: [&str; 3] = [
     "ALTER TABLE turns ADD COLUMN frame_base INTEGER",
     TICKETS,
     "UPDATE actor_meta SET schema_version = 3 WHERE id = 1",
+];
+
+/// Upgrades a version-3 actor to version 4: both tables rebuilt with their rows (a session's
+/// few dozen turns and its keys), in the one transaction the actor's upgrade runs in.
+pub const UPGRADE_3_TO_4: [&str; 9] = [
+    concat!("CREATE TABLE turns_v4 ", turns_columns!()),
+    "INSERT INTO turns_v4 SELECT seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, record, frame_base FROM turns",
+    "DROP TABLE turns",
+    "ALTER TABLE turns_v4 RENAME TO turns",
+    concat!("CREATE TABLE answered_keys_v4 ", answered_keys_columns!()),
+    "INSERT INTO answered_keys_v4 SELECT key, message_sha256, turn_id, answer, answered_at FROM answered_keys",
+    "DROP TABLE answered_keys",
+    "ALTER TABLE answered_keys_v4 RENAME TO answered_keys",
+    "UPDATE actor_meta SET schema_version = 4 WHERE id = 1",
 ];
 
 /// Binds: id, user_id, character_type, locale, username, created_at, ended_at. A second
@@ -128,13 +159,17 @@ pub const BIND_TURN: &str = "\
 INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base, record)
 VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-/// A turn whose send is confirmed: inserted (an unkeyed turn, never bound), or its bound row
-/// cleared of its record. Binds: turn_id, user_content, agent_content, score_raw, emotion,
-/// created_at, frame_base.
-pub const CONFIRM_TURN: &str = "\
+/// A turn whose send is confirmed, first: its bound row (a keyed turn) cleared of its
+/// record. Binds: turn_id.
+pub const CLEAR_RECORD: &str =
+    "UPDATE turns SET record = NULL WHERE turn_id = ?1 AND record IS NOT NULL";
+
+/// A turn whose send is confirmed, then: inserted if it was never bound (an unkeyed turn).
+/// Binds: turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base.
+pub const INSERT_CONFIRMED: &str = "\
 INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base)
-VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7)
-ON CONFLICT (turn_id) DO UPDATE SET record = NULL";
+SELECT (SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7
+WHERE NOT EXISTS (SELECT 1 FROM turns WHERE turn_id = ?1)";
 
 /// The newest frame base of the session's turns: where a fresh instance numbers on from.
 pub const LAST_FRAME_BASE: &str = "SELECT MAX(frame_base) AS base FROM turns";
@@ -201,15 +236,15 @@ pub fn schema(tables: &[String], version: Option<i64>) -> Result<Schema, String>
     if !has("session") {
         return Ok(Schema::Empty);
     }
+    let steps = |from: &[&[&'static str]]| {
+        Ok(Schema::Upgrade(
+            from.iter().flat_map(|s| s.iter()).copied().collect(),
+        ))
+    };
     match (has("actor_meta"), version) {
-        (false, _) => Ok(Schema::Upgrade(
-            UPGRADE_1_TO_2
-                .iter()
-                .chain(&UPGRADE_2_TO_3)
-                .copied()
-                .collect(),
-        )),
-        (true, Some(2)) => Ok(Schema::Upgrade(UPGRADE_2_TO_3.to_vec())),
+        (false, _) => steps(&[&UPGRADE_1_TO_2, &UPGRADE_2_TO_3, &UPGRADE_3_TO_4]),
+        (true, Some(2)) => steps(&[&UPGRADE_2_TO_3, &UPGRADE_3_TO_4]),
+        (true, Some(3)) => steps(&[&UPGRADE_3_TO_4]),
         (true, Some(SCHEMA_VERSION)) => Ok(Schema::Ready),
         (true, v) => Err(format!(
             "the actor's storage has schema version {v:?}; this code knows up to {SCHEMA_VERSION}"
@@ -224,25 +259,28 @@ mod tests {
     #[test]
     fn the_plan_follows_what_the_storage_holds() {
         let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let chain = |steps: &[&[&'static str]]| {
+            Ok(Schema::Upgrade(
+                steps.iter().flat_map(|s| s.iter()).copied().collect(),
+            ))
+        };
         assert_eq!(schema(&t(&[]), None), Ok(Schema::Empty));
         assert_eq!(
             schema(&t(&["session"]), None),
-            Ok(Schema::Upgrade(
-                UPGRADE_1_TO_2
-                    .iter()
-                    .chain(&UPGRADE_2_TO_3)
-                    .copied()
-                    .collect()
-            ))
+            chain(&[&UPGRADE_1_TO_2, &UPGRADE_2_TO_3, &UPGRADE_3_TO_4])
         );
         assert_eq!(
             schema(&t(&["session", "actor_meta"]), Some(2)),
-            Ok(Schema::Upgrade(UPGRADE_2_TO_3.to_vec()))
+            chain(&[&UPGRADE_2_TO_3, &UPGRADE_3_TO_4])
         );
         assert_eq!(
             schema(&t(&["session", "actor_meta"]), Some(3)),
+            chain(&[&UPGRADE_3_TO_4])
+        );
+        assert_eq!(
+            schema(&t(&["session", "actor_meta"]), Some(4)),
             Ok(Schema::Ready)
         );
-        assert!(schema(&t(&["session", "actor_meta"]), Some(4)).is_err());
+        assert!(schema(&t(&["session", "actor_meta"]), Some(5)).is_err());
     }
 }

@@ -47,7 +47,9 @@ WHERE bucket IN (SELECT DISTINCT substr(r.value ->> '$.user_id', 1, 2) FROM json
 /// `turn_id`, as when a session starts, always count). The id derives from the identity, so
 /// it is the conflict target; a profile (display name, wallet) only moves forward in time,
 /// and a row without a profile field keeps the one stored. Duplicates and conflicts touch
-/// nothing.
+/// nothing, and neither does a profile that did not change: D1 bills every row an update
+/// writes, and most turns repeat the profile, so `updated_at` is when the profile last
+/// changed (a change that arrives late is still refused by it).
 pub const UPSERT_USERS: &str = concat!(
     "\
 INSERT INTO users (id, auth_provider, auth_provider_user_id, display_name, wallet_address,
@@ -67,7 +69,11 @@ ON CONFLICT (id) DO UPDATE SET
   x_user_id = COALESCE(excluded.x_user_id, users.x_user_id),
   x_username = COALESCE(excluded.x_username, users.x_username),
   updated_at = excluded.updated_at
-WHERE excluded.updated_at > users.updated_at"
+WHERE excluded.updated_at > users.updated_at
+  AND (COALESCE(excluded.display_name, users.display_name) IS NOT users.display_name
+    OR COALESCE(excluded.wallet_address, users.wallet_address) IS NOT users.wallet_address
+    OR COALESCE(excluded.x_user_id, users.x_user_id) IS NOT users.x_user_id
+    OR COALESCE(excluded.x_username, users.x_username) IS NOT users.x_username)"
 );
 
 /// `CASE` expression giving the intimacy level of the total `expr`, from the same

@@ -261,7 +261,8 @@ impl SessionStore for ActorStore {
     }
 
     fn confirm(&self, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
-        self.exec(sql::CONFIRM_TURN, self.turn_values(record))?;
+        self.exec(sql::CLEAR_RECORD, vec![text(record.turn_id)])?;
+        self.exec(sql::INSERT_CONFIRMED, self.turn_values(record))?;
         self.exec(sql::PRUNE_TURNS, vec![int(i64::from(keep))])?;
         if record.game_over {
             self.exec(sql::END_SESSION, vec![int(record.user_message.created_at)])?;
