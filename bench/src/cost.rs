@@ -33,6 +33,9 @@ pub struct Prices {
     pub monthly_base: f64,
     pub do_memory_gb: f64,
     pub ws_messages_per_request: f64,
+    /// How the prices are applied, shown under the tables.
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub units: Vec<Unit>,
 }
 
@@ -163,17 +166,22 @@ pub fn design_per_million(run: &Value, design: &str, prices: &Prices) -> Option<
         .then(|| per_million(&billed(per_turn, prices), prices).1)
 }
 
+/// A whole number with its thousands grouped: 1,000,000.
+fn grouped(x: f64) -> String {
+    let whole = format!("{x:.0}");
+    let mut out = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn money(x: f64) -> String {
     if x >= 100.0 {
-        let whole = format!("{x:.0}");
-        let mut out = String::new();
-        for (i, c) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        format!("${out}")
+        format!("${}", grouped(x))
     } else {
         format!("${x:.2}")
     }
@@ -274,13 +282,19 @@ pub fn markdown(run: &Value, prices: &Prices) -> String {
             money(total),
         );
     }
+    for note in &prices.notes {
+        s += &format!("\n- {note}");
+    }
+    if !prices.notes.is_empty() {
+        s += "\n";
+    }
     s += &format!(
         "\nA month ({} days, {} turns per daily player, the ${} base and the plan's included \
          usage counted):\n\n| design |",
         DAYS_PER_MONTH, TURNS_PER_PLAYER_PER_DAY, prices.monthly_base
     );
     for p in DAILY_PLAYERS {
-        s += &format!(" {} daily players |", count(p).replace(".00", ""));
+        s += &format!(" {} daily players |", grouped(p));
     }
     s += "\n|---|";
     s += &"---:|".repeat(DAILY_PLAYERS.len());
@@ -291,6 +305,31 @@ pub fn markdown(run: &Value, prices: &Prices) -> String {
             s += &format!(" {} |", money(monthly(&billed(m, prices), prices, p)));
         }
         s += "\n";
+    }
+    s
+}
+
+/// The short table of the top-level README: each design's dollars per million turns and its
+/// month at each number of daily players.
+pub fn summary(run: &Value, prices: &Prices) -> String {
+    let costs = &run["costs"];
+    let mut s = format!(
+        "| design | per million turns | a month, {} daily players | a month, {} daily players |\n|---|---:|---:|---:|\n",
+        grouped(DAILY_PLAYERS[0]),
+        grouped(DAILY_PLAYERS[1]),
+    );
+    for (key, label) in DESIGNS {
+        let m = &costs[key]["perTurn"];
+        if !m.is_object() {
+            continue;
+        }
+        let b = billed(m, prices);
+        s += &format!(
+            "| {label} | {} | {} | {} |\n",
+            money(per_million(&b, prices).1),
+            money(monthly(&b, prices, DAILY_PLAYERS[0])),
+            money(monthly(&b, prices, DAILY_PLAYERS[1])),
+        );
     }
     s
 }
@@ -358,6 +397,15 @@ mod tests {
         assert!(!text.contains("| ws"), "{text}");
         assert!(text.contains("$9.30"), "{text}");
         assert_eq!(markdown(&json!({}), &prices()), "");
+        let short = summary(&run, &prices());
+        assert!(
+            short.contains("| plain HTTP (`POST /api/chat`) | $4.30 |"),
+            "{short}"
+        );
+        assert!(
+            short.contains("a month, 1,000,000 daily players"),
+            "{short}"
+        );
         assert_eq!(money(1234567.8), "$1,234,568");
     }
 }

@@ -112,12 +112,9 @@ fn n(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
 }
 
-/// Sum of `key` over the consumer's batch lines `from..`.
+/// Sum of `key` over the consumer's batch lines.
 fn batch_sum(lines: &[Value], key: &str) -> f64 {
-    lines
-        .iter()
-        .map(|l| n(&l["fields"], key).max(n(l, key)))
-        .sum()
+    lines.iter().map(|l| n(l, key)).sum()
 }
 
 /// Counts per turn between `a` and `b`, over `turns` turns.

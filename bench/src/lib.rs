@@ -12,21 +12,35 @@ pub mod report;
 pub const START: &str = "<!-- bench:start: generated from bench/results/latest.json by `cargo run -p bench -- --readme` -->";
 pub const END: &str = "<!-- bench:end -->";
 
+/// The marks around the cost table in the top-level README.md.
+pub const COST_START: &str = "<!-- cost:start: generated from bench/results/latest.json by `cargo run -p bench -- --readme` -->";
+pub const COST_END: &str = "<!-- cost:end -->";
+
 /// The text between the marks, if both are there.
 pub fn readme_block(readme: &str) -> Option<&str> {
-    let start = readme.find(START)? + START.len();
-    let end = start + readme[start..].find(END)?;
-    Some(&readme[start..end])
+    block_between(readme, START, END)
+}
+
+/// The text between `start` and `end`, if both are there.
+pub fn block_between<'a>(readme: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = readme.find(start)? + start.len();
+    let to = from + readme[from..].find(end)?;
+    Some(&readme[from..to])
 }
 
 /// `readme` with the text between the marks replaced by `text`.
 pub fn with_block(readme: &str, text: &str) -> Option<String> {
-    let start = readme.find(START)? + START.len();
-    let end = start + readme[start..].find(END)?;
+    with_block_between(readme, START, END, text)
+}
+
+/// `readme` with the text between `start` and `end` replaced by `text`.
+pub fn with_block_between(readme: &str, start: &str, end: &str, text: &str) -> Option<String> {
+    let from = readme.find(start)? + start.len();
+    let to = from + readme[from..].find(end)?;
     Some(format!(
         "{}\n{}\n{}",
-        &readme[..start],
+        &readme[..from],
         text.trim(),
-        &readme[end..]
+        &readme[to..]
     ))
 }

@@ -146,7 +146,17 @@ async fn main() -> anyhow::Result<()> {
         let updated = bench::with_block(&readme, &report::markdown(&run))
             .ok_or_else(|| anyhow::anyhow!("bench/README.md lacks the bench marks"))?;
         std::fs::write(&path, updated)?;
-        eprintln!("bench: bench/README.md now shows {}", params.out.display());
+        let path = e2e::root().join("README.md");
+        let readme = std::fs::read_to_string(&path)?;
+        let table = bench::cost::summary(&run, &bench::cost::Prices::load()?);
+        let updated =
+            bench::with_block_between(&readme, bench::COST_START, bench::COST_END, &table)
+                .ok_or_else(|| anyhow::anyhow!("README.md lacks the cost marks"))?;
+        std::fs::write(&path, updated)?;
+        eprintln!(
+            "bench: bench/README.md and README.md now show {}",
+            params.out.display()
+        );
         return Ok(());
     }
     eprintln!("bench: {params:?}");

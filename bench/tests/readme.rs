@@ -62,6 +62,24 @@ fn the_readme_shows_the_latest_run_and_nothing_else() {
 }
 
 #[test]
+fn the_top_readme_shows_the_latest_costs() {
+    let run = latest();
+    assert!(
+        run["costs"]["ws"]["perTurn"].is_object(),
+        "latest.json holds the cost scenario"
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block = bench::block_between(&readme, bench::COST_START, bench::COST_END)
+        .expect("README.md has its cost:start and cost:end marks");
+    let prices = bench::cost::Prices::load().unwrap();
+    assert_eq!(
+        block.trim(),
+        bench::cost::summary(&run, &prices).trim(),
+        "README.md's cost table differs from bench/results/latest.json: run `cargo run -p bench -- --readme`"
+    );
+}
+
+#[test]
 fn any_changed_figure_changes_the_text() {
     let run = latest();
     let text = bench::report::markdown(&run);
@@ -70,6 +88,7 @@ fn any_changed_figure_changes_the_text() {
         &["capacity", "chat", "highestRate"][..],
         &["connections", "0", "chat", "p50Ms"][..],
         &["storageByDatabases", "2", "workersTurnsPerSecond"][..],
+        &["costs", "ws", "perTurn", "actorRowsWritten"][..],
     ] {
         let mut changed = run.clone();
         let mut v = &mut changed;

@@ -9,13 +9,17 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Bytes of a queue message that one billed operation covers.
-pub const QUEUE_OP_BYTES: usize = 64 * 1024;
+/// Bytes of a queue message that one billed operation covers: 64 KB, where Cloudflare's
+/// KB is 1,000 bytes.
+pub const QUEUE_OP_BYTES: usize = 64_000;
+/// What the queue adds to each message's body, by Cloudflare's pricing page ("about 100
+/// bytes of internal metadata").
+pub const QUEUE_MESSAGE_METADATA: usize = 100;
 
-/// Billed operations of one write, read or delete of a message of `bytes`: one per 64 KB
-/// begun, and at least one.
+/// Billed operations of one write, read or delete of a message whose body is `bytes`: one
+/// per 64 KB begun, metadata included.
 pub fn queue_ops(bytes: usize) -> u64 {
-    bytes.div_ceil(QUEUE_OP_BYTES).max(1) as u64
+    (bytes + QUEUE_MESSAGE_METADATA).div_ceil(QUEUE_OP_BYTES) as u64
 }
 
 /// Counts since some start; every field only grows.
@@ -118,12 +122,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_queue_operation_is_64_kb_begun_and_at_least_one() {
+    fn a_queue_operation_is_64_kb_begun_metadata_included() {
         assert_eq!(queue_ops(0), 1);
         assert_eq!(queue_ops(1), 1);
-        assert_eq!(queue_ops(QUEUE_OP_BYTES), 1);
-        assert_eq!(queue_ops(QUEUE_OP_BYTES + 1), 2);
-        assert_eq!(queue_ops(128 * 1024), 2);
+        assert_eq!(queue_ops(63_900), 1);
+        // Cloudflare's own examples: 65 KB and 127 KB are two operations each.
+        assert_eq!(queue_ops(65_000), 2);
+        assert_eq!(queue_ops(127_000), 2);
+        assert_eq!(queue_ops(128_000), 3);
     }
 
     #[test]
@@ -132,7 +138,11 @@ mod tests {
         a.sent([10, 70_000]);
         a.d1(Some(5), Some(3));
         a.d1(None, Some(1));
-        assert_eq!((a.queue_messages, a.queue_write_ops), (2, 3));
+        assert_eq!(
+            (a.queue_messages, a.queue_write_ops),
+            (2, 3),
+            "10 B and 70 KB"
+        );
         assert_eq!(
             (a.d1_rows_read, a.d1_rows_written, a.d1_statements),
             (5, 4, 2)
