@@ -309,23 +309,45 @@ impl Workers {
         all.extend(extra.iter().map(|k| format!("DB_{k}")));
         for binding in all {
             let before = d1_files(&persist);
-            let status = wrangler()
-                .args([
-                    "d1",
-                    "migrations",
-                    "apply",
-                    binding.as_str(),
-                    "--local",
-                    "-c",
-                ])
-                .arg(&chat)
-                .arg("--persist-to")
-                .arg(&persist)
-                .stdout(File::create(state.path().join(format!("migrate-{binding}.log"))).unwrap())
-                .stderr(Stdio::inherit())
-                .status()
-                .expect("wrangler runs");
-            assert!(status.success(), "applying migrations to {binding} failed");
+            // wrangler's local migrate runs a runtime per migration, and on a loaded machine
+            // one was seen to fail with an assertion of its own ("false == true") halfway.
+            // Each migration is applied with its record in one batch, so a second run
+            // applies only what is missing; a third failure is a real one.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let status = wrangler()
+                    .args([
+                        "d1",
+                        "migrations",
+                        "apply",
+                        binding.as_str(),
+                        "--local",
+                        "-c",
+                    ])
+                    .arg(&chat)
+                    .arg("--persist-to")
+                    .arg(&persist)
+                    .stdout(
+                        File::create(
+                            state
+                                .path()
+                                .join(format!("migrate-{binding}-{attempts}.log")),
+                        )
+                        .unwrap(),
+                    )
+                    .stderr(Stdio::inherit())
+                    .status()
+                    .expect("wrangler runs");
+                if status.success() {
+                    break;
+                }
+                assert!(
+                    attempts < 3,
+                    "applying migrations to {binding} failed {attempts} times"
+                );
+                eprintln!("applying migrations to {binding} failed; trying again");
+            }
             let new: Vec<PathBuf> = d1_files(&persist)
                 .into_iter()
                 .filter(|f| !before.contains(f))
