@@ -20,22 +20,22 @@
 use crate::load::{closed_loop, LoadResult, Outcome};
 use crate::target::{chat_turn, Instance, Spec};
 use crate::Params;
-use e2e::live::{read_events, Live};
+use chat_core::usage::Usage;
+use e2e::live::read_events;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 /// What is read before and after a load.
 struct Mark {
     at: Instant,
     cpu_ms: f64,
-    usage: Value,
+    usage: Usage,
     batches: usize,
     d1_bytes: i64,
 }
 
-async fn usage(instance: &Instance) -> anyhow::Result<Value> {
+async fn usage(instance: &Instance) -> anyhow::Result<Usage> {
     let w = &instance.w;
     let body: Value = if instance.name == "inline" {
         w.http.get(w.url("/usage")).send().await?.json().await?
@@ -44,7 +44,7 @@ async fn usage(instance: &Instance) -> anyhow::Result<Value> {
         anyhow::ensure!(status == 200, "GET /admin/usage answered {status}: {body}");
         body
     };
-    Ok(body)
+    Ok(serde_json::from_value(body)?)
 }
 
 async fn mark(instance: &Instance) -> anyhow::Result<Mark> {
@@ -121,27 +121,27 @@ fn batch_sum(lines: &[Value], key: &str) -> f64 {
 fn per_turn(a: &Mark, b: &Mark, lines: &[Value], turns: usize, idle_ms_per_s: f64) -> Value {
     let seconds = b.at.duration_since(a.at).as_secs_f64();
     let t = turns.max(1) as f64;
-    let d = |key: &str| n(&b.usage, key) - n(&a.usage, key);
+    let d = b.usage.since(&a.usage);
     let batches = lines.len() as f64;
     json!({
         "turns": turns,
         "seconds": seconds,
         "cpuMs": (b.cpu_ms - a.cpu_ms - idle_ms_per_s * seconds) / t,
-        "workerRequests": (d("workerRequests") + batches) / t,
-        "doRequests": d("doRequests") / t,
-        "wsMessagesIn": d("wsMessagesIn") / t,
-        "wsMessagesOut": d("wsMessagesOut") / t,
-        "actorActiveMs": d("actorActiveUs") / 1000.0 / t,
-        "actorRowsRead": d("actorRowsRead") / t,
-        "actorRowsWritten": d("actorRowsWritten") / t,
-        "queueOps": (d("queueWriteOps") + batch_sum(lines, "queue_write_ops")
+        "workerRequests": (d.worker_requests as f64 + batches) / t,
+        "doRequests": d.do_requests as f64 / t,
+        "wsMessagesIn": d.ws_messages_in as f64 / t,
+        "wsMessagesOut": d.ws_messages_out as f64 / t,
+        "actorActiveMs": d.actor_active_us as f64 / 1000.0 / t,
+        "actorRowsRead": d.actor_rows_read as f64 / t,
+        "actorRowsWritten": d.actor_rows_written as f64 / t,
+        "queueOps": (d.queue_write_ops as f64 + batch_sum(lines, "queue_write_ops")
             + batch_sum(lines, "queue_read_ops") + batch_sum(lines, "queue_delete_ops")) / t,
-        "d1RowsRead": (d("d1RowsRead") + batch_sum(lines, "d1_rows_read")) / t,
-        "d1RowsWritten": (d("d1RowsWritten") + batch_sum(lines, "d1_rows_written")) / t,
-        "d1Statements": (d("d1Statements") + batch_sum(lines, "d1_statements")) / t,
+        "d1RowsRead": (d.d1_rows_read as f64 + batch_sum(lines, "d1_rows_read")) / t,
+        "d1RowsWritten": (d.d1_rows_written as f64 + batch_sum(lines, "d1_rows_written")) / t,
+        "d1Statements": (d.d1_statements as f64 + batch_sum(lines, "d1_statements")) / t,
         "consumerBatches": batches / t,
         "d1Bytes": (b.d1_bytes - a.d1_bytes) as f64 / t,
-        "actorBytes": d("actorBytes") / t,
+        "actorBytes": d.actor_bytes as f64 / t,
     })
 }
 
@@ -173,7 +173,7 @@ where
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut after = mark(instance).await?;
     poke_actors(instance).await?;
-    after.usage["actorBytes"] = usage(instance).await?["actorBytes"].clone();
+    after.usage.actor_bytes = usage(instance).await?.actor_bytes;
     let lines = instance.w.log_events("turn batch");
     let counted = per_turn(
         &before,
@@ -273,18 +273,7 @@ pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result
     .await?;
     out.insert("sse".into(), counted);
 
-    let mut sockets = Vec::new();
-    for (player, session) in instance.sessions.iter().take(params.cost_connections) {
-        let live = Live::open_as(
-            &instance.w,
-            (player.header.0, &player.header.1),
-            session,
-            None,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("a live socket: {e}"))?;
-        sockets.push(Arc::new(Mutex::new(live)));
-    }
+    let sockets = crate::live::sockets(&instance, params.cost_connections).await?;
     let sockets = Arc::new(sockets);
     let counted = measure(&instance, params, idle, "ws", move |n| {
         let sockets = sockets.clone();

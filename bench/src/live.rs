@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 pub const PIECE_MS: u64 = 20;
 
 /// Opens one socket per session of the first `n` sessions.
-async fn sockets(instance: &Instance, n: usize) -> anyhow::Result<Vec<Arc<Mutex<Live>>>> {
+pub async fn sockets(instance: &Instance, n: usize) -> anyhow::Result<Vec<Arc<Mutex<Live>>>> {
     let mut out = Vec::new();
     for (player, session) in instance.sessions.iter().take(n) {
         let live = Live::open_as(

@@ -22,7 +22,7 @@ pub fn queue_ops(bytes: usize) -> u64 {
     (bytes + QUEUE_MESSAGE_METADATA).div_ceil(QUEUE_OP_BYTES) as u64
 }
 
-/// Counts since some start; every field only grows.
+/// Counts since some start; every field only grows, but `actor_bytes`, which is net.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Usage {
@@ -56,25 +56,6 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Adds `other` to these counts.
-    pub fn add(&mut self, other: &Usage) {
-        self.worker_requests += other.worker_requests;
-        self.do_requests += other.do_requests;
-        self.ws_messages_in += other.ws_messages_in;
-        self.ws_messages_out += other.ws_messages_out;
-        self.actor_active_us += other.actor_active_us;
-        self.actor_rows_read += other.actor_rows_read;
-        self.actor_rows_written += other.actor_rows_written;
-        self.actor_bytes += other.actor_bytes;
-        self.queue_messages += other.queue_messages;
-        self.queue_write_ops += other.queue_write_ops;
-        self.queue_read_ops += other.queue_read_ops;
-        self.queue_delete_ops += other.queue_delete_ops;
-        self.d1_rows_read += other.d1_rows_read;
-        self.d1_rows_written += other.d1_rows_written;
-        self.d1_statements += other.d1_statements;
-    }
-
     /// What was counted after `before` was taken (saturating, so a reset isolate gives
     /// zeros rather than a wrap).
     pub fn since(&self, before: &Usage) -> Usage {
@@ -148,7 +129,9 @@ mod tests {
             (5, 4, 2)
         );
         let mut b = a;
-        b.add(&a);
+        b.sent([10, 70_000]);
+        b.d1(Some(5), Some(3));
+        b.d1(None, Some(1));
         assert_eq!(b.since(&a), a);
         assert_eq!(
             a.since(&b),
