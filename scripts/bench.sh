@@ -17,7 +17,7 @@ PROFILE="${BENCH_PROFILE:-release}"
 if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
   "$ROOT/scripts/build.sh"
   log "building the inline-write Worker (bench/inline, benchmark only)"
-  (cd "$ROOT/bench/inline" && worker-build --release)
+  (cd "$ROOT/bench/inline" && worker_build --release)
   log "building the load generator"
   cargo build --release -q -p bench
 fi

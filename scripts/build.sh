@@ -9,10 +9,9 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 "$ROOT/scripts/setup.sh"
-export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
 log "building the web pages (web/dist/, served by the chat Worker as static assets)"
 "$ROOT/scripts/build-web.sh"
 for crate in producer consumer; do
   log "building the $crate Worker: deployable (build/), then local (build-local/)"
-  (cd "$ROOT/$crate" && worker-build --release && worker-build --release --out-dir build-local --features local)
+  (cd "$ROOT/$crate" && worker_build --release && worker_build --release --out-dir build-local --features local)
 done

@@ -4,8 +4,10 @@
 # applies the migrations to the local D1 under .state/, and runs both Workers in one
 # `wrangler dev` session (shared D1 and queues) with development auth. Ctrl-C stops it.
 #   PORT=8787 STATE=.state bash scripts/dev.sh
-# FAULTS=markers (see core/src/faults.rs) turns on the consumer's test-only fault switch, to
-# practise failures and replays locally; RETRY_BASE_SECONDS=0 makes retries immediate.
+# FAULTS=markers (see core/src/faults.rs) turns on both Workers' test-only fault switch, to
+# practise failures and replays locally: the consumer's (`[fault:before]`, …) and the chat
+# Worker's (`[fault:reset]`, `[fault:send-fails]`); RETRY_BASE_SECONDS=0 makes retries
+# immediate.
 # OFFLINE_STREAM_MS (60 here) is the offline engine's pause before each piece of a reply, so
 # that replies are seen being written; 0 answers at once.
 set -euo pipefail
@@ -57,7 +59,7 @@ for binding in DB_0 DB_1; do
   CI=true wrangler d1 migrations apply "$binding" --local --persist-to "$STATE" -c "$CHAT_CONFIG"
 done
 if [ -n "${FAULTS:-}" ]; then
-  log "consumer faults: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local build only)"
+  log "faults in both Workers: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local build only)"
 fi
 log "starting both Workers: play at http://localhost:$PORT, operate at http://localhost:$PORT/ops (X-Dev-User auth)"
 exec wrangler dev --local -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
@@ -65,5 +67,5 @@ exec wrangler dev --local -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "
   --var "ADMIN_TOKEN:$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)" \
   --var "SESSION_ID_KEY:$(sed -n 's/^SESSION_ID_KEY=//p' .dev.vars)" \
   --var "TURN_RATE_LIMIT:${TURN_RATE_LIMIT:-off}" --var "SHARD_MAP:$LOCAL_SHARD_MAP" \
-  --var "OFFLINE_STREAM_MS:${OFFLINE_STREAM_MS:-60}" \
+  --var "OFFLINE_STREAM_MS:${OFFLINE_STREAM_MS:-60}" --var "FAULTS:${FAULTS:-}" \
   --show-interactive-dev-session=false

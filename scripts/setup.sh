@@ -7,6 +7,10 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
 version_is() { command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qF "$2"; }
+# Debian's packages, installed again if their files are gone though dpkg lists them.
+apt_install() {
+  apt-get update -qq && apt-get install -y -qq --reinstall "$@"
+}
 # `cargo install --locked` where the registry has every version the tool's lock file names;
 # without it when it does not (the registry mirror can lag behind a lock file).
 install_crate() {
@@ -16,19 +20,19 @@ install_crate() {
 # A C compiler (ring, zstd and SQLite's bundled build need one) from Debian's packages.
 if ! command -v cc >/dev/null 2>&1; then
   log "installing a C compiler (gcc) from Debian's packages"
-  apt-get update -qq && apt-get install -y -qq gcc libc6-dev
+  apt_install gcc libc6-dev
 fi
 # Headless Chromium and its WebDriver for the browser tests (tests/tests/browser.rs) and the
 # screenshots (scripts/screenshots.sh), from Debian's packages only: no browser is downloaded
 # from anywhere else. Both come from one source package, so their versions always match.
 if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
   log "installing chromium and chromium-driver from Debian's packages"
-  apt-get update -qq && apt-get install -y -qq chromium chromium-driver
+  apt_install chromium chromium-driver
 fi
 # wrk, from Debian's packages: the benchmark checks its own load generator against it.
 if ! command -v wrk >/dev/null 2>&1; then
   log "installing wrk from Debian's packages (the benchmark's reference load generator)"
-  apt-get update -qq && apt-get install -y -qq wrk
+  apt_install wrk
 fi
 # cargo-fuzz needs a nightly toolchain (for the sanitizers); rustup brings it.
 if ! rustup toolchain list | grep -q '^nightly'; then
@@ -37,6 +41,13 @@ if ! rustup toolchain list | grep -q '^nightly'; then
     || log "could not install the nightly toolchain: scripts/fuzz.sh will fail until one is installed"
 fi
 
+# fmt and clippy run in every test run (scripts/test.sh); a minimal rustup profile lacks them.
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    log "adding the $component component"
+    rustup component add "$component"
+  fi
+done
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown

@@ -26,7 +26,7 @@ cargo fmt --all --check
 ts/node_modules/.bin/tsc -p web
 "$ROOT/scripts/build.sh"
 log "building the inline-write Worker (bench/inline, for the benchmark's quick run)"
-(cd "$ROOT/bench/inline" && worker-build --release)
+(cd "$ROOT/bench/inline" && worker_build --release)
 log "compiling the tests, the CLI and the load generator (with clippy's lints)"
 TESTS=(-p chat-core -p e2e -p chat-admin -p bench --lib --bins --tests)
 cargo nextest run --no-run --cargo-quiet "${TESTS[@]}"
