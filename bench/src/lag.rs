@@ -89,6 +89,13 @@ pub async fn run(t: &Target<'_>, params: &Params, rate: f64) -> anyhow::Result<V
     let expected = answered_at.lock().unwrap().len();
     let deadline = Instant::now() + Duration::from_secs(300);
     while seen_at.lock().unwrap().len() < expected && Instant::now() < deadline {
+        if !t.instance.w.running() {
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            anyhow::bail!(
+                "lag: wrangler dev stopped before every turn was stored:\n{}",
+                t.instance.w.log_tail()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);

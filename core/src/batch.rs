@@ -20,8 +20,10 @@ pub struct UserRow<'a> {
     pub wallet_address: Option<&'a str>,
     pub x_user_id: Option<&'a str>,
     pub x_username: Option<&'a str>,
-    /// When this identity was seen: an older delivery never overwrites a newer profile.
+    /// When this identity was seen: a new user's `created_at`.
     pub seen_at: i64,
+    /// When its profile was signed (`Identity::signed_at`, 0 for none): the later wins.
+    pub signed_at: i64,
 }
 
 impl<'a> UserRow<'a> {
@@ -35,6 +37,7 @@ impl<'a> UserRow<'a> {
             x_user_id: u.x_user_id.as_deref(),
             x_username: u.x_username.as_deref(),
             seen_at,
+            signed_at: u.signed_at.unwrap_or(0),
         }
     }
 
@@ -42,12 +45,13 @@ impl<'a> UserRow<'a> {
         Self {
             user_id: identity.user_id(),
             provider: identity.provider.as_str(),
-            provider_user_id: &identity.provider_user_id,
+            provider_user_id: identity.provider_user_id.as_str(),
             display_name: identity.display_name.as_deref(),
             wallet_address: identity.wallet_address.as_deref(),
             x_user_id: identity.x_user_id.as_deref(),
             x_username: identity.x_username.as_deref(),
             seen_at,
+            signed_at: identity.signed_at.unwrap_or(0),
         }
     }
 }

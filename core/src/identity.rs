@@ -1,12 +1,12 @@
 //! Who a player is. The external identity (provider, provider's user id) is the truth; the
 //! internal user id is derived from it (see `ids::user_id`).
 
+use crate::domain::ProviderUserId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use uuid::Uuid;
 
-/// Longest provider user id accepted, in bytes.
-pub const MAX_PROVIDER_USER_ID_LEN: usize = 128;
+pub use crate::domain::MAX_PROVIDER_USER_ID_LEN;
 /// Longest display name kept, in characters.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 /// Longest wallet address kept, in bytes.
@@ -48,7 +48,7 @@ impl fmt::Display for AuthProvider {
 #[serde(rename_all = "camelCase")]
 pub struct Identity {
     pub provider: AuthProvider,
-    pub provider_user_id: String,
+    pub provider_user_id: ProviderUserId,
     pub display_name: Option<String>,
     pub wallet_address: Option<String>,
     /// The player's X account, when signed in with X or linked to their Privy account.
@@ -56,6 +56,31 @@ pub struct Identity {
     pub x_user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_username: Option<String>,
+    /// When the sign-in that gave this profile was made (ms since the epoch): the identity
+    /// token's `iat` for Privy, the `users/me` answer's time for X; `None` for an identity
+    /// with no signed profile (development sign-in). Of two profiles of one player, the one
+    /// signed later wins, whatever order their turns are stored in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<i64>,
+}
+
+/// A verified sign-in: the player, and until when it holds. A live socket keeps it for its
+/// life, and plays no turn past `valid_until`: the page signs in again for a new ticket, as
+/// a plain request would be checked again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignIn {
+    pub identity: Identity,
+    /// Ms since the epoch: the tokens' `exp` for Privy, the end of `X_CACHE_SECONDS` for X;
+    /// `None` for development sign-in, which has no end.
+    pub valid_until: Option<i64>,
+}
+
+impl SignIn {
+    /// Whether it still holds at `now_ms`.
+    pub fn holds_at(&self, now_ms: i64) -> bool {
+        self.valid_until.is_none_or(|until| now_ms < until)
+    }
 }
 
 /// Why an identity was refused.
@@ -70,16 +95,15 @@ pub enum IdentityError {
 impl Identity {
     /// An identity with no profile fields.
     pub fn new(provider: AuthProvider, provider_user_id: &str) -> Result<Self, IdentityError> {
-        if !valid_provider_user_id(provider_user_id) {
-            return Err(IdentityError::BadUserId);
-        }
         Ok(Self {
             provider,
-            provider_user_id: provider_user_id.to_owned(),
+            provider_user_id: ProviderUserId::parse(provider_user_id)
+                .map_err(|_| IdentityError::BadUserId)?,
             display_name: None,
             wallet_address: None,
             x_user_id: None,
             x_username: None,
+            signed_at: None,
         })
     }
 
@@ -92,15 +116,8 @@ impl Identity {
 
     /// The internal user id of this identity.
     pub fn user_id(&self) -> Uuid {
-        crate::ids::user_id(self.provider.as_str(), &self.provider_user_id)
+        crate::ids::user_id(self.provider.as_str(), self.provider_user_id.as_str())
     }
-}
-
-/// Provider user ids are opaque but bounded: no control characters, no whitespace.
-pub fn valid_provider_user_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_PROVIDER_USER_ID_LEN
-        && id.chars().all(|c| !c.is_control() && !c.is_whitespace())
 }
 
 #[cfg(test)]
@@ -115,7 +132,7 @@ mod tests {
             (AuthProvider::X, "1234")
         );
         let id = Identity::parse_dev_header("privy:did:privy:abc").unwrap();
-        assert_eq!(id.provider_user_id, "did:privy:abc");
+        assert_eq!(id.provider_user_id.as_str(), "did:privy:abc");
         assert_eq!(id.user_id(), crate::ids::user_id("privy", "did:privy:abc"));
     }
 

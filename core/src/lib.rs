@@ -3,6 +3,9 @@
 //! Nothing here depends on `worker`: clocks and randomness come in as arguments, so every
 //! function runs the same on wasm32 and in `cargo test`.
 //!
+//! - [`domain`]: values parsed once at the edge and trusted after: the idempotency key, the
+//!   provider user id, the session id (and the tag on the ids this Worker issued).
+//! - [`clock`]: the time and randomness every flow takes, as one trait.
 //! - [`admin`]: the admin API's requests (dead-letter filters, replay bodies) and its token check.
 //! - [`jwt`]: strict ES256 JWT verification (Privy's tokens).
 //! - [`privy`]: the player and profile from Privy access and identity tokens.
@@ -15,7 +18,7 @@
 //! - [`identity`]: who a player is: the external account and its profile fields.
 //! - [`llm`]: the optional LLM engine's conversation, request and strict answer parsing.
 //! - [`reply_stream`]: the reply's text pulled out of a model's streamed answer.
-//! - [`live`]: the live socket's frames and their numbers.
+//! - [`live`]: the live socket's frames, their numbers, and what a reconnect missed.
 //! - [`ticket`]: the single-use tickets that open a live socket.
 //! - [`workers_ai`]: the Workers AI engine's input (same conversation, JSON mode) and output.
 //! - [`shards`]: players' buckets, the bucket map over D1 databases, and moving buckets.
@@ -24,9 +27,9 @@
 //! - [`move_steps`]: the steps of a bucket move as flows over one small trait.
 //! - [`moves`]: the steps of a bucket move: what each may do, and why it refuses.
 //! - [`session`]: a session's live state and the rules its Durable Object applies to a turn.
-//! - [`session_id`]: session ids tagged so that an id nobody issued is refused unread.
-//! - [`turn`]: one turn's flow, from decision to recorded answer, over the actor's store,
-//!   the turn queue, the engine and the clock.
+//! - [`turn`]: the turn runner every transport shares: one turn from the ask to the
+//!   recorded answer, over the actor's store, the turn queue, the engine, the clock, its
+//!   alarm, gate and frame log.
 //! - [`refusal`]: the one refusal type: a code, a message, and a kind that decides the
 //!   status and the `Retry-After`.
 //! - [`replay`]: a replay of dead letters (judge, re-queue, mark) over small traits.
@@ -56,9 +59,11 @@ pub mod admin;
 pub mod backoff;
 pub mod batch;
 pub mod character;
+pub mod clock;
 pub mod consumer;
 pub mod d1_limits;
 pub mod dead_letter;
+pub mod domain;
 pub mod engine;
 pub mod failure;
 pub mod faults;
@@ -82,7 +87,6 @@ pub mod reply_stream;
 pub mod request;
 pub mod scoring;
 pub mod session;
-pub mod session_id;
 pub mod shards;
 pub mod sql;
 pub mod text;

@@ -113,6 +113,9 @@ impl PrivyApp {
             }
             expires_at = expires_at.min(exp(&claims));
             apply_profile(&mut identity, &claims);
+            // The profile is as of when Privy signed it: of two, the later wins in D1.
+            let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
+            identity.signed_at = Some(iat.saturating_mul(1000));
         }
         Ok(Verified {
             identity,

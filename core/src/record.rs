@@ -6,6 +6,7 @@
 //! never write a half-valid turn.
 
 use crate::character::{Character, Locale};
+use crate::domain::{IdempotencyKey, ProviderUserId};
 use crate::identity::{self, AuthProvider, Identity};
 use crate::ids::{self, TurnIds};
 use crate::request::MAX_MESSAGE_CHARS;
@@ -65,6 +66,10 @@ pub struct RecordUser {
     pub x_user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_username: Option<String>,
+    /// When the sign-in behind this profile was made (`Identity::signed_at`): the consumer
+    /// keeps the profile signed last. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<i64>,
 }
 
 impl RecordUser {
@@ -72,11 +77,12 @@ impl RecordUser {
         Self {
             id: identity.user_id(),
             provider: identity.provider,
-            provider_user_id: identity.provider_user_id.clone(),
+            provider_user_id: identity.provider_user_id.to_string(),
             display_name: identity.display_name.clone(),
             wallet_address: identity.wallet_address.clone(),
             x_user_id: identity.x_user_id.clone(),
             x_username: identity.x_username.clone(),
+            signed_at: identity.signed_at,
         }
     }
 }
@@ -209,7 +215,7 @@ impl TurnRecord {
             None => return invalid("turnId is not a turn id (its last byte must be 0)".into()),
         }
         let who = &self.user;
-        if !identity::valid_provider_user_id(&who.provider_user_id) {
+        if ProviderUserId::parse(who.provider_user_id.as_str()).is_err() {
             return invalid("user.providerUserId must be 1 to 128 visible characters".into());
         }
         if who.id != ids::user_id(who.provider.as_str(), &who.provider_user_id) {
@@ -256,6 +262,9 @@ impl TurnRecord {
                 return invalid(format!("{name} is not a plausible time in milliseconds"));
             }
         }
+        if who.signed_at.is_some_and(|at| !time::is_plausible(at)) {
+            return invalid("user.signedAt is not a plausible time in milliseconds".into());
+        }
         if self.agent_message.created_at < self.user_message.created_at {
             return invalid("the reply is older than the message".into());
         }
@@ -283,7 +292,7 @@ impl TurnRecord {
             ));
         }
         if let Some(key) = &self.idempotency_key {
-            if !ids::valid_idempotency_key(key) {
+            if IdempotencyKey::parse(key.as_str()).is_err() {
                 return invalid("idempotencyKey must be 1 to 128 visible ASCII characters".into());
             }
         }
@@ -317,7 +326,7 @@ pub struct TurnInput<'a> {
     pub message_at: i64,
     pub reply: &'a crate::engine::Reply,
     pub reply_at: i64,
-    pub idempotency_key: Option<&'a str>,
+    pub idempotency_key: Option<&'a IdempotencyKey>,
 }
 
 impl TurnRecord {
@@ -360,7 +369,7 @@ impl TurnRecord {
                 metadata,
             },
             game_over: score.game_over,
-            idempotency_key: input.idempotency_key.map(str::to_owned),
+            idempotency_key: input.idempotency_key.map(IdempotencyKey::to_string),
         }
     }
 }

@@ -28,6 +28,8 @@ pub enum Kind {
     TooMany,
     /// 503: a dependency is not answering or the data is moving; retry after a while.
     Unavailable,
+    /// 500: something failed inside; what is logged, never sent.
+    Internal,
 }
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             Self::Unprocessable => 422,
             Self::TooMany => 429,
             Self::Unavailable => 503,
+            Self::Internal => 500,
         }
     }
 
@@ -97,6 +100,15 @@ impl Refusal {
         Self::new(Kind::Conflict, code, message)
     }
 
+    /// 500, with nothing of what failed: that is for the log.
+    pub fn internal() -> Self {
+        Self::new(
+            Kind::Internal,
+            "internal",
+            "something went wrong on our side",
+        )
+    }
+
     /// The same refusal, asking to come back after `seconds`.
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
@@ -139,5 +151,7 @@ mod tests {
             429
         );
         assert_eq!(format!("{}", Refusal::invalid("a", "b")), "a: b");
+        let r = Refusal::internal();
+        assert_eq!((r.status(), r.code, r.retry_after), (500, "internal", None));
     }
 }

@@ -2,6 +2,7 @@
 //! client can act on. Unknown fields are ignored so older and newer game clients both work.
 
 use crate::character::{Character, Locale};
+use crate::domain::SessionId;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -26,7 +27,7 @@ pub struct NewSession {
 /// `POST /api/chat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatTurn {
-    pub session_id: Uuid,
+    pub session_id: SessionId,
     pub message: String,
     /// Overrides the session's locale for this reply when present.
     pub locale: Option<Locale>,
@@ -142,7 +143,7 @@ impl NewSession {
 impl ChatTurn {
     pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
         let map = object(body)?;
-        let session_id = parse_id(required_str(&map, "sessionId")?).ok_or_else(|| {
+        let session_id = SessionId::parse(required_str(&map, "sessionId")?).ok_or_else(|| {
             Refusal::invalid("invalid_field", "'sessionId' must be a session id (a UUID)")
         })?;
         let message = text("message", required_str(&map, "message")?, MAX_MESSAGE_CHARS)?;

@@ -10,6 +10,7 @@
 //! actor itself only loads state, calls [`decide_turn`], and stores the outcome.
 
 use crate::character::{Character, Locale};
+use crate::domain::{IdempotencyKey, SessionId};
 use crate::engine::HistoryTurn;
 use crate::identity::Identity;
 use crate::scoring::Emotion;
@@ -34,7 +35,7 @@ pub const MAX_WAITING_TURNS: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionState {
-    pub id: Uuid,
+    pub id: SessionId,
     pub user_id: Uuid,
     pub character_type: Character,
     pub locale: Locale,
@@ -56,14 +57,14 @@ impl SessionState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TurnAsk {
-    pub session_id: Uuid,
+    pub session_id: SessionId,
     pub identity: Identity,
     pub message: String,
     /// Overrides the session's locale for this reply.
     #[serde(default)]
     pub locale: Option<Locale>,
     #[serde(default)]
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
 }
 
 /// An idempotency key the actor has bound to a message (just before its turn was queued).
@@ -87,8 +88,6 @@ impl AnsweredKey {
 /// What the actor does with a turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'a> {
-    /// 404 `session_not_found`: no such session, or another player's.
-    NotFound,
     /// 200 with this earlier answer, byte for byte; nothing is queued.
     Replay(&'a str),
     /// 422 `idempotency_key_reused`: the key was answered for another message.
@@ -101,20 +100,18 @@ pub enum Decision<'a> {
     Proceed,
 }
 
-/// The decision for a turn of `caller` saying `message` in `session` at `now_ms`, given what
-/// the actor knows of its idempotency key. A known key wins over a game over, so the retry of
-/// the turn that ended the game still gets its answer. An answer expires when the retry comes
-/// [`ANSWER_KEEP_MS`] after it was given, whether or not a later turn came.
+/// The decision for a turn saying `message` in `session` at `now_ms`, given what the actor
+/// knows of its idempotency key, once the session's owner is known to be asking (the turn
+/// runner checks the owner once, before the turn waits for its session). A known key wins
+/// over a game over, so the retry of the turn that ended the game still gets its answer. An
+/// answer expires when the retry comes [`ANSWER_KEEP_MS`] after it was given, whether or not
+/// a later turn came.
 pub fn decide_turn<'a>(
-    session: Option<&SessionState>,
-    caller: Uuid,
+    session: &SessionState,
     message: &str,
     key: Option<&'a AnsweredKey>,
     now_ms: i64,
 ) -> Decision<'a> {
-    let Some(session) = session.filter(|s| s.owned_by(caller)) else {
-        return Decision::NotFound;
-    };
     if let Some(key) = key {
         if key.message_sha256 != message_sha256(message) {
             return Decision::KeyReused;
@@ -167,16 +164,16 @@ impl TurnAnswer {
     }
 }
 
-/// A remembered turn, as the actor's `turns` table holds it.
+/// A turn the character remembers, as the actor's `turns` table holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct StoredTurn {
+pub struct RememberedTurn {
     pub user_content: String,
     pub agent_content: String,
     pub score_raw: i32,
     pub emotion: String,
 }
 
-impl StoredTurn {
+impl RememberedTurn {
     pub fn history(&self) -> HistoryTurn {
         HistoryTurn {
             user: self.user_content.clone(),
@@ -187,6 +184,36 @@ impl StoredTurn {
                 .find(|e| e.as_str() == self.emotion)
                 .unwrap_or_else(|| Emotion::from_raw(self.score_raw)),
         }
+    }
+}
+
+/// A session as a table holds it, enums as text: the actor's `session` row and D1's
+/// `chat_sessions` row alike (the same columns, read by the same name).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub character_type: String,
+    pub locale: String,
+    pub username: String,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+impl SessionRow {
+    /// The session it holds, or what of it is unreadable.
+    pub fn into_state(self) -> Result<SessionState, String> {
+        let bad = |what: &str| format!("the session row holds a bad {what}");
+        Ok(SessionState {
+            id: SessionId::parse(&self.id).ok_or_else(|| bad("session id"))?,
+            user_id: self.user_id.parse().map_err(|_| bad("user id"))?,
+            character_type: Character::parse(&self.character_type)
+                .ok_or_else(|| bad("character"))?,
+            locale: Locale::parse(&self.locale).ok_or_else(|| bad("locale"))?,
+            username: self.username,
+            created_at: self.created_at,
+            ended_at: self.ended_at,
+        })
     }
 }
 
@@ -211,7 +238,7 @@ mod tests {
 
     fn session(ended: bool) -> SessionState {
         SessionState {
-            id: Uuid::from_u128(1),
+            id: SessionId::from(Uuid::from_u128(1)),
             user_id: Uuid::from_u128(2),
             character_type: Character::Sakura,
             locale: Locale::En,
@@ -237,35 +264,23 @@ mod tests {
         let k = key("bye", Some("{}"));
         let day = k.answered_at + ANSWER_KEEP_MS;
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "bye", Some(&k), day - 1),
+            decide_turn(&s, "bye", Some(&k), day - 1),
             Decision::Replay("{}")
         );
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "bye", Some(&k), day),
+            decide_turn(&s, "bye", Some(&k), day),
             Decision::KeyExpired,
             "expired even though no later turn dropped the answer"
         );
-        assert_eq!(
-            decide_turn(Some(&s), s.user_id, "other", Some(&k), day),
-            Decision::KeyReused
-        );
+        assert_eq!(decide_turn(&s, "other", Some(&k), day), Decision::KeyReused);
     }
 
     #[test]
     fn only_the_owner_plays_a_session() {
         let s = session(false);
-        assert_eq!(
-            decide_turn(None, s.user_id, "hi", None, NOW),
-            Decision::NotFound
-        );
-        assert_eq!(
-            decide_turn(Some(&s), Uuid::from_u128(3), "hi", None, NOW),
-            Decision::NotFound
-        );
-        assert_eq!(
-            decide_turn(Some(&s), s.user_id, "hi", None, NOW),
-            Decision::Proceed
-        );
+        assert!(s.owned_by(s.user_id));
+        assert!(!s.owned_by(Uuid::from_u128(3)));
+        assert_eq!(decide_turn(&s, "hi", None, NOW), Decision::Proceed);
     }
 
     #[test]
@@ -273,20 +288,20 @@ mod tests {
         let s = session(false);
         let k = key("hello", Some(r#"{"reply":"x"}"#));
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "hello", Some(&k), NOW),
+            decide_turn(&s, "hello", Some(&k), NOW),
             Decision::Replay(r#"{"reply":"x"}"#)
         );
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "hello!", Some(&k), NOW),
+            decide_turn(&s, "hello!", Some(&k), NOW),
             Decision::KeyReused
         );
         let old = key("hello", None);
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "hello", Some(&old), NOW),
+            decide_turn(&s, "hello", Some(&old), NOW),
             Decision::KeyExpired
         );
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "other", Some(&old), NOW),
+            decide_turn(&s, "other", Some(&old), NOW),
             Decision::KeyReused
         );
     }
@@ -294,19 +309,11 @@ mod tests {
     #[test]
     fn a_game_over_is_final_but_its_own_retry_is_answered() {
         let s = session(true);
-        assert_eq!(
-            decide_turn(Some(&s), s.user_id, "sorry", None, NOW),
-            Decision::Ended
-        );
+        assert_eq!(decide_turn(&s, "sorry", None, NOW), Decision::Ended);
         let last = key("I hate you", Some("{}"));
         assert_eq!(
-            decide_turn(Some(&s), s.user_id, "I hate you", Some(&last), NOW),
+            decide_turn(&s, "I hate you", Some(&last), NOW),
             Decision::Replay("{}")
-        );
-        // Another player still learns nothing, even with a key.
-        assert_eq!(
-            decide_turn(Some(&s), Uuid::nil(), "I hate you", Some(&last), NOW),
-            Decision::NotFound
         );
     }
 
@@ -315,6 +322,27 @@ mod tests {
         assert_eq!(message_sha256("a"), message_sha256("a"));
         assert_ne!(message_sha256("a"), message_sha256("a "));
         assert_eq!(message_sha256("").len(), 64);
+    }
+
+    #[test]
+    fn a_session_row_reads_back_or_says_what_is_wrong() {
+        let row = SessionRow {
+            id: "0190a8c4-1234-7abc-8def-0123456789ab".into(),
+            user_id: Uuid::from_u128(2).to_string(),
+            character_type: "rin".into(),
+            locale: "ja".into(),
+            username: "Alice".into(),
+            created_at: 7,
+            ended_at: Some(9),
+        };
+        let state = row.clone().into_state().unwrap();
+        assert_eq!(state.character_type, Character::Rin);
+        assert_eq!((state.created_at, state.ended_at), (7, Some(9)));
+        let bad = SessionRow {
+            character_type: "nobody".into(),
+            ..row
+        };
+        assert!(bad.into_state().unwrap_err().contains("character"));
     }
 
     #[test]

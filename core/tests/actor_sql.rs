@@ -18,21 +18,30 @@ fn actor() -> Connection {
     conn
 }
 
-fn add_turn(conn: &Connection, n: i64, keep: i64) {
-    conn.execute(
-        sql::INSERT_CONFIRMED,
-        params![
-            format!("turn-{n}"),
-            format!("user {n}"),
-            format!("agent {n}"),
-            n % 7 - 3,
-            "neutral",
-            n,
-            n * 1000
-        ],
-    )
-    .unwrap();
-    conn.execute(sql::PRUNE_TURNS, params![keep]).unwrap();
+/// Binds turn `n` (keeping `keep`) and confirms it, as the runner does; answers the rows
+/// each step wrote (SQLite's own count, as the actor's cursor reports them).
+fn add_turn(conn: &Connection, n: i64, keep: i64) -> (usize, usize, usize) {
+    let bound = conn
+        .execute(
+            sql::BIND_TURN,
+            params![
+                keep,
+                format!("turn-{n}"),
+                format!("user {n}"),
+                format!("agent {n}"),
+                n % 7 - 3,
+                "neutral",
+                n,
+                n * 1000,
+                format!("record {n}")
+            ],
+        )
+        .unwrap();
+    let cleared = conn
+        .execute(sql::CLEAR_RECORD, params![format!("turn-{n}")])
+        .unwrap();
+    let pruned = conn.execute(sql::PRUNE_TURNS, params![keep]).unwrap();
+    (bound, cleared, pruned)
 }
 
 fn recent(conn: &Connection, n: i64) -> Vec<String> {
@@ -47,7 +56,8 @@ fn recent(conn: &Connection, n: i64) -> Vec<String> {
 fn the_actor_keeps_only_its_last_turns_in_order() {
     let conn = actor();
     for n in 1..=100 {
-        add_turn(&conn, n, 20);
+        // A turn takes the oldest one's slot: one row bound, one cleared, none pruned.
+        assert_eq!(add_turn(&conn, n, 20), (1, 1, 0), "turn {n}");
     }
     let held: i64 = conn
         .query_row("SELECT COUNT(*) FROM turns", [], |r| r.get(0))
@@ -57,15 +67,40 @@ fn the_actor_keeps_only_its_last_turns_in_order() {
     assert_eq!(turns.first().map(String::as_str), Some("user 81"));
     assert_eq!(turns.last().map(String::as_str), Some("user 100"));
     assert_eq!(recent(&conn, 3), ["user 98", "user 99", "user 100"]);
-    // A smaller setting after a larger one prunes on the next turn.
+    // A smaller setting after a larger one: the character hears the newest five at once,
+    // and the turns the smaller ring will not replace go as they age past them.
     add_turn(&conn, 101, 5);
-    assert_eq!(recent(&conn, 50).len(), 5);
+    assert_eq!(
+        recent(&conn, 5),
+        ["user 97", "user 98", "user 99", "user 100", "user 101"]
+    );
+    let held = || -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM turns", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(held() <= 10, "{}", held());
+    for n in 102..=120 {
+        add_turn(&conn, n, 5);
+    }
+    assert_eq!(
+        recent(&conn, 50).first().map(String::as_str),
+        Some("user 116")
+    );
+    assert_eq!(held(), 5, "the ring at its new size");
     let (turns, unconfirmed, keys, answers): (i64, i64, i64, i64) = conn
         .query_row(sql::COUNTS, [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .unwrap();
     assert_eq!((turns, unconfirmed, keys, answers), (5, 0, 0, 0));
+    // In the steady state nothing is past the ring: the prune, which looks at those slots
+    // only, reads no row.
+    let past: i64 = conn
+        .query_row("SELECT COUNT(*) FROM turns WHERE slot >= 5", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(past, 0);
 }
 
 #[test]
@@ -120,7 +155,7 @@ fn keys_keep_their_answer_for_a_day_and_their_digest_for_good() {
         .unwrap()
     };
     let session = SessionState {
-        id: Uuid::from_u128(1),
+        id: Uuid::from_u128(1).into(),
         user_id: Uuid::from_u128(2),
         character_type: chat_core::character::Character::Kai,
         locale: chat_core::character::Locale::En,
@@ -131,37 +166,56 @@ fn keys_keep_their_answer_for_a_day_and_their_digest_for_good() {
     let k1 = key("k1").unwrap();
     assert_eq!(k1.answer, None, "a day-old answer is forgotten");
     assert_eq!(
-        decide_turn(
-            Some(&session),
-            session.user_id,
-            "hello",
-            Some(&k1),
-            1_000 + day
-        ),
+        decide_turn(&session, "hello", Some(&k1), 1_000 + day),
         Decision::KeyExpired
     );
     assert_eq!(
-        decide_turn(
-            Some(&session),
-            session.user_id,
-            "bye",
-            Some(&k1),
-            1_000 + day
-        ),
+        decide_turn(&session, "bye", Some(&k1), 1_000 + day),
         Decision::KeyReused
     );
     let k2 = key("k2").unwrap();
     assert_eq!(
-        decide_turn(
-            Some(&session),
-            session.user_id,
-            "later",
-            Some(&k2),
-            1_000 + day
-        ),
+        decide_turn(&session, "later", Some(&k2), 1_000 + day),
         Decision::Replay(r#"{"reply":"yo"}"#)
     );
     assert!(key("k3").is_none());
+}
+
+#[test]
+fn an_unconfirmed_turn_is_found_and_an_unkeyed_one_can_be_unbound() {
+    let conn = actor();
+    for n in 1..=3 {
+        add_turn(&conn, n, 20);
+    }
+    conn.execute(
+        sql::BIND_TURN,
+        params![20, "turn-4", "user 4", "agent 4", 0, "neutral", 4, 4000, "record 4"],
+    )
+    .unwrap();
+    let unconfirmed = || -> Vec<String> {
+        let mut st = conn.prepare(sql::UNCONFIRMED_TURNS).unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(unconfirmed(), ["record 4"]);
+    assert_eq!(
+        recent(&conn, 20).len(),
+        3,
+        "the engine never hears an unconfirmed turn"
+    );
+    assert_eq!(
+        conn.execute(sql::UNBIND_TURN, params!["turn-3"]).unwrap(),
+        0,
+        "a confirmed turn is never unbound"
+    );
+    assert_eq!(
+        conn.execute(sql::UNBIND_TURN, params!["turn-4"]).unwrap(),
+        1
+    );
+    assert!(unconfirmed().is_empty());
+    assert_eq!(recent(&conn, 20), ["user 1", "user 2", "user 3"]);
 }
 
 #[test]

@@ -269,18 +269,22 @@ fn an_older_profile_never_overwrites_a_newer_one() {
     newer.display_name = Some("New Name".into());
     newer.wallet_address = Some("0xnew".into());
     newer.x_username = Some("new_handle".into());
+    newer.signed_at = Some(T0 + 10);
     let mut older = newer.clone();
     older.display_name = Some("Old Name".into());
     older.wallet_address = Some("0xold".into());
     older.x_username = Some("old_handle".into());
+    older.signed_at = Some(T0);
+    // The newer profile is delivered first; the older one's turn comes later.
     conn.execute(sql::UPSERT_USERS, [user_json(&newer, T0 + 10)])
         .unwrap();
-    conn.execute(sql::UPSERT_USERS, [user_json(&older, T0)])
+    conn.execute(sql::UPSERT_USERS, [user_json(&older, T0 + 30)])
         .unwrap();
     let mut bare = newer.clone();
     bare.display_name = None;
     bare.wallet_address = None;
     bare.x_username = None;
+    bare.signed_at = Some(T0 + 20);
     conn.execute(sql::UPSERT_USERS, [user_json(&bare, T0 + 20)])
         .unwrap();
     let (name, wallet, handle, n): (String, String, String, i64) = conn
@@ -332,37 +336,60 @@ fn a_full_batch_of_the_largest_turns_is_stored_in_chunks() {
     assert!(longest >= 8000, "the texts are stored whole: {longest}");
 }
 
-/// A user's row is written only when the profile changes: D1 bills every row an update
-/// writes, and most turns repeat the profile. An older change never overwrites a newer one.
+/// A user's row is written only when a later-signed profile arrives: D1 bills every row an
+/// update writes, and most turns repeat the sign-in they came with. Of two profiles, the one
+/// signed later wins, whatever order they are delivered in.
 #[test]
-fn an_unchanged_profile_writes_no_user_row() {
+fn a_profile_is_ordered_by_when_it_was_signed_not_when_it_was_delivered() {
     let conn = chat_core::native::open_in_memory().unwrap();
-    let upsert = |name: &str, seen_at: i64| {
+    let upsert = |name: &str, signed_at: i64, seen_at: i64| {
         let row = serde_json::json!([{ "user_id": "0a000000-0000-4000-8000-000000000001",
             "provider": "privy", "provider_user_id": "did:1", "display_name": name,
-            "seen_at": seen_at }]);
+            "seen_at": seen_at, "signed_at": signed_at }]);
         conn.execute(chat_core::sql::UPSERT_USERS, [row.to_string()])
             .unwrap()
     };
-    let stored = || -> (String, i64) {
-        conn.query_row("SELECT display_name, updated_at FROM users", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let stored = || -> (String, i64, i64) {
+        conn.query_row(
+            "SELECT display_name, updated_at, profile_signed_at FROM users",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap()
     };
-    assert_eq!(upsert("Aki", 10), 1, "a new user is written");
+    assert_eq!(upsert("Aki", 10, 100), 1, "a new user is written");
     assert_eq!(
-        upsert("Aki", 20),
+        upsert("Aki", 10, 200),
         0,
-        "the same profile later writes nothing"
+        "more turns of the same sign-in write nothing"
     );
-    assert_eq!(stored(), ("Aki".to_owned(), 10));
-    assert_eq!(upsert("Mio", 30), 1, "a change is written");
-    assert_eq!(stored(), ("Mio".to_owned(), 30));
+    assert_eq!(stored(), ("Aki".to_owned(), 100, 10));
     assert_eq!(
-        upsert("Aki", 25),
-        0,
-        "an older change never overwrites a newer one"
+        upsert("Mio", 30, 300),
+        1,
+        "a later sign-in's change is written"
     );
-    assert_eq!(stored(), ("Mio".to_owned(), 30));
+    assert_eq!(stored(), ("Mio".to_owned(), 300, 30));
+    assert_eq!(
+        upsert("Aki", 25, 400),
+        0,
+        "a profile signed earlier never overwrites one signed later, delivered after it or not"
+    );
+    assert_eq!(stored(), ("Mio".to_owned(), 300, 30));
+    // The player goes back to Mio (signed at 50) after being Aki (signed at 40), and the
+    // Aki turn is delivered last: Mio, signed last, stays.
+    assert_eq!(
+        upsert("Mio", 50, 500),
+        1,
+        "the same profile signed later moves its time"
+    );
+    assert_eq!(
+        stored(),
+        ("Mio".to_owned(), 300, 50),
+        "its change time does not move"
+    );
+    assert_eq!(upsert("Aki", 40, 600), 0);
+    assert_eq!(stored(), ("Mio".to_owned(), 300, 50));
+    // A profile with no signing time (development sign-in) never writes over one.
+    assert_eq!(upsert("Dev", 0, 700), 0);
 }

@@ -9,12 +9,12 @@
 //! Every invariant is checked at the end: each valid turn stored exactly once, in its
 //! bucket's home; every player's points equal to the ledger; every poison message in the
 //! archive with its class; nothing dropped, nothing left in a queue, and every delivery
-//! given exactly one verdict. The seed is printed; `SEED=n` repeats a run.
+//! handled exactly once (acked or retried). The seed is printed; `SEED=n` repeats a run.
 
 use chat_core::backoff::Backoff;
+use chat_core::clock::Clock;
 use chat_core::consumer::faulty::Faulty;
 use chat_core::consumer::letters::archive;
-use chat_core::consumer::ports::Clock;
 use chat_core::consumer::turns::{consume, Ports};
 use chat_core::consumer::{Event, Settings};
 use chat_core::dead_letter::Verdict as Judgement;
@@ -24,7 +24,7 @@ use chat_core::live_map::MapCache;
 use chat_core::move_steps;
 use chat_core::native::actor::block_on;
 use chat_core::native::consumer::{
-    Databases, MemoryQueues, Message, MoveFailure, Mover, Replayer, SeededClock, Verdict,
+    Databases, Handling, MemoryQueues, Message, MoveFailure, Mover, Replayer, SeededClock,
 };
 use chat_core::native::start_session;
 use chat_core::record::{sample, TurnRecord};
@@ -179,7 +179,7 @@ impl Sim {
         }
     }
 
-    /// The queue's rules for each verdict: acked is gone (but at-least-once: now and then
+    /// The queue's rules for each handling: acked is gone (but at-least-once: now and then
     /// delivered again), retried comes back later, or past `max_retries` moves to the
     /// dead-letter queue (turns) or is dropped (letters).
     fn settle(&mut self, letters: bool, batch: Vec<Queued>, messages: &[Message]) {
@@ -189,8 +189,8 @@ impl Sim {
             self.settings.max_retries
         };
         for (q, m) in batch.into_iter().zip(messages) {
-            match m.verdict() {
-                Verdict::Acked => {
+            match m.handling() {
+                Handling::Acked => {
                     if self.rng.gen_bool(0.02) {
                         let again = Queued {
                             attempts: q.attempts + 1,
@@ -200,7 +200,7 @@ impl Sim {
                         self.push(letters, again);
                     }
                 }
-                Verdict::Retried { delay_seconds } => {
+                Handling::Retried { delay_seconds } => {
                     if q.attempts > max {
                         if letters {
                             self.dropped_letters += 1;
@@ -397,7 +397,7 @@ fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
         if (500..560).contains(&step) {
             if let Some((p, s)) = players.iter().find(|(p, _)| bucket(&p.user_id()) == mover) {
                 n += 1;
-                let record = sample(&p.provider_user_id, *s, n, now + n as i64);
+                let record = sample(p.provider_user_id.as_str(), *s, n, now + n as i64);
                 sim.enqueue(false, record.encode(), 1, now, 0);
                 sent.insert(record.turn_id, record);
             }
@@ -407,7 +407,7 @@ fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
             for _ in 0..sim.rng.gen_range(0..10) {
                 n += 1;
                 let (p, s) = &players[sim.rng.gen_range(0..players.len())];
-                let record = sample(&p.provider_user_id, *s, n, now + n as i64);
+                let record = sample(p.provider_user_id.as_str(), *s, n, now + n as i64);
                 let body = record.encode();
                 sim.enqueue(false, body.clone(), 1, now, 0);
                 if sim.rng.gen_bool(0.1) {

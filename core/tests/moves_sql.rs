@@ -43,7 +43,7 @@ impl World {
         for (p, s) in &self.players {
             self.next_turn += 1;
             let t = sample(
-                &p.provider_user_id,
+                p.provider_user_id.as_str(),
                 *s,
                 self.next_turn,
                 T0 + self.next_turn as i64,

@@ -1,16 +1,29 @@
-//! The session actor's turn flow (`chat_core::turn::play`) natively: the actor's own SQL on
-//! SQLite, an in-memory queue whose sends can fail or be followed by a reset of the actor,
-//! the offline engine, a clock the test moves, and the consumer's batch on a second SQLite
-//! database. A "reset" drops everything held in memory and opens the same storage again.
+//! The turn runner (`chat_core::turn::Runner`) natively, as every transport runs it: the
+//! actor's own SQL on SQLite, an in-memory queue whose sends can fail or be followed by a
+//! reset of the actor, an alarm that remembers when it is due, the offline engine, a clock
+//! the test moves, and the consumer's batch on a second SQLite database. A "reset" drops
+//! the turn where it stands and everything held in memory (the gate, the frame log), and
+//! opens the same storage again.
 
 use chat_core::character::{Character, Locale};
-use chat_core::engine::OfflineEngine;
+use chat_core::clock::Clock;
+use chat_core::domain::{IdempotencyKey, SessionId};
+use chat_core::engine::{OfflineEngine, Paced, ReplyEngine};
 use chat_core::identity::{AuthProvider, Identity};
-use chat_core::native::actor::{block_on, ActorDb, MemoryQueue, QueueFault, TestClock};
+use chat_core::live::{seq_of, Frame, FrameLog};
+use chat_core::native::actor::{
+    block_on, run_until_reset, ActorDb, MemoryAlarm, MemoryQueue, QueueFault, TestClock, Yield,
+};
 use chat_core::native::{apply_turns, open_in_memory, start_session};
-use chat_core::session::{SessionState, TurnAsk, ANSWER_KEEP_MS};
-use chat_core::turn::{begin, finish, play, Answered, Begun, Silent, TurnError, TurnSink};
+use chat_core::refusal::Refusal;
+use chat_core::session::{SessionState, TurnAsk, ANSWER_KEEP_MS, MAX_WAITING_TURNS};
+use chat_core::turn::{
+    Answered, Audience, Gate, Runner, SessionStore, Silent, TurnError, TurnSink,
+};
+use futures_util::future::join;
 use rusqlite::Connection;
+use std::cell::RefCell;
+use std::future::Future;
 use uuid::Uuid;
 
 const T0: i64 = 1_700_000_000_000;
@@ -20,15 +33,47 @@ struct Game {
     d1: Connection,
     queue: MemoryQueue,
     clock: TestClock,
+    alarm: MemoryAlarm,
     player: Identity,
-    session: Uuid,
+    session: SessionId,
+}
+
+/// One instance of the actor: what it holds in memory, on the game's storage.
+struct Instance<'g> {
+    game: &'g Game,
+    store: ActorDb<'g>,
+    gate: Gate,
+    frames: RefCell<FrameLog>,
+}
+
+impl Instance<'_> {
+    fn runner<'a, E: ReplyEngine>(
+        &'a self,
+        engine: &'a E,
+    ) -> Runner<'a, ActorDb<'a>, MemoryQueue, E, TestClock, MemoryAlarm> {
+        Runner {
+            store: &self.store,
+            queue: &self.game.queue,
+            engine,
+            clock: &self.game.clock,
+            alarm: &self.game.alarm,
+            gate: &self.gate,
+            frames: &self.frames,
+            keep: 20,
+        }
+    }
+}
+
+/// What a client sees of a turn dropped by a reset: no answer.
+fn reset() -> TurnError {
+    TurnError::QueueUnavailable("the actor was reset".into())
 }
 
 impl Game {
     fn new() -> Self {
         let actor = Connection::open_in_memory().unwrap();
         let player = Identity::new(AuthProvider::X, "flow-player").unwrap();
-        let session = Uuid::now_v7();
+        let session = SessionId::from(Uuid::now_v7());
         ActorDb::open(&actor)
             .unwrap()
             .start(&SessionState {
@@ -42,14 +87,25 @@ impl Game {
             })
             .unwrap();
         let d1 = open_in_memory().unwrap();
-        start_session(&d1, &player, session, T0).unwrap();
+        start_session(&d1, &player, session.uuid(), T0).unwrap();
         Self {
             actor,
             d1,
             queue: MemoryQueue::default(),
             clock: TestClock::at(T0 + 1_000),
+            alarm: MemoryAlarm::default(),
             player,
             session,
+        }
+    }
+
+    /// A fresh instance of the actor, as after any reset.
+    fn instance(&self) -> Instance<'_> {
+        Instance {
+            game: self,
+            store: ActorDb::open(&self.actor).unwrap(),
+            gate: Gate::default(),
+            frames: RefCell::new(FrameLog::default()),
         }
     }
 
@@ -59,23 +115,24 @@ impl Game {
             identity: self.player.clone(),
             message: message.into(),
             locale: None,
-            idempotency_key: key.map(str::to_owned),
+            idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
         }
     }
 
-    /// One request, on a freshly opened actor (as after any reset).
+    /// One request, on a fresh instance of the actor, through the runner as plain HTTP
+    /// runs it.
     fn turn(&self, message: &str, key: Option<&str>) -> Result<Answered, TurnError> {
         self.clock.advance(10);
-        let store = ActorDb::open(&self.actor).unwrap();
-        block_on(play(
-            &store,
+        let instance = self.instance();
+        let runner = instance.runner(&OfflineEngine);
+        let ask = self.ask(message, key);
+        match run_until_reset(
             &self.queue,
-            &OfflineEngine,
-            &self.clock,
-            &self.ask(message, key),
-            20,
-            &mut Silent,
-        ))
+            runner.run(&ask, &mut Silent, std::future::pending()),
+        ) {
+            Some(outcome) => outcome.map_err(|f| f.error),
+            None => Err(reset()),
+        }
     }
 
     /// The consumer stores everything queued so far, redeliveries and all.
@@ -90,17 +147,29 @@ impl Game {
             .query_row("SELECT COUNT(*) FROM point_events", [], |r| r.get(0))
             .unwrap()
     }
+
+    /// What the character remembers: the players' words of the turns it would be told.
+    fn memory(&self) -> Vec<String> {
+        ActorDb::open(&self.actor)
+            .unwrap()
+            .recent_turns(20)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.user_content)
+            .collect()
+    }
+
+    /// Answers held by the actor (not dropped by its alarm yet).
+    fn answers_held(&self) -> i64 {
+        ActorDb::open(&self.actor).unwrap().counts().3
+    }
 }
 
 #[test]
 fn a_reset_after_the_send_is_answered_by_the_retry_and_stored_once() {
     let mut g = Game::new();
     g.queue.fail_next(QueueFault::ResetAfterSend);
-    let first = g.turn("you are kind", Some("k1"));
-    assert!(
-        matches!(first, Err(TurnError::QueueUnavailable(_))),
-        "{first:?}"
-    );
+    assert_eq!(g.turn("you are kind", Some("k1")), Err(reset()));
     assert_eq!(
         g.queue.sent.borrow().len(),
         1,
@@ -124,6 +193,45 @@ fn a_reset_after_the_send_is_answered_by_the_retry_and_stored_once() {
     // Another retry is a plain replay: nothing more is queued.
     assert_eq!(g.turn("you are kind", Some("k1")).unwrap().body, retry.body);
     assert!(g.queue.sent.borrow().is_empty());
+}
+
+#[test]
+fn every_answer_held_expires_on_time_however_its_turn_was_completed() {
+    let g = Game::new();
+    // Completed by its own request...
+    g.turn("hello", Some("plain")).unwrap();
+    let answered_first = g.clock.now_ms();
+    // ...and one completed by the next request, after a reset between its send and its
+    // confirmation: no request of its own ever finished.
+    g.queue.fail_next(QueueFault::ResetAfterSend);
+    assert_eq!(g.turn("you are kind", Some("reset")), Err(reset()));
+    g.turn("and you are funny", None).unwrap();
+    assert_eq!(g.answers_held(), 2);
+    let due = g.alarm.at.get().expect("the alarm is set");
+    assert!(
+        due <= answered_first + ANSWER_KEEP_MS,
+        "due {due}, but the first answer expires at {}",
+        answered_first + ANSWER_KEEP_MS
+    );
+    // The alarm rings as long as answers are held, each time it is due, and by the time
+    // the last answer expires, every one is dropped.
+    let store = ActorDb::open(&g.actor).unwrap();
+    let last_expiry = g.clock.now_ms() + ANSWER_KEEP_MS;
+    let mut rings = 0;
+    while let Some(at) = g.alarm.at.get() {
+        assert!(at <= last_expiry, "an alarm past the last expiry: {at}");
+        g.clock.now.set(at);
+        assert!(g.alarm.ring(&store, at));
+        rings += 1;
+        assert!(rings < 10, "the alarm keeps ringing");
+    }
+    assert!(g.clock.now_ms() <= last_expiry);
+    assert_eq!(g.answers_held(), 0, "every answer was dropped on time");
+    assert_eq!(
+        store.counts().2,
+        2,
+        "the keys stay bound, without their answers"
+    );
 }
 
 #[test]
@@ -171,6 +279,42 @@ fn a_failed_send_is_completed_before_the_next_turn_and_a_game_over_holds() {
 }
 
 #[test]
+fn an_unkeyed_game_over_is_final_after_a_reset() {
+    let mut g = Game::new();
+    g.turn("hello", None).unwrap();
+    // A game-over turn with no key: queued, then the actor is reset before it hears so.
+    g.queue.fail_next(QueueFault::ResetAfterSend);
+    assert_eq!(g.turn("I hate you, you are stupid", None), Err(reset()));
+    // The next turn finds it, sends it again, and the game is over.
+    assert_eq!(g.turn("hello again", None), Err(TurnError::Ended));
+    assert_eq!(g.turn("hello again", Some("k")), Err(TurnError::Ended));
+    let applied = g.consume();
+    assert_eq!((applied.applied, applied.duplicates), (2, 1));
+    assert_eq!(
+        g.stored(),
+        2,
+        "the game-over turn is stored once, and nothing after it"
+    );
+    let (total, ended): (i64, Option<i64>) =
+        g.d1.query_row(
+            "SELECT (SELECT total_points FROM user_stats), (SELECT ended_at FROM chat_sessions)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let sum: i64 =
+        g.d1.query_row("SELECT SUM(delta) FROM point_events", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(total, sum);
+    assert!(ended.is_some());
+    assert_eq!(
+        g.memory(),
+        ["hello", "I hate you, you are stupid"],
+        "the character remembers the turn that ended the game"
+    );
+}
+
+#[test]
 fn an_unkeyed_turn_that_failed_is_not_sent_behind_the_players_back() {
     let mut g = Game::new();
     g.queue.fail_next(QueueFault::Fail);
@@ -178,6 +322,8 @@ fn an_unkeyed_turn_that_failed_is_not_sent_behind_the_players_back() {
     g.turn("hi again", None).unwrap();
     g.consume();
     assert_eq!(g.stored(), 1, "only the turn that was answered");
+    assert_eq!(g.queue.resent.get(), 0);
+    assert_eq!(g.memory(), ["hi again"]);
 }
 
 #[test]
@@ -199,32 +345,67 @@ fn answers_expire_when_the_retry_comes_and_the_alarm_drops_them() {
 
 #[test]
 fn an_unknown_session_leaves_its_storage_empty() {
+    let g = Game::new();
     let conn = Connection::open_in_memory().unwrap();
-    let store = ActorDb::open(&conn).unwrap();
-    let player = Identity::new(AuthProvider::X, "nobody").unwrap();
-    let ask = TurnAsk {
-        session_id: Uuid::now_v7(),
-        identity: player,
-        message: "hi".into(),
-        locale: None,
-        idempotency_key: Some("k".into()),
+    let instance = Instance {
+        game: &g,
+        store: ActorDb::open(&conn).unwrap(),
+        gate: Gate::default(),
+        frames: RefCell::new(FrameLog::default()),
     };
-    let queue = MemoryQueue::default();
-    let result = block_on(play(
-        &store,
-        &queue,
-        &OfflineEngine,
-        &TestClock::at(T0),
-        &ask,
-        20,
+    let result = block_on(instance.runner(&OfflineEngine).run(
+        &g.ask("hi", Some("k")),
         &mut Silent,
+        std::future::pending(),
     ));
-    assert_eq!(result, Err(TurnError::NotFound));
+    assert_eq!(result.unwrap_err().error, TurnError::NotFound);
     let objects: i64 = conn
         .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
         .unwrap();
     assert_eq!(objects, 0, "nothing was created");
-    assert!(queue.sent.borrow().is_empty());
+    assert!(g.queue.sent.borrow().is_empty());
+}
+
+#[test]
+fn another_player_is_refused_before_waiting_and_a_crowd_is_refused_while_waiting() {
+    let g = Game::new();
+    let instance = g.instance();
+    let runner = instance.runner(&OfflineEngine);
+    let held = block_on(instance.gate.enter()).unwrap();
+    // Another player's turn, while the session's turn is held: refused at once.
+    let mut stranger = g.ask("hi", None);
+    stranger.identity = Identity::new(AuthProvider::X, "stranger").unwrap();
+    let refused = block_on(runner.run(&stranger, &mut Silent, std::future::pending()));
+    assert_eq!(refused.unwrap_err().error, TurnError::NotFound);
+    assert_eq!(instance.gate.waiting(), 0, "it never waited");
+    // The owner's turns wait, a few at most.
+    let asks: Vec<TurnAsk> = (0..=MAX_WAITING_TURNS)
+        .map(|n| g.ask(&format!("turn {n}"), None))
+        .collect();
+    let mut waiting: Vec<_> = asks[..MAX_WAITING_TURNS]
+        .iter()
+        .map(|ask| Box::pin(runner.run(ask, Box::leak(Box::new(Silent)), std::future::pending())))
+        .collect::<Vec<_>>();
+    let cx = &mut std::task::Context::from_waker(std::task::Waker::noop());
+    for turn in &mut waiting {
+        assert!(turn.as_mut().poll(cx).is_pending());
+    }
+    assert_eq!(instance.gate.waiting(), MAX_WAITING_TURNS);
+    let one_more = block_on(runner.run(
+        &asks[MAX_WAITING_TURNS],
+        &mut Silent,
+        std::future::pending(),
+    ));
+    assert_eq!(one_more.unwrap_err().error, TurnError::Busy);
+    assert_eq!(TurnError::Busy.refusal().status(), 409);
+    drop(held);
+    // Once the session is free, the waiting turns are played in their order.
+    for turn in waiting {
+        block_on(turn).unwrap();
+    }
+    let memory = g.memory();
+    assert_eq!(memory.len(), MAX_WAITING_TURNS);
+    assert_eq!(memory[0], "turn 0");
 }
 
 #[test]
@@ -248,75 +429,129 @@ fn an_actor_written_by_the_first_schema_is_upgraded_in_place() {
         rusqlite::params![session.to_string(), player.user_id().to_string(), T0],
     )
     .unwrap();
-    conn.execute(
-        "INSERT INTO turns VALUES (1, 't-old', 'before', 'reply', 2, 'happy', ?1)",
-        [T0],
-    )
-    .unwrap();
+    for n in 1..=30 {
+        conn.execute(
+            "INSERT INTO turns VALUES (?1, ?2, ?3, 'reply', 2, 'happy', ?4)",
+            rusqlite::params![n, format!("t-old-{n}"), format!("before {n}"), T0 + n],
+        )
+        .unwrap();
+    }
     let store = ActorDb::open(&conn).unwrap();
     let queue = MemoryQueue::default();
+    let (gate, frames, alarm) = (
+        Gate::default(),
+        RefCell::new(FrameLog::default()),
+        MemoryAlarm::default(),
+    );
+    let clock = TestClock::at(T0 + 5_000);
+    let runner = Runner {
+        store: &store,
+        queue: &queue,
+        engine: &OfflineEngine,
+        clock: &clock,
+        alarm: &alarm,
+        gate: &gate,
+        frames: &frames,
+        keep: 20,
+    };
     let ask = TurnAsk {
-        session_id: session,
+        session_id: session.into(),
         identity: player,
         message: "after the upgrade".into(),
         locale: None,
-        idempotency_key: Some("k".into()),
+        idempotency_key: Some(IdempotencyKey::parse("k").unwrap()),
     };
-    block_on(play(
-        &store,
-        &queue,
-        &OfflineEngine,
-        &TestClock::at(T0 + 5),
-        &ask,
-        20,
-        &mut Silent,
-    ))
-    .unwrap();
+    block_on(runner.run(&ask, &mut Silent, std::future::pending())).unwrap();
     let (turns, unconfirmed, keys, _) = store.counts();
-    assert_eq!(
-        (turns, unconfirmed, keys),
-        (2, 0, 1),
-        "the old turn is kept"
+    assert_eq!((unconfirmed, keys), (0, 1));
+    assert!(
+        turns <= 30,
+        "no more than before the upgrade: the old turns go as they age: {turns}"
     );
+    let memory: Vec<String> = store
+        .recent_turns(20)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.user_content)
+        .collect();
+    assert_eq!(memory.first().map(String::as_str), Some("before 12"));
+    assert_eq!(memory.last().map(String::as_str), Some("after the upgrade"));
     let version: i64 = conn
         .query_row("SELECT schema_version FROM actor_meta", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, chat_core::sql::actor::SCHEMA_VERSION);
-    // Version 4 writes one row per turn and per key: no index but the tables themselves
-    // (`answered_keys` is its own key, without rowid).
+    // One row per turn and per key: no index but the tables themselves (`answered_keys`
+    // and `tickets` are their own keys, without rowid; `turns` is keyed by its slot).
     let indexes: i64 = conn
         .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('turns', 'answered_keys')",
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('turns', 'answered_keys', 'tickets')",
             [],
             |r| r.get(0),
         )
         .unwrap();
     assert_eq!(indexes, 0);
-    let keys_sql: String = conn
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE name = 'answered_keys'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(keys_sql.ends_with("WITHOUT ROWID"), "{keys_sql}");
+    for table in ["answered_keys", "tickets"] {
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+    }
+    // The ring goes on: the next turns replace the oldest, and twenty turns are kept.
+    for n in 0..25 {
+        clock.advance(10);
+        let ask = TurnAsk {
+            message: format!("later {n}"),
+            idempotency_key: None,
+            ..ask.clone()
+        };
+        block_on(runner.run(&ask, &mut Silent, std::future::pending())).unwrap();
+    }
+    assert_eq!(store.counts().0, 20);
     // Opening it again changes nothing.
     ActorDb::open(&conn).unwrap();
 }
 
-/// What a transport would have sent: the message, then each piece of the reply.
+/// What a transport would have sent: each frame, with who it was for.
 #[derive(Default)]
 struct Recorder {
-    begun: Vec<String>,
-    deltas: Vec<String>,
+    frames: Vec<(Audience, Frame)>,
+    answering: Vec<bool>,
 }
 
 impl TurnSink for Recorder {
-    fn begin(&mut self, message: &str) {
-        self.begun.push(message.to_owned());
+    fn frame(&mut self, to: Audience, frame: &Frame) {
+        self.frames.push((to, frame.clone()));
     }
-    fn delta(&mut self, text: &str) {
-        self.deltas.push(text.to_owned());
+    fn answering(&mut self, replayed: bool) {
+        self.answering.push(replayed);
+    }
+}
+
+/// A recorder the test reads while the turn runs (its stop watches it).
+struct Shared<'a>(&'a RefCell<Recorder>);
+
+impl TurnSink for Shared<'_> {
+    fn frame(&mut self, to: Audience, f: &Frame) {
+        self.0.borrow_mut().frame(to, f)
+    }
+}
+
+impl Recorder {
+    fn deltas(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .filter_map(|(_, f)| match f {
+                Frame::Delta { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    fn seqs(&self) -> Vec<i64> {
+        self.frames.iter().map(|(_, f)| f.seq()).collect()
     }
 }
 
@@ -327,107 +562,286 @@ fn reply_of(body: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_turn_streams_its_reply_in_pieces_and_a_replay_in_one() {
-    let g = Game::new();
-    let store = ActorDb::open(&g.actor).unwrap();
-    let engine = chat_core::engine::Paced {
+fn paced() -> Paced<Yield> {
+    Paced {
         piece_ms: 20,
-        pause: chat_core::native::actor::Yield,
-    };
+        pause: Yield,
+    }
+}
+
+#[test]
+fn a_turn_streams_numbered_frames_and_a_replay_goes_to_its_asker_only() {
+    let g = Game::new();
+    let instance = g.instance();
+    let engine = paced();
+    let runner = instance.runner(&engine);
     let mut sink = Recorder::default();
     let ask = g.ask("thank you, you are kind", Some("k1"));
-    let answered = block_on(play(
-        &store, &g.queue, &engine, &g.clock, &ask, 20, &mut sink,
-    ))
-    .unwrap();
-    assert_eq!(sink.begun, ["thank you, you are kind"]);
-    assert!(sink.deltas.len() > 3, "{:?}", sink.deltas);
-    assert_eq!(sink.deltas.concat(), reply_of(&answered.body));
-    // A retry of the key: the same answer, told as one piece.
+    let answered = block_on(runner.run(&ask, &mut sink, std::future::pending())).unwrap();
+    assert_eq!(sink.answering, [false]);
+    assert!(
+        matches!(&sink.frames[0], (Audience::Session, Frame::Player { message, .. }) if message == "thank you, you are kind")
+    );
+    assert!(sink.deltas().len() > 3, "{:?}", sink.deltas());
+    assert_eq!(sink.deltas().concat(), reply_of(&answered.body));
+    assert!(
+        matches!(sink.frames.last(), Some((Audience::Session, Frame::Done { answer, .. })) if *answer == answered.body)
+    );
+    assert!(
+        sink.seqs().windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        sink.seqs()
+    );
+    assert!(sink.frames.iter().all(|(to, _)| *to == Audience::Session));
+    // A retry of the key: the same answer, to who asked, the reply in one piece, numbered
+    // after everything sent before.
     let mut again = Recorder::default();
-    let replayed = block_on(play(
-        &store, &g.queue, &engine, &g.clock, &ask, 20, &mut again,
-    ))
-    .unwrap();
+    let replayed = block_on(runner.run(&ask, &mut again, std::future::pending())).unwrap();
     assert!(replayed.replayed);
     assert_eq!(replayed.body, answered.body);
-    assert_eq!(again.deltas, [reply_of(&answered.body)]);
+    assert_eq!(again.answering, [true]);
+    assert_eq!(again.deltas(), [reply_of(&answered.body)]);
+    assert!(again.frames.iter().all(|(to, _)| *to == Audience::Asker));
+    assert!(again.seqs()[0] > *sink.seqs().last().unwrap());
     // Refusals are known before anything is told.
     let mut refused = Recorder::default();
     let edited = g.ask("something else", Some("k1"));
-    assert_eq!(
-        block_on(play(
-            &store,
-            &g.queue,
-            &engine,
-            &g.clock,
-            &edited,
-            20,
-            &mut refused
-        )),
-        Err(TurnError::KeyReused)
-    );
-    assert!(refused.begun.is_empty() && refused.deltas.is_empty());
+    let failed = block_on(runner.run(&edited, &mut refused, std::future::pending())).unwrap_err();
+    assert_eq!((failed.error, failed.told), (TurnError::KeyReused, false));
+    assert!(refused.frames.is_empty() && refused.answering.is_empty());
 }
 
 #[test]
 fn a_stop_while_the_engine_writes_queues_nothing_and_frees_the_key() {
     let mut g = Game::new();
-    let store = ActorDb::open(&g.actor).unwrap();
-    let engine = chat_core::engine::Paced {
-        piece_ms: 20,
-        pause: chat_core::native::actor::Yield,
-    };
+    let instance = g.instance();
+    let engine = paced();
+    let runner = instance.runner(&engine);
     let ask = g.ask("tell me about your day", Some("k-stop"));
-    let Begun::Play(session) = block_on(begin(&store, &g.queue, &g.clock, &ask, 20)).unwrap()
-    else {
-        panic!("a new key plays");
-    };
     // The player stops once two pieces were shown.
-    let sink = std::cell::RefCell::new(Recorder::default());
-    struct Shared<'a>(&'a std::cell::RefCell<Recorder>);
-    impl TurnSink for Shared<'_> {
-        fn begin(&mut self, m: &str) {
-            self.0.borrow_mut().begin(m)
-        }
-        fn delta(&mut self, t: &str) {
-            self.0.borrow_mut().delta(t)
-        }
-    }
+    let sink = RefCell::new(Recorder::default());
     let stop = std::future::poll_fn(|_| {
-        if sink.borrow().deltas.len() >= 2 {
+        if sink.borrow().deltas().len() >= 2 {
             std::task::Poll::Ready(())
         } else {
             std::task::Poll::Pending
         }
     });
-    let stopped = block_on(finish(
-        &store,
-        &g.queue,
-        &engine,
-        &g.clock,
-        &ask,
-        20,
-        &session,
-        &mut Shared(&sink),
-        stop,
-    ));
-    assert_eq!(stopped, Err(TurnError::Stopped));
-    let shown = sink.borrow().deltas.len();
+    let stopped = block_on(runner.run(&ask, &mut Shared(&sink), stop)).unwrap_err();
+    assert_eq!(
+        (stopped.error.clone(), stopped.told),
+        (TurnError::Stopped, true)
+    );
+    let shown = sink.borrow().deltas().len();
     assert!(
         (2..4).contains(&shown),
         "stopped after two pieces, not at the end: {shown}"
     );
+    assert!(matches!(
+        sink.borrow().frames.last(),
+        Some((
+            Audience::Session,
+            Frame::Error {
+                code: "stopped",
+                ..
+            }
+        ))
+    ));
     assert!(g.queue.sent.borrow().is_empty(), "nothing queued");
     assert_eq!(
-        ActorDb::open(&g.actor).unwrap().counts().2,
-        0,
-        "the key is not bound"
+        ActorDb::open(&g.actor).unwrap().counts(),
+        (0, 0, 0, 0),
+        "nothing is bound"
     );
+    drop(instance);
     // The key may be played again, to the end.
     let answered = g.turn("tell me about your day", Some("k-stop")).unwrap();
     assert!(!answered.replayed);
     g.consume();
     assert_eq!(g.stored(), 1, "one turn, the one played to the end");
+}
+
+/// One socket's view: the session's frames (a played turn) and the ones sent to it alone.
+#[derive(Default)]
+struct Socket {
+    received: Vec<String>,
+}
+
+impl Socket {
+    fn seqs(&self) -> Vec<i64> {
+        self.received.iter().map(|f| seq_of(f).unwrap()).collect()
+    }
+}
+
+/// A played turn's frames go to every socket of the session.
+struct Broadcast<'a>(&'a RefCell<Vec<Socket>>);
+
+impl TurnSink for Broadcast<'_> {
+    fn frame(&mut self, to: Audience, frame: &Frame) {
+        if to == Audience::Session {
+            for socket in self.0.borrow_mut().iter_mut() {
+                socket.received.push(frame.to_json());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_socket_refused_while_a_turn_runs_sees_numbers_go_up_and_a_reconnect_gets_the_rest() {
+    let g = Game::new();
+    let instance = g.instance();
+    let engine = paced();
+    let runner = instance.runner(&engine);
+    let sockets = RefCell::new(vec![Socket::default(), Socket::default()]);
+    let ask = g.ask("tell me a long story", Some("k-live"));
+    let mut broadcast = Broadcast(&sockets);
+    let turn = runner.run(&ask, &mut broadcast, std::future::pending());
+    // Socket 1 asks to stop a key that is not being written, once the turn's first delta
+    // went out: it is refused, on its own, in the middle of the turn.
+    let refusal = async {
+        std::future::poll_fn(|_| {
+            let seen = sockets.borrow()[1].received.len();
+            if seen >= 2 {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        let frame = instance
+            .frames
+            .borrow_mut()
+            .refusal(
+                g.clock.now_ms(),
+                Some(&IdempotencyKey::parse("unknown").unwrap()),
+                &Refusal::invalid("nothing_to_stop", "no turn with this key is being written"),
+            )
+            .expect("a number for the refusal");
+        sockets.borrow_mut()[1].received.push(frame.to_json());
+        frame.seq()
+    };
+    let (answered, refused_at) = block_on(join(turn, refusal));
+    let answered = answered.unwrap();
+    let sockets = sockets.into_inner();
+    for (n, socket) in sockets.iter().enumerate() {
+        let seqs = socket.seqs();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "socket {n} saw numbers go back: {seqs:?}"
+        );
+    }
+    let refused = &sockets[1];
+    let at = refused
+        .seqs()
+        .iter()
+        .position(|s| *s == refused_at)
+        .unwrap();
+    assert!(
+        at > 1 && at + 1 < refused.received.len(),
+        "the refusal came mid-turn"
+    );
+    // Socket 1 drops right after its refusal; a new socket asks for what came after it.
+    let missed = instance.frames.borrow().after(refused_at);
+    assert_eq!(missed, refused.received[at + 1..].to_vec());
+    let done: serde_json::Value = serde_json::from_str(missed.last().unwrap()).unwrap();
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["answer"]["reply"], reply_of(&answered.body));
+    // A reconnect after any number it received gets everything after it, done included
+    // (and the refusal socket 1 was sent, which a client ignores: not its key).
+    for (i, seq) in sockets[0].seqs().iter().enumerate() {
+        let missed: Vec<String> = instance
+            .frames
+            .borrow()
+            .after(*seq)
+            .into_iter()
+            .filter(|f| !f.contains("nothing_to_stop"))
+            .collect();
+        assert_eq!(missed, sockets[0].received[i + 1..].to_vec(), "after {seq}");
+    }
+}
+
+#[test]
+fn numbers_go_on_after_a_reset_and_a_reconnect_gets_the_last_turn_rebuilt() {
+    let g = Game::new();
+    let first = {
+        let instance = g.instance();
+        let sockets = RefCell::new(vec![Socket::default()]);
+        block_on(instance.runner(&paced()).run(
+            &g.ask("hello", Some("k1")),
+            &mut Broadcast(&sockets),
+            std::future::pending(),
+        ))
+        .unwrap();
+        sockets.into_inner().remove(0)
+    };
+    // The clock goes back a little (another machine), and the actor starts afresh.
+    g.clock.now.set(T0);
+    let instance = g.instance();
+    let sockets = RefCell::new(vec![Socket::default()]);
+    block_on(instance.runner(&paced()).run(
+        &g.ask("again", Some("k2")),
+        &mut Broadcast(&sockets),
+        std::future::pending(),
+    ))
+    .unwrap();
+    let second = sockets.into_inner().remove(0);
+    assert!(
+        second.seqs()[0] > *first.seqs().last().unwrap(),
+        "{:?} then {:?}",
+        first.seqs(),
+        second.seqs()
+    );
+    // A refusal between turns is numbered after the turn, and kept.
+    let between = instance
+        .frames
+        .borrow_mut()
+        .refusal(
+            g.clock.now_ms(),
+            None,
+            &Refusal::invalid("malformed_json", "x"),
+        )
+        .unwrap();
+    assert!(between.seq() > *second.seqs().last().unwrap());
+    assert_eq!(
+        instance
+            .frames
+            .borrow()
+            .after(*second.seqs().last().unwrap()),
+        [between.to_json()]
+    );
+}
+
+#[test]
+fn a_stop_race_lets_the_engine_lose_only_before_the_turn_is_bound() {
+    // The stop comes with the engine's last piece: whichever wins, the turn is either
+    // played whole (bound, queued, answered) or not at all.
+    for stop_after in 1..6 {
+        let g = Game::new();
+        let instance = g.instance();
+        let engine = paced();
+        let runner = instance.runner(&engine);
+        let seen = RefCell::new(Recorder::default());
+        let stop = std::future::poll_fn(|_| {
+            if seen.borrow().deltas().len() >= stop_after {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        let ask = g.ask("thanks!", Some("k"));
+        let outcome = block_on(runner.run(&ask, &mut Shared(&seen), stop));
+        let (held, unconfirmed, keys, _) = ActorDb::open(&g.actor).unwrap().counts();
+        match outcome {
+            Ok(answered) => {
+                assert_eq!((held, unconfirmed, keys), (1, 0, 1));
+                assert_eq!(g.queue.records().len(), 1);
+                assert!(!answered.replayed);
+            }
+            Err(failed) => {
+                assert_eq!(failed.error, TurnError::Stopped);
+                assert_eq!((held, keys), (0, 0));
+                assert!(g.queue.sent.borrow().is_empty());
+            }
+        }
+    }
 }

@@ -16,7 +16,7 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use chat_core::identity::Identity;
+use chat_core::identity::{Identity, SignIn};
 use chat_core::ttl_cache::TtlCache;
 use chat_core::x_auth::{identity_from_users_me, USERS_ME_PATH};
 use sha2::{Digest, Sha256};
@@ -51,7 +51,7 @@ thread_local! {
     /// Whether this isolate has logged why auth refuses everything.
     static REFUSAL_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// X answers by SHA-256 of the token (tokens themselves are not kept), with expiry.
-    static X_CACHE: RefCell<TtlCache<[u8; 32], Identity>> = RefCell::new(TtlCache::new(X_CACHE_MAX));
+    static X_CACHE: RefCell<TtlCache<[u8; 32], SignIn>> = RefCell::new(TtlCache::new(X_CACHE_MAX));
 }
 
 impl Auth {
@@ -100,11 +100,17 @@ impl Auth {
 
     /// The player behind `req`, or 401.
     pub async fn resolve(&self, req: &Request) -> Result<Identity, ApiError> {
+        Ok(self.sign_in(req).await?.identity)
+    }
+
+    /// The player behind `req` and until when the sign-in holds (what a live socket's
+    /// ticket keeps), or 401.
+    pub async fn sign_in(&self, req: &Request) -> Result<SignIn, ApiError> {
         match self {
             Self::Privy(app) => {
                 let token = bearer(req)?;
                 let id_token = req.headers().get(PRIVY_ID_TOKEN_HEADER).ok().flatten();
-                app.identity(&token, id_token.as_deref(), now_ms())
+                app.sign_in(&token, id_token.as_deref(), now_ms())
                     .await
                     .map_err(|e| unauthorized(e.code, e.message))
             }
@@ -126,8 +132,12 @@ impl Auth {
                             "send X-Dev-User: <provider>:<provider user id>",
                         )
                     })?;
-                Identity::parse_dev_header(&header)
-                    .map_err(|e| unauthorized("malformed_auth", format!("X-Dev-User: {e}")))
+                let identity = Identity::parse_dev_header(&header)
+                    .map_err(|e| unauthorized("malformed_auth", format!("X-Dev-User: {e}")))?;
+                Ok(SignIn {
+                    identity,
+                    valid_until: None,
+                })
             }
             Self::Refused(_) => Err(unauthorized(
                 "auth_unavailable",
@@ -162,12 +172,14 @@ fn bearer(req: &Request) -> Result<String, ApiError> {
     }
 }
 
+/// The player of an X token, asked of X's `users/me` unless this isolate asked within
+/// `ttl_ms`: the sign-in holds until then, and its profile is as of when X answered.
 async fn x_identity(
     base: &str,
     ttl_ms: i64,
     timeout: Duration,
     token: &str,
-) -> Result<Identity, ApiError> {
+) -> Result<SignIn, ApiError> {
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let now = now_ms();
     if let Some(identity) = X_CACHE.with(|c| c.borrow().get(&key, now)) {
@@ -201,10 +213,15 @@ async fn x_identity(
             ));
         }
     };
-    let identity =
+    let mut identity =
         identity_from_users_me(status, &body).map_err(|e| unauthorized(e.code, e.message))?;
+    identity.signed_at = Some(now);
+    let signed = SignIn {
+        identity,
+        valid_until: Some(now + ttl_ms),
+    };
     if ttl_ms > 0 {
-        X_CACHE.with(|c| c.borrow_mut().put(key, identity.clone(), now, now + ttl_ms));
+        X_CACHE.with(|c| c.borrow_mut().put(key, signed.clone(), now, now + ttl_ms));
     }
-    Ok(identity)
+    Ok(signed)
 }

@@ -12,7 +12,7 @@ use crate::body;
 use crate::error::ApiError;
 use crate::rate_limit::{self, Limiter};
 use crate::services::Services;
-use chat_core::ids::valid_idempotency_key;
+use chat_core::domain::IdempotencyKey;
 use chat_core::request::ChatTurn;
 use chat_core::request::MAX_BODY_BYTES;
 use chat_core::session::TurnAsk;
@@ -48,13 +48,18 @@ fn wants_events(req: &Request) -> bool {
     })
 }
 
-fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
-    match req.headers().get(IDEMPOTENCY_KEY_HEADER).ok().flatten() {
-        None => Ok(None),
-        Some(key) if valid_idempotency_key(&key) => Ok(Some(key)),
-        Some(_) => Err(ApiError::invalid(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 128 visible ASCII characters",
-        )),
-    }
+fn idempotency_key(req: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
+    req.headers()
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .ok()
+        .flatten()
+        .map(|key| {
+            IdempotencyKey::parse(key).map_err(|_| {
+                ApiError::invalid(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 128 visible ASCII characters",
+                )
+            })
+        })
+        .transpose()
 }

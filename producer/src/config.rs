@@ -13,9 +13,10 @@ pub const TURNS: &str = "TURNS";
 pub const SESSIONS: &str = "SESSIONS";
 /// The Workers AI binding (`REPLY_ENGINE=workers-ai`).
 pub const AI: &str = "AI";
-/// The rate limiting bindings: turns, and session starts.
+/// The rate limiting bindings: turns, session starts, and live-socket tickets.
 pub const TURN_LIMITER: &str = "TURN_LIMITER";
 pub const SESSION_LIMITER: &str = "SESSION_LIMITER";
+pub const TICKET_LIMITER: &str = "TICKET_LIMITER";
 /// The secret holding the admin token.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 

@@ -14,16 +14,8 @@ use uuid::Uuid;
 use worker::wasm_bindgen::JsValue;
 use worker::D1Database;
 
-/// A row of `chat_sessions`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SessionRow {
-    pub user_id: String,
-    pub character_type: String,
-    pub username: String,
-    pub locale: String,
-    pub created_at: i64,
-    pub ended_at: Option<i64>,
-}
+/// A row of `chat_sessions`: the same columns as the actor's own `session` row.
+pub use chat_core::session::SessionRow;
 
 /// A row of `user_stats`.
 #[derive(Debug, Deserialize)]

@@ -47,6 +47,27 @@ impl ApiError {
         Self::Refused(Refusal::new(kind, code, message))
     }
 
+    /// What a client is told where no status goes with it (a live socket's error frame): the
+    /// refusal, the internal detail logged.
+    pub fn into_refusal(self) -> Refusal {
+        self.log();
+        self.refusal()
+    }
+
+    fn log(&self) {
+        match self {
+            Self::Internal(detail) => tracing::error!(error = %detail, "internal error"),
+            Self::QueueUnavailable(detail) => tracing::error!(error = %detail, "queue send failed"),
+            Self::SessionUnavailable(detail) => {
+                tracing::error!(error = %detail, "session actor unreachable")
+            }
+            Self::DatabaseUnavailable(detail) => {
+                tracing::error!(error = %detail, "database unavailable")
+            }
+            _ => {}
+        }
+    }
+
     /// What the client gets: the refusal, with the internal detail left out.
     fn refusal(&self) -> Refusal {
         let unavailable = |code, message: &str| Refusal::new(Kind::Unavailable, code, message);
@@ -80,11 +101,7 @@ impl ApiError {
                 "this player's database is not answering; retry in a few seconds",
             )
             .retry_after(5),
-            Self::Internal(_) => Refusal::new(
-                Kind::Unavailable,
-                "internal",
-                "something went wrong on our side",
-            ),
+            Self::Internal(_) => Refusal::internal(),
         }
     }
 
@@ -94,7 +111,6 @@ impl ApiError {
         let status = match self {
             Self::UpgradeRequired => 426,
             Self::MethodNotAllowed { .. } => 405,
-            Self::Internal(_) => 500,
             _ => r.status(),
         };
         (status, r.code, r.message)
@@ -103,22 +119,9 @@ impl ApiError {
     /// The JSON response `{ "error": { "code", "message" } }` with its status, and its
     /// `Retry-After` when waiting is the answer.
     pub fn into_response(self) -> Response {
-        match &self {
-            Self::Internal(detail) => tracing::error!(error = %detail, "internal error"),
-            Self::QueueUnavailable(detail) => tracing::error!(error = %detail, "queue send failed"),
-            Self::SessionUnavailable(detail) => {
-                tracing::error!(error = %detail, "session actor unreachable")
-            }
-            Self::DatabaseUnavailable(detail) => {
-                tracing::error!(error = %detail, "database unavailable")
-            }
-            _ => {}
-        }
+        self.log();
         let (status, code, message) = self.status_code_message();
-        let retry_after = match &self {
-            Self::Internal(_) => None,
-            _ => self.refusal().retry_after,
-        };
+        let retry_after = self.refusal().retry_after;
         let mut response =
             Response::from_json(&json!({ "error": { "code": code, "message": message } }))
                 .unwrap_or_else(|_| Response::empty().expect("an empty response"))
@@ -149,6 +152,17 @@ pub fn only(method: &Method, allowed: &'static str, wanted: Method) -> Result<()
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         Self::Refused(r)
+    }
+}
+
+/// A turn's failure as the client sees it: the core's refusal; what went wrong inside is
+/// logged here, never sent.
+impl From<chat_core::turn::TurnError> for ApiError {
+    fn from(e: chat_core::turn::TurnError) -> Self {
+        if let Some(detail) = e.detail() {
+            tracing::error!(error = %detail, "a turn failed");
+        }
+        Self::Refused(e.refusal())
     }
 }
 

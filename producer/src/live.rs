@@ -2,7 +2,10 @@
 //! WebSocket, so a signed-in player asks for a ticket first:
 //!
 //! - `POST /api/sessions/{id}/ticket` (normal sign-in): the session's actor mints a ticket
-//!   for this player, single-use, for 60 s: 201 `{"ticket", "expiresAt"}`.
+//!   for this player, single-use, for 60 s: 201 `{"ticket", "expiresAt"}`. Limited per
+//!   player (`TICKET_LIMITER`, with `TURN_RATE_LIMIT`: 429 with `Retry-After`) and per
+//!   session (a few unused at once). The ticket keeps the sign-in and when it ends: the
+//!   socket plays no turn after that, and the page asks for a new ticket.
 //! - `GET /api/sessions/{id}/live?ticket=…&after=<seq>` with `Upgrade: websocket`: the socket,
 //!   handed to the session's actor. Refused before any upgrade, and before the actor is
 //!   called: a page of another site (403 `forbidden_origin`: only the Worker's own origin
@@ -12,10 +15,11 @@
 
 use crate::actor::client;
 use crate::error::ApiError;
+use crate::rate_limit::{self, Limiter};
 use crate::services::Services;
+use chat_core::domain::SessionId;
 use chat_core::refusal::Kind;
 use chat_core::ticket::{check, TicketError};
-use uuid::Uuid;
 use worker::{Env, Request, Response};
 use worker_support::clock::now_ms;
 
@@ -23,11 +27,12 @@ pub async fn ticket(
     req: Request,
     env: &Env,
     services: &Services,
-    id: Uuid,
+    id: SessionId,
 ) -> Result<Response, ApiError> {
-    let identity = services.auth.resolve(&req).await?;
-    crate::sessions::reachable(env, services, &identity, id).await?;
-    client::ticket(env, id, &identity).await
+    let sign_in = services.auth.sign_in(&req).await?;
+    rate_limit::check(env, Limiter::Tickets, &sign_in.identity).await?;
+    crate::sessions::reachable(env, services, &sign_in.identity, id).await?;
+    client::ticket(env, id, &sign_in).await
 }
 
 fn unauthorized(code: &'static str, message: &str) -> ApiError {
@@ -45,7 +50,7 @@ fn origin_allowed(env: &Env, req: &Request, origin: &str) -> bool {
             .any(|o| o == origin)
 }
 
-pub async fn connect(req: Request, env: &Env, id: Uuid) -> Result<Response, ApiError> {
+pub async fn connect(req: Request, env: &Env, id: SessionId) -> Result<Response, ApiError> {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     if !header("Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return Err(ApiError::UpgradeRequired);
@@ -77,7 +82,7 @@ pub async fn connect(req: Request, env: &Env, id: Uuid) -> Result<Response, ApiE
     };
     let key = crate::sessions::id_key(env)
         .ok_or_else(|| unauthorized("invalid_ticket", "live sockets are not configured here"))?;
-    let nonce = check(&ticket, &id, key.as_bytes(), now_ms()).map_err(|e| match e {
+    let nonce = check(&ticket, &id.uuid(), key.as_bytes(), now_ms()).map_err(|e| match e {
         TicketError::Expired => {
             unauthorized("expired_ticket", "this ticket expired; ask for a new one")
         }

@@ -1,9 +1,10 @@
 //! The per-player rate limits: Cloudflare's rate limiting bindings (`[[ratelimits]]` in
 //! `wrangler.toml`), keyed by the player's user id: `TURN_LIMITER` (30 turns a minute),
-//! checked before a turn reaches its session, and `SESSION_LIMITER` (10 session starts a
-//! minute), checked before a start writes anything. `TURN_RATE_LIMIT = "off"` turns both
-//! off; only the local scripts and the tests set that, so load runs on one machine are not
-//! throttled.
+//! checked before a turn reaches its session, `SESSION_LIMITER` (10 session starts a
+//! minute), checked before a start writes anything, and `TICKET_LIMITER` (20 live-socket
+//! tickets a minute), checked before a ticket is minted. `TURN_RATE_LIMIT = "off"` turns
+//! them off; only the local scripts and the tests set that, so load runs on one machine are
+//! not throttled.
 //!
 //! The binding counts per Cloudflare location and is eventually consistent: it stops points
 //! farming at scale, not a single turn over the line. If the binding itself fails, turns go
@@ -19,6 +20,7 @@ use worker::Env;
 pub enum Limiter {
     Turns,
     Sessions,
+    Tickets,
 }
 
 impl Limiter {
@@ -27,6 +29,7 @@ impl Limiter {
         match self {
             Self::Turns => crate::config::TURN_LIMITER,
             Self::Sessions => crate::config::SESSION_LIMITER,
+            Self::Tickets => crate::config::TICKET_LIMITER,
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::error::{only, ApiError};
 use crate::services::Services;
 use crate::{chat, sessions, stats};
-use chat_core::request::parse_id;
+use chat_core::domain::SessionId;
 use serde_json::json;
 use worker::{Env, Method, Request, Response};
 
@@ -57,22 +57,17 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
         }
         ["api", "sessions", id, "ticket"] => {
             only("POST", Method::Post)?;
-            let id = parse_id(id).ok_or_else(session_not_found)?;
+            let id = SessionId::parse(id).ok_or_else(session_not_found)?;
             crate::live::ticket(req, env, &Services::from_env(env)?, id).await
         }
         ["api", "sessions", id, "live"] => {
             only("GET", Method::Get)?;
-            let id = parse_id(id).ok_or_else(session_not_found)?;
+            let id = SessionId::parse(id).ok_or_else(session_not_found)?;
             crate::live::connect(req, env, id).await
         }
         ["api", "sessions", id, "messages"] => {
             only("GET", Method::Get)?;
-            let id = parse_id(id).ok_or_else(|| {
-                ApiError::not_found(
-                    "session_not_found",
-                    "no session with this id for this player",
-                )
-            })?;
+            let id = SessionId::parse(id).ok_or_else(session_not_found)?;
             sessions::messages(req, &Services::from_env(env)?, id).await
         }
         ["admin", rest @ ..] => crate::admin::handle(req, env, rest).await,

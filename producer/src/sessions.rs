@@ -8,14 +8,13 @@ use crate::db::{self, SessionRow};
 use crate::error::ApiError;
 use crate::rate_limit::{self, Limiter};
 use crate::services::Services;
+use chat_core::domain::SessionId;
 use chat_core::identity::Identity;
 use chat_core::request::NewSession;
 use chat_core::request::{HistoryQuery, MessageCursor, MAX_BODY_BYTES};
 use chat_core::session::SessionState;
-use chat_core::session_id;
 use chat_core::time::to_rfc3339;
 use serde_json::json;
-use uuid::Uuid;
 use worker::{Env, Request, Response};
 use worker_support::clock::{now_ms, random10};
 
@@ -30,11 +29,11 @@ pub async fn create(
     rate_limit::check(env, Limiter::Sessions, &identity).await?;
     let now = now_ms();
     let key = id_key(env);
-    let id = session_id::issue(now, random10(), key.as_deref().map(str::as_bytes));
+    let id = SessionId::issue(now, random10(), key.as_deref().map(str::as_bytes));
     // D1 first: if the actor's start is lost after it, the actor adopts the row on the first
     // turn. The other order could leave an actor for a session D1 never heard of.
     let db = services.player_db_for_write(identity.user_id()).await?;
-    if !db::create_session(&db, &identity, id, &new, now).await? {
+    if !db::create_session(&db, &identity, id.uuid(), &new, now).await? {
         // The database has fenced the player's bucket: it is moving, or this isolate's map
         // is older than the move. Nothing was written; the retry finds the new home.
         return Err(ApiError::BucketMoving);
@@ -77,9 +76,9 @@ pub async fn reachable(
     env: &Env,
     services: &Services,
     identity: &Identity,
-    id: Uuid,
+    id: SessionId,
 ) -> Result<(), ApiError> {
-    if id_key(env).is_some_and(|key| session_id::is_issued(&id, key.as_bytes())) {
+    if id_key(env).is_some_and(|key| id.is_issued(key.as_bytes())) {
         return Ok(());
     }
     owned(services, identity, id).await.map(|_| ())
@@ -90,9 +89,9 @@ pub async fn reachable(
 pub async fn owned(
     services: &Services,
     identity: &Identity,
-    id: Uuid,
+    id: SessionId,
 ) -> Result<SessionRow, ApiError> {
-    db::find_session(&services.player_db(identity.user_id()).await?, id)
+    db::find_session(&services.player_db(identity.user_id()).await?, id.uuid())
         .await?
         .filter(|s| s.user_id == identity.user_id().to_string())
         .ok_or_else(|| {
@@ -105,7 +104,11 @@ pub async fn owned(
 
 /// A page of the session's history, oldest first. Without `before` it is the newest page;
 /// `nextBefore` (when older messages remain) asks for the page before it.
-pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Response, ApiError> {
+pub async fn messages(
+    req: Request,
+    services: &Services,
+    id: SessionId,
+) -> Result<Response, ApiError> {
     let identity = services.auth.resolve(&req).await?;
     let url = req.url()?;
     let pairs: Vec<_> = url.query_pairs().collect();
@@ -115,7 +118,7 @@ pub async fn messages(req: Request, services: &Services, id: Uuid) -> Result<Res
     let mut rows = db::list_messages(
         &services.player_db(identity.user_id()).await?,
         identity.user_id(),
-        id,
+        id.uuid(),
         query.before,
         query.limit + 1,
     )

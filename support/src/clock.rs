@@ -24,19 +24,13 @@ pub fn unit_random() -> f64 {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerClock;
 
-impl chat_core::turn::Clock for WorkerClock {
+impl chat_core::clock::Clock for WorkerClock {
     fn now_ms(&self) -> i64 {
         now_ms()
     }
 
     fn random10(&self) -> [u8; 10] {
         random10()
-    }
-}
-
-impl chat_core::consumer::ports::Clock for WorkerClock {
-    fn now_ms(&self) -> i64 {
-        now_ms()
     }
 
     fn unit_random(&self) -> f64 {

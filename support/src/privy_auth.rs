@@ -10,7 +10,7 @@
 //!   give until `exp`: the claims cannot change without changing the token.
 
 use crate::webcrypto::WebCryptoP256;
-use chat_core::identity::Identity;
+use chat_core::identity::SignIn;
 use chat_core::jwt::Es256Verifier;
 use chat_core::privy::{cache_key, PrivyApp};
 use chat_core::refusal::Refusal;
@@ -45,7 +45,7 @@ thread_local! {
     /// The imported WebCrypto key, keyed by the app's configuration (id and PEM).
     static KEY: RefCell<Option<(String, Rc<WebCryptoP256>)>> = const { RefCell::new(None) };
     /// Verified sign-ins by token hash, with their expiry (ms), for the configuration named.
-    static VERIFIED: RefCell<(String, TtlCache<[u8; 32], Identity>)> =
+    static VERIFIED: RefCell<(String, TtlCache<[u8; 32], SignIn>)> =
         RefCell::new((String::new(), TtlCache::new(DEFAULT_CACHE_ENTRIES)));
 }
 
@@ -121,13 +121,13 @@ impl PrivyAuth {
         Ok(auth)
     }
 
-    /// The player behind the tokens at `now_ms`.
-    pub async fn identity(
+    /// The player behind the tokens at `now_ms`, and until when the sign-in holds.
+    pub async fn sign_in(
         &self,
         access_token: &str,
         id_token: Option<&str>,
         now_ms: i64,
-    ) -> Result<Identity, Refusal> {
+    ) -> Result<SignIn, Refusal> {
         let key = (self.cache_entries > 0).then(|| cache_key(access_token, id_token));
         if let Some(k) = &key {
             let hit = VERIFIED.with(|c| {
@@ -151,6 +151,10 @@ impl PrivyAuth {
                     .await?
             }
         };
+        let signed = SignIn {
+            identity: verified.identity,
+            valid_until: Some(verified.expires_at.saturating_mul(1000)),
+        };
         if let Some(k) = key {
             VERIFIED.with(|c| {
                 let mut c = c.borrow_mut();
@@ -160,13 +164,13 @@ impl PrivyAuth {
                 }
                 c.1.put(
                     k,
-                    verified.identity.clone(),
+                    signed.clone(),
                     now_ms,
                     verified.expires_at.saturating_mul(1000),
                 );
             });
         }
-        Ok(verified.identity)
+        Ok(signed)
     }
 
     /// This isolate's WebCrypto key for the app, imported on first use; `None` with

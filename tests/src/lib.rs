@@ -414,19 +414,32 @@ impl Workers {
     fn stop(&mut self) {
         // wrangler runs workerd as a child: stop the whole process group (its id is the
         // child's pid, from `process_group(0)`). libc, not `kill(1)`: procps' kill has
-        // misread negative ids as options here.
-        let group = -(self.child.id() as libc::pid_t);
+        // misread negative ids as options here. The leader is reaped only after the last
+        // signal: until then its pid, and so the group's id, cannot be given to another
+        // process, whose group a late SIGKILL would hit.
+        let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) with a negative pid only signals that process group.
-        unsafe { libc::kill(group, libc::SIGTERM) };
+        unsafe { libc::kill(-pid, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            // SAFETY: waitid only reads the child's state; WNOWAIT leaves it unreaped.
+            let exited = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                ) == 0
+                    && info.si_pid() == pid
+            };
+            if exited {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        // SAFETY: as above; whatever is left of the group is killed.
-        unsafe { libc::kill(group, libc::SIGKILL) };
+        // SAFETY: as above; whatever is left of the group is killed, its leader not reaped yet.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
         let _ = self.child.wait();
     }
 
@@ -498,6 +511,11 @@ impl Workers {
             }
         }
         out
+    }
+
+    /// Whether this `wrangler dev`'s workerd is still running.
+    pub fn running(&self) -> bool {
+        !self.workerd_procs().is_empty()
     }
 
     /// Resident memory of the workerd processes of this `wrangler dev`, in KiB.
@@ -651,6 +669,85 @@ impl Workers {
     /// One number from the local D1.
     pub fn count(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// How many times the turn `turn_id` is stored (its point event): 1 once it is, never 2.
+    pub fn stored_turn(&self, turn_id: &str) -> i64 {
+        self.count(&format!(
+            "SELECT COUNT(*) FROM point_events WHERE message_id = '{turn_id}'"
+        ))
+    }
+
+    /// How many turns of `session` are stored.
+    pub fn stored_in(&self, session: &str) -> i64 {
+        self.count(&format!(
+            "SELECT COUNT(*) FROM point_events WHERE session_id = '{session}'"
+        ))
+    }
+
+    /// How many turns are stored, in every database.
+    pub fn stored_turns(&self) -> i64 {
+        self.count("SELECT COUNT(*) FROM point_events")
+    }
+
+    /// A `POST /api/chat` as player `user`: its status and JSON body.
+    pub async fn chat(
+        &self,
+        user: &str,
+        session: &str,
+        message: &str,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let (status, _, body) = self.chat_raw(user, session, message, key).await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// A `POST /api/chat` whose actor is reset on the way (`[fault:reset]`): whether the
+    /// client got no answer. Locally the actor shares the chat Worker's isolate, so the
+    /// reset leaves the request hanging rather than answering 503: either way the client
+    /// has no answer, and gives up after a few seconds.
+    pub async fn chat_unanswered(
+        &self,
+        user: &str,
+        session: &str,
+        message: &str,
+        key: Option<&str>,
+    ) -> bool {
+        match self
+            .chat_request(user, session, message, key)
+            .timeout(Duration::from_secs(4))
+            .send()
+            .await
+        {
+            Ok(r) => r.status().is_server_error(),
+            Err(_) => true,
+        }
+    }
+
+    /// A `POST /api/chat` that must be answered 200: its JSON body.
+    pub async fn chat_ok(&self, user: &str, session: &str, message: &str) -> Value {
+        let (status, body) = self.chat(user, session, message, None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// A raw `POST /api/chat`: its status, whether it is a key's replay
+    /// (`Idempotent-Replayed`), and the body's exact bytes.
+    pub async fn chat_raw(
+        &self,
+        user: &str,
+        session: &str,
+        message: &str,
+        key: Option<&str>,
+    ) -> (u16, bool, String) {
+        let r = self
+            .chat_request(user, session, message, key)
+            .send()
+            .await
+            .expect("answered");
+        let status = r.status().as_u16();
+        let replayed = r.headers().contains_key("idempotent-replayed");
+        (status, replayed, r.text().await.unwrap())
     }
 
     /// Sends a request as player `user` (`X-Dev-User`) with a JSON body.

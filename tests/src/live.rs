@@ -254,4 +254,28 @@ impl Live {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+
+    /// Closes the socket with `code`, as a client does, and waits up to `timeout` for the
+    /// server's Close: its code, or `None` if none came.
+    pub async fn close_with(mut self, code: u16, timeout: Duration) -> Option<u16> {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        self.ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "bye".into(),
+            })))
+            .await
+            .ok()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(100), self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(Some(frame))))) => return Some(frame.code.into()),
+                Ok(Some(Ok(Message::Close(None)))) => return Some(1005),
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                _ => {}
+            }
+        }
+        None
+    }
 }

@@ -18,28 +18,10 @@ async fn start() -> Workers {
     .await
 }
 
-async fn chat(w: &Workers, user: &str, session: &str, message: &str) -> Value {
-    let (status, body) = w
-        .post(
-            "/api/chat",
-            user,
-            &json!({ "sessionId": session, "message": message }),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 fn letters(w: &Workers, class: &str) -> i64 {
     w.count(&format!(
         "SELECT COUNT(*) FROM dead_letters WHERE error_class = '{class}'"
     ))
-}
-
-fn stored(w: &Workers, turn_id: &str) -> bool {
-    w.count(&format!(
-        "SELECT COUNT(*) FROM point_events WHERE message_id = '{turn_id}'"
-    )) == 1
 }
 
 /// Runs `sql` on the first (or, with `last`, the last) database that holds users.
@@ -93,9 +75,9 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
     let w = start().await;
     let alice = "x:alice";
     let session = w.session(alice, "kai").await;
-    let original = chat(&w, alice, &session, "hello there").await;
+    let original = w.chat_ok(alice, &session, "hello there").await;
     let original_id = original["messageId"].as_str().unwrap().to_owned();
-    assert!(wait_for(Duration::from_secs(30), || stored(&w, &original_id)).await);
+    assert!(wait_for(Duration::from_secs(30), || w.stored_turn(&original_id) == 1).await);
 
     // Poison of every permanent class, with valid turns in the same call (so the same batch).
     let session_id = Uuid::parse_str(&session).unwrap();
@@ -149,7 +131,7 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
     );
     for r in &valid {
         assert!(
-            stored(&w, &r.turn_id.to_string()),
+            w.stored_turn(&r.turn_id.to_string()) == 1,
             "valid turns of the poisoned batch are stored"
         );
     }
@@ -177,27 +159,31 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
     );
 
     // A transient fault once: retried, then stored; nothing dead-lettered.
-    let once = chat(&w, alice, &session, "retry me [fault:before-once]").await;
+    let once = w
+        .chat_ok(alice, &session, "retry me [fault:before-once]")
+        .await;
     let once_id = once["messageId"].as_str().unwrap().to_owned();
     // A write that commits but whose handler fails: delivered again, stored once.
-    let after = chat(&w, alice, &session, "twice delivered [fault:after-once]").await;
+    let after = w
+        .chat_ok(alice, &session, "twice delivered [fault:after-once]")
+        .await;
     let after_id = after["messageId"].as_str().unwrap().to_owned();
     assert!(
-        wait_for(Duration::from_secs(30), || stored(&w, &once_id)
-            && stored(&w, &after_id))
+        wait_for(Duration::from_secs(30), || w.stored_turn(&once_id) == 1
+            && w.stored_turn(&after_id) == 1)
         .await,
         "{}",
         w.log_tail()
     );
     // A fault that outlasts max_retries: dead-lettered with its error on the last attempt.
     let until = now_ms() + 20_000;
-    let stuck = chat(
-        &w,
-        "x:erin",
-        &w.session("x:erin", "rin").await,
-        &format!("stuck [fault:before-until={until}]"),
-    )
-    .await;
+    let stuck = w
+        .chat_ok(
+            "x:erin",
+            &w.session("x:erin", "rin").await,
+            &format!("stuck [fault:before-until={until}]"),
+        )
+        .await;
     let stuck_id = stuck["messageId"].as_str().unwrap().to_owned();
     assert!(
         wait_for(Duration::from_secs(60), || letters(&w, "transient") == 1).await,
@@ -216,7 +202,7 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
         (6, stuck_id.as_str()),
         "max_retries 5 = 6 deliveries"
     );
-    assert!(!stored(&w, &stuck_id));
+    assert_eq!(w.stored_turn(&stuck_id), 0);
     assert_eq!(
         w.count("SELECT COUNT(*) FROM dead_letters"),
         5,
@@ -323,7 +309,7 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
         "only the replayable letter is queued: {first}"
     );
     assert!(
-        wait_for(Duration::from_secs(30), || stored(&w, &stuck_id)).await,
+        wait_for(Duration::from_secs(30), || w.stored_turn(&stuck_id) == 1).await,
         "{}",
         w.log_tail()
     );

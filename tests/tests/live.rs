@@ -10,12 +10,6 @@ use e2e::{wait_for, Options, Workers};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn stored(w: &Workers, session: &str) -> i64 {
-    w.count(&format!(
-        "SELECT COUNT(*) FROM point_events WHERE session_id = '{session}'"
-    ))
-}
-
 fn parse(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
@@ -121,9 +115,9 @@ async fn server_sent_events_stream_the_reply_and_keep_the_plain_answers() {
     let after = read_events(w.chat_request(user, &session, "sorry", Some("s-6"))).await;
     assert_eq!(after.status, 409, "{}", after.body);
 
-    assert!(wait_for(Duration::from_secs(30), || stored(&w, &session) == 3).await);
+    assert!(wait_for(Duration::from_secs(30), || w.stored_in(&session) == 3).await);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(stored(&w, &session), 3, "s-1, s-4 and s-5, each once");
+    assert_eq!(w.stored_in(&session), 3, "s-1, s-4 and s-5, each once");
     assert_eq!(w.count("SELECT COUNT(*) FROM dead_letters"), 0);
 }
 
@@ -364,13 +358,13 @@ async fn every_socket_of_a_session_sees_each_turn_and_every_promise_holds() {
 
     // Every turn that ended `done` is stored once; the stopped one never.
     assert!(
-        wait_for(Duration::from_secs(30), || stored(&w, &session) == 4).await,
+        wait_for(Duration::from_secs(30), || w.stored_in(&session) == 4).await,
         "{}",
-        stored(&w, &session)
+        w.stored_in(&session)
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        stored(&w, &session),
+        w.stored_in(&session),
         4,
         "w-1, w-2 (played again), w-3 and w-4"
     );

@@ -30,26 +30,6 @@ struct Sent {
     message: String,
 }
 
-async fn chat(
-    w: &Workers,
-    user: &str,
-    session: &str,
-    message: &str,
-    key: Option<&str>,
-) -> (u16, Value) {
-    let r = w
-        .chat_request(user, session, message, key)
-        .send()
-        .await
-        .expect("answered");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-fn stored_turns(w: &Workers) -> i64 {
-    w.count("SELECT COUNT(*) FROM point_events")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn turns_are_answered_queued_and_stored_exactly_once() {
     let w = Workers::start().await;
@@ -71,7 +51,7 @@ async fn turns_are_answered_queued_and_stored_exactly_once() {
             let key = (i % 5 == 0).then(|| format!("key-{i}"));
             let w = &w;
             async move {
-                let (status, body) = chat(w, &user, &session, &message, key.as_deref()).await;
+                let (status, body) = w.chat(&user, &session, &message, key.as_deref()).await;
                 Sent {
                     user,
                     status,
@@ -100,9 +80,9 @@ async fn turns_are_answered_queued_and_stored_exactly_once() {
 
     // The consumer stores them all.
     assert!(
-        wait_for(Duration::from_secs(60), || stored_turns(&w) == TURNS as i64).await,
+        wait_for(Duration::from_secs(60), || w.stored_turns() == TURNS as i64).await,
         "stored {} of {TURNS}\n{}",
-        stored_turns(&w),
+        w.stored_turns(),
         w.log_tail()
     );
     assert_eq!(
@@ -199,7 +179,9 @@ async fn turns_are_answered_queued_and_stored_exactly_once() {
     // Retrying the keyed turns (same key, same words) gets the same answer and stores nothing.
     let retries: Vec<&Sent> = sent.iter().filter(|s| s.key.is_some()).collect();
     for s in &retries {
-        let (status, body) = chat(&w, &s.user, &s.session, &s.message, s.key.as_deref()).await;
+        let (status, body) = w
+            .chat(&s.user, &s.session, &s.message, s.key.as_deref())
+            .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body["messageId"], s.body["messageId"],
@@ -209,18 +191,13 @@ async fn turns_are_answered_queued_and_stored_exactly_once() {
     }
     // A fresh turn sent after the retries marks when the queue has moved past them.
     let (user, session) = &sessions[1];
-    let (status, sentinel) = chat(&w, user, session, "one more, thanks", None).await;
+    let (status, sentinel) = w.chat(user, session, "one more, thanks", None).await;
     assert_eq!(status, 200);
     let sentinel_id = sentinel["messageId"].as_str().unwrap().to_owned();
-    let stored = |id: &str| {
-        w.count(&format!(
-            "SELECT COUNT(*) FROM chat_messages WHERE id = '{id}'"
-        )) == 1
-    };
-    assert!(wait_for(Duration::from_secs(30), || stored(&sentinel_id)).await);
+    assert!(wait_for(Duration::from_secs(30), || w.stored_turn(&sentinel_id) == 1).await);
     tokio::time::sleep(Duration::from_secs(2)).await; // more than max_batch_timeout
     assert_eq!(
-        stored_turns(&w),
+        w.stored_turns(),
         TURNS as i64 + 1,
         "retries stored nothing new"
     );
@@ -253,7 +230,9 @@ async fn a_hostile_turn_ends_the_game() {
     let w = Workers::start().await;
     let user = "privy:did:privy:quitter";
     let session = w.session(user, "rin").await;
-    let (status, body) = chat(&w, user, &session, "I hate you, you are stupid", None).await;
+    let (status, body) = w
+        .chat(user, &session, "I hate you, you are stupid", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["isGameOver"], true);
     assert_eq!(body["emotion"], "angry");
@@ -265,7 +244,7 @@ async fn a_hostile_turn_ends_the_game() {
         "{}",
         w.log_tail()
     );
-    let (status, body) = chat(&w, user, &session, "sorry", None).await;
+    let (status, body) = w.chat(user, &session, "sorry", None).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "session_ended");
     let (_, stats) = w.get("/api/me/stats", user).await;

@@ -11,24 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A raw chat request: status, `Idempotent-Replayed` header, and the body's exact bytes.
-async fn chat_raw(
-    w: &Workers,
-    user: &str,
-    session: &str,
-    message: &str,
-    key: Option<&str>,
-) -> (u16, bool, String) {
-    let r = w
-        .chat_request(user, session, message, key)
-        .send()
-        .await
-        .expect("answered");
-    let status = r.status().as_u16();
-    let replayed = r.headers().contains_key("idempotent-replayed");
-    (status, replayed, r.text().await.unwrap())
-}
-
 fn parse(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -97,20 +79,14 @@ async fn with_llm(llm: &CountingLlm, extra: Vec<(&'static str, String)>) -> Work
     .await
 }
 
-fn stored(w: &Workers, session: &str) -> i64 {
-    w.count(&format!(
-        "SELECT COUNT(*) FROM point_events WHERE session_id = '{session}'"
-    ))
-}
-
 /// Waits until the queue has moved past everything sent before: a fresh turn of another
 /// player is stored, and then one more batch timeout passes.
 async fn drain(w: &Workers) {
     let user = "x:sentinel";
     let session = w.session(user, "kai").await;
-    let (status, _, body) = chat_raw(w, user, &session, "sentinel", None).await;
+    let (status, _, body) = w.chat_raw(user, &session, "sentinel", None).await;
     assert_eq!(status, 200, "{body}");
-    assert!(wait_for(Duration::from_secs(30), || stored(w, &session) == 1).await);
+    assert!(wait_for(Duration::from_secs(30), || w.stored_in(&session) == 1).await);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
@@ -121,24 +97,26 @@ async fn keyed_retries_get_the_same_answer_and_reused_keys_are_refused() {
     let user = "x:retrier";
     let session = w.session(user, "sakura").await;
 
-    let (status, replayed, first) = chat_raw(&w, user, &session, "hi there", Some("turn-1")).await;
+    let (status, replayed, first) = w.chat_raw(user, &session, "hi there", Some("turn-1")).await;
     assert_eq!((status, replayed), (200, false), "{first}");
     for _ in 0..3 {
         let (status, replayed, again) =
-            chat_raw(&w, user, &session, "hi there", Some("turn-1")).await;
+            w.chat_raw(user, &session, "hi there", Some("turn-1")).await;
         assert_eq!((status, replayed), (200, true));
         assert_eq!(again, first, "a retry gets the first answer byte for byte");
     }
     assert_eq!(llm.server.hits(), 1, "retries never ask the engine again");
 
     // The same key with another message (a client counter that restarted): 422, nothing queued.
-    let (status, _, refused) = chat_raw(&w, user, &session, "a new line", Some("turn-1")).await;
+    let (status, _, refused) = w
+        .chat_raw(user, &session, "a new line", Some("turn-1"))
+        .await;
     assert_eq!(status, 422, "{refused}");
     assert_eq!(parse(&refused)["error"]["code"], "idempotency_key_reused");
     assert_eq!(llm.server.hits(), 1);
 
     drain(&w).await;
-    assert_eq!(stored(&w, &session), 1, "one turn stored for four answers");
+    assert_eq!(w.stored_in(&session), 1, "one turn stored for four answers");
     assert_eq!(
         w.count("SELECT COUNT(*) FROM dead_letters"),
         0,
@@ -166,32 +144,22 @@ async fn a_game_over_is_final_at_once_and_its_retry_keeps_its_answer() {
     let w = Workers::start().await;
     let user = "x:quitter";
     let session = w.session(user, "rin").await;
-    let (status, _, last) = chat_raw(
-        &w,
-        user,
-        &session,
-        "I hate you, you are stupid",
-        Some("final"),
-    )
-    .await;
+    let (status, _, last) = w
+        .chat_raw(user, &session, "I hate you, you are stupid", Some("final"))
+        .await;
     assert_eq!(status, 200, "{last}");
     assert_eq!(parse(&last)["isGameOver"], true);
 
     // At once, before the consumer has stored anything: the actor knows.
-    let (status, _, refused) = chat_raw(&w, user, &session, "sorry!", Some("after")).await;
+    let (status, _, refused) = w.chat_raw(user, &session, "sorry!", Some("after")).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(parse(&refused)["error"]["code"], "session_ended");
-    let (status, _, refused) = chat_raw(&w, user, &session, "sorry again", None).await;
+    let (status, _, refused) = w.chat_raw(user, &session, "sorry again", None).await;
     assert_eq!(status, 409, "{refused}");
 
-    let (status, replayed, again) = chat_raw(
-        &w,
-        user,
-        &session,
-        "I hate you, you are stupid",
-        Some("final"),
-    )
-    .await;
+    let (status, replayed, again) = w
+        .chat_raw(user, &session, "I hate you, you are stupid", Some("final"))
+        .await;
     assert_eq!((status, replayed), (200, true));
     assert_eq!(
         again, last,
@@ -199,19 +167,19 @@ async fn a_game_over_is_final_at_once_and_its_retry_keeps_its_answer() {
     );
 
     // Another player learns nothing about the session, with or without its key.
-    let (status, _, other) = chat_raw(
-        &w,
-        "x:stranger",
-        &session,
-        "I hate you, you are stupid",
-        Some("final"),
-    )
-    .await;
+    let (status, _, other) = w
+        .chat_raw(
+            "x:stranger",
+            &session,
+            "I hate you, you are stupid",
+            Some("final"),
+        )
+        .await;
     assert_eq!(status, 404, "{other}");
     assert_eq!(parse(&other)["error"]["code"], "session_not_found");
 
     drain(&w).await;
-    assert_eq!(stored(&w, &session), 1);
+    assert_eq!(w.stored_in(&session), 1);
     assert_eq!(
         w.count(&format!(
             "SELECT COUNT(*) FROM chat_sessions WHERE id = '{session}' AND ended_at IS NOT NULL"
@@ -233,7 +201,7 @@ async fn the_engine_hears_the_conversation_and_the_actor_keeps_only_n_turns() {
     let lines = ["hello Sakura", "do you like tea?", "what did I ask you?"];
     let mut answers = Vec::new();
     for line in lines {
-        let (status, _, body) = chat_raw(&w, user, &session, line, None).await;
+        let (status, _, body) = w.chat_raw(user, &session, line, None).await;
         assert_eq!(status, 200, "{body}");
         answers.push(parse(&body));
     }
@@ -265,7 +233,7 @@ async fn the_engine_hears_the_conversation_and_the_actor_keeps_only_n_turns() {
 
     // 100 more turns: the actor prunes to the default 20, and the engine hears 20.
     for i in 0..100 {
-        let (status, _, body) = chat_raw(&w, user, &session, &format!("line {i}"), None).await;
+        let (status, _, body) = w.chat_raw(user, &session, &format!("line {i}"), None).await;
         assert_eq!(status, 200, "{body}");
     }
     let last = llm.bodies.lock().unwrap().last().unwrap().clone();
@@ -283,7 +251,7 @@ async fn the_engine_hears_the_conversation_and_the_actor_keeps_only_n_turns() {
     assert_eq!(held["turnsHeld"], 20, "{held}");
     assert_eq!(held["session"]["username"], "Mika");
     assert!(held["session"]["endedAt"].is_null());
-    assert!(wait_for(Duration::from_secs(60), || stored(&w, &session) == 103).await);
+    assert!(wait_for(Duration::from_secs(60), || w.stored_in(&session) == 103).await);
 }
 
 /// `n` keyed turns of one session sent at once: "{prefix} {i}" with the key "{prefix}-{i}".
@@ -296,7 +264,8 @@ async fn at_once(
 ) -> Vec<(u16, bool, String)> {
     join_all((0..n).map(|i| async move {
         let key = format!("{prefix}-{i}");
-        chat_raw(w, user, session, &format!("{prefix} {i}"), Some(&key)).await
+        w.chat_raw(user, session, &format!("{prefix} {i}"), Some(&key))
+            .await
     }))
     .await
 }
@@ -340,24 +309,26 @@ async fn turns_of_one_session_take_turns_and_a_flood_is_refused_without_loss() {
     // A refused turn was never played: its retry with the same key is a fresh turn.
     let (_, _, _) = &busy[0];
     let refused_index = flood.iter().position(|(s, _, _)| *s == 409).unwrap();
-    let (status, replayed, _) = chat_raw(
-        &w,
-        user,
-        &session,
-        &format!("flood {refused_index}"),
-        Some(&format!("flood-{refused_index}")),
-    )
-    .await;
+    let (status, replayed, _) = w
+        .chat_raw(
+            user,
+            &session,
+            &format!("flood {refused_index}"),
+            Some(&format!("flood-{refused_index}")),
+        )
+        .await;
     assert_eq!((status, replayed), (200, false));
 
     let answered = 5 + ok as i64 + 1;
     assert!(
-        wait_for(Duration::from_secs(60), || stored(&w, &session) == answered).await,
+        wait_for(Duration::from_secs(60), || w.stored_in(&session)
+            == answered)
+        .await,
         "every answered turn is stored: {} of {answered}",
-        stored(&w, &session)
+        w.stored_in(&session)
     );
     drain(&w).await;
-    assert_eq!(stored(&w, &session), answered, "and nothing else");
+    assert_eq!(w.stored_in(&session), answered, "and nothing else");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,13 +340,13 @@ async fn the_workers_ai_engine_falls_back_offline() {
     .await;
     let user = "x:ai-fan";
     let session = w.session(user, "sakura").await;
-    let (status, _, body) = chat_raw(&w, user, &session, "thank you, so kind", None).await;
+    let (status, _, body) = w.chat_raw(user, &session, "thank you, so kind", None).await;
     assert_eq!(status, 200, "{body}");
     assert!(parse(&body)["reply"]
         .as_str()
         .unwrap()
         .starts_with("Sakura: "));
-    assert!(wait_for(Duration::from_secs(30), || stored(&w, &session) == 1).await);
+    assert!(wait_for(Duration::from_secs(30), || w.stored_in(&session) == 1).await);
     let engine: String = w
         .db()
         .query_row(
@@ -423,13 +394,13 @@ async fn a_reset_between_send_and_record_keeps_the_key_bound_to_its_message() {
     assert!(failed(first), "the reset fails the request");
 
     // The client edits its message and retries with the same key: refused, at once.
-    let (status, _, body) = chat_raw(&w, user, &session, "thank you", Some("k-1")).await;
+    let (status, _, body) = w.chat_raw(user, &session, "thank you", Some("k-1")).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(parse(&body)["error"]["code"], "idempotency_key_reused");
     // The same message with the same key: the turn bound before the send, answered.
-    let (status, replayed, answer) = chat_raw(&w, user, &session, message, Some("k-1")).await;
+    let (status, replayed, answer) = w.chat_raw(user, &session, message, Some("k-1")).await;
     assert_eq!((status, replayed), (200, true), "{answer}");
-    let (status, _, again) = chat_raw(&w, user, &session, message, Some("k-1")).await;
+    let (status, _, again) = w.chat_raw(user, &session, message, Some("k-1")).await;
     assert_eq!((status, again.as_str()), (200, answer.as_str()));
     // A reset on a second key, and the player moves on with a third: the bound turn is
     // sent again before the next one plays.
@@ -439,11 +410,11 @@ async fn a_reset_between_send_and_record_keeps_the_key_bound_to_its_message() {
         .send()
         .await;
     assert!(failed(second));
-    let (status, _, body) = chat_raw(&w, user, &session, "hello", Some("k-3")).await;
+    let (status, _, body) = w.chat_raw(user, &session, "hello", Some("k-3")).await;
     assert_eq!(status, 200, "{body}");
 
     drain(&w).await;
-    assert_eq!(stored(&w, &session), 3, "k-1, k-2 and k-3, each once");
+    assert_eq!(w.stored_in(&session), 3, "k-1, k-2 and k-3, each once");
     let stored_text: String = w
         .db()
         .query_row(
@@ -546,12 +517,12 @@ async fn players_are_rate_limited_and_unknown_sessions_write_nothing() {
     live.close().await;
     // Another player is not throttled by this one.
     let other = w.session("x:neighbour", "kai").await;
-    let (status, _, body) = chat_raw(&w, "x:neighbour", &other, "hello", None).await;
+    let (status, _, body) = w.chat_raw("x:neighbour", &other, "hello", None).await;
     assert_eq!(status, 200, "{body}");
     // Exactly the answered turns are stored: the refused one was never queued.
-    assert!(wait_for(Duration::from_secs(30), || stored(&w, &session) == 30).await);
+    assert!(wait_for(Duration::from_secs(30), || w.stored_in(&session) == 30).await);
     drain(&w).await;
-    assert_eq!(stored(&w, &session), 30);
+    assert_eq!(w.stored_in(&session), 30);
 
     // Session starts: 10 a minute per player. The rest get 429 and write nothing.
     let (rows, actors) = (player_rows(&w), w.actor_files());
@@ -599,14 +570,9 @@ async fn players_are_rate_limited_and_unknown_sessions_write_nothing() {
     let (rows, actors) = (player_rows(&w), w.actor_files());
     for i in 0..20 {
         let ghost = uuid::Uuid::now_v7().to_string();
-        let (status, _, body) = chat_raw(
-            &w,
-            "x:prober",
-            &ghost,
-            "anyone there?",
-            Some(&format!("g{i}")),
-        )
-        .await;
+        let (status, _, body) = w
+            .chat_raw("x:prober", &ghost, "anyone there?", Some(&format!("g{i}")))
+            .await;
         assert_eq!(status, 404, "{body}");
         assert_eq!(parse(&body)["error"]["code"], "session_not_found");
         let (status, body) = w

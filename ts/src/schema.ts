@@ -29,6 +29,7 @@ export const users = sqliteTable(
     updatedAt: integer("updated_at").notNull(),
     xUserId: text("x_user_id"),
     xUsername: text("x_username"),
+    profileSignedAt: integer("profile_signed_at").notNull().default(0),
   },
   (t) => [
     uniqueIndex("users_identity").on(t.authProvider, t.authProviderUserId),

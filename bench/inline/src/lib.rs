@@ -19,9 +19,8 @@ use chat_core::identity::Identity;
 use chat_core::ids::{time_ordered, TurnIds};
 use chat_core::record::{TurnInput, TurnRecord};
 use chat_core::request::{ChatTurn, NewSession, MAX_BODY_BYTES};
-use chat_core::session::TurnAnswer;
+use chat_core::session::{SessionRow, TurnAnswer};
 use chat_core::sql;
-use serde::Deserialize;
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{event, Context, Env, Method, Request, Response};
@@ -56,15 +55,6 @@ impl Failure {
     }
 }
 
-#[derive(Deserialize)]
-struct SessionRow {
-    user_id: String,
-    character_type: String,
-    username: String,
-    locale: String,
-    ended_at: Option<i64>,
-}
-
 #[event(start)]
 fn start() {
     worker_support::logging::init();
@@ -97,8 +87,9 @@ async fn player(req: &Request, env: &Env) -> Result<Identity, Failure> {
         .and_then(|h| h.strip_prefix("Bearer "))
         .ok_or_else(|| Failure::Status(401, "missing_auth", "send a Privy access token".into()))?;
     let id_token = req.headers().get("privy-id-token").ok().flatten();
-    auth.identity(token, id_token.as_deref(), now_ms())
+    auth.sign_in(token, id_token.as_deref(), now_ms())
         .await
+        .map(|s| s.identity)
         .map_err(|e| Failure::Status(401, e.code, e.message))
 }
 
@@ -182,7 +173,7 @@ async fn chat(mut req: Request, env: &Env) -> Result<Response, Failure> {
     });
     let record = TurnRecord::build(TurnInput {
         ids: TurnIds::random(message_at, random10()),
-        session_id: turn.session_id,
+        session_id: turn.session_id.uuid(),
         identity: &identity,
         character,
         locale,

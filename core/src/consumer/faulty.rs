@@ -8,7 +8,8 @@
 //!   failed, so the batch is delivered again);
 //! - the archive fails while `letters-until` lasts.
 
-use super::ports::{Clock, Control, Ledgers, Stored, Write};
+use super::ports::{Control, Ledgers, Stored, Write};
+use crate::clock::Clock;
 use crate::faults::{Fault, Faults};
 use crate::record::TurnRecord;
 use crate::shards::{Override, CONTROL};

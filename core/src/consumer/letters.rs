@@ -7,8 +7,9 @@
 //! message, its envelope keeping its id, and the old one is acked, with an alerting event.
 //! An outage of any length then delays letters but never loses one.
 
-use super::ports::{Clock, Control, Delivery, Queues};
+use super::ports::{Control, Delivery, Queues};
 use super::{Event, Settings};
+use crate::clock::Clock;
 use crate::d1_limits::{json_chunks, MAX_BOUND_JSON_BYTES};
 use crate::dead_letter::Envelope;
 use crate::failure::{letter_action, LetterAction};

@@ -45,7 +45,7 @@ impl Default for Settings {
 }
 
 /// Retries `m` after the backoff of its attempt, with jitter.
-pub(crate) fn retry_later<D: ports::Delivery, T: ports::Clock>(
+pub(crate) fn retry_later<D: ports::Delivery, T: crate::clock::Clock>(
     m: &D,
     settings: &Settings,
     clock: &T,

@@ -91,13 +91,6 @@ pub trait Queues {
     async fn send_letters(&self, texts: &[String]) -> Result<(), String>;
 }
 
-/// The time, and the randomness of retry jitter and fault rates.
-pub trait Clock {
-    fn now_ms(&self) -> i64;
-    /// A random number in [0, 1).
-    fn unit_random(&self) -> f64;
-}
-
 // A borrowed port is a port: the fault wrapper and the tests wrap references.
 impl<P: Ledgers> Ledgers for &P {
     fn bindings(&self) -> Vec<String> {

@@ -22,9 +22,10 @@
 //! Dead letters go to the dead-letter queue in an envelope with their class and error, and
 //! their message is acked only once that send succeeded: nothing is dropped.
 
-use super::ports::{Clock, Control, Delivery, Ledgers, Queues, Write};
+use super::ports::{Control, Delivery, Ledgers, Queues, Write};
 use super::{retry_later, Event, Settings};
 use crate::batch::{is_fenced, judge, turn_chunks, Outcome};
+use crate::clock::Clock;
 use crate::d1_limits::MAX_BOUND_JSON_BYTES;
 use crate::dead_letter::Envelope;
 use crate::failure::{on_transient, FailureClass, TransientAction};

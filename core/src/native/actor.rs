@@ -1,12 +1,15 @@
-//! The session actor's flow (`turn::play`) on native SQLite: the same statements its Durable
-//! Object runs (`sql::actor`), an in-memory turn queue with faults, and a clock the test
-//! moves. A "reset" is a new [`ActorDb`] on the same connection: what was written survives,
-//! nothing held in memory does.
+//! The session actor's turn runner (`turn::Runner`) on native SQLite: the same statements
+//! its Durable Object runs (`sql::actor`), an in-memory turn queue with faults, an alarm
+//! that remembers when it is due, and a clock the test moves. A "reset" is a new
+//! [`ActorDb`] (and a new gate and frame log) on the same connection: what was written
+//! survives, nothing held in memory does.
 
+use crate::clock::Clock;
+use crate::domain::IdempotencyKey;
 use crate::record::TurnRecord;
-use crate::session::{message_sha256, AnsweredKey, SessionState, StoredTurn};
+use crate::session::{message_sha256, AnsweredKey, RememberedTurn, SessionState};
 use crate::sql::actor as sql;
-use crate::turn::{Attempt, Clock, SessionStore, StoreError, TurnQueue};
+use crate::turn::{Alarm, Attempt, Binding, SessionStore, StoreError, TurnQueue};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -92,17 +95,6 @@ impl<'c> ActorDb<'c> {
     }
 }
 
-fn turn_params(r: &TurnRecord) -> (String, String, String, i32, &'static str, i64) {
-    (
-        r.turn_id.to_string(),
-        r.user_message.content.clone(),
-        r.agent_message.content.clone(),
-        r.score.raw,
-        r.agent_message.emotion.as_str(),
-        r.user_message.created_at,
-    )
-}
-
 impl SessionStore for ActorDb<'_> {
     fn session(&self) -> Result<Option<SessionState>, StoreError> {
         let exists: Option<String> = self
@@ -117,26 +109,27 @@ impl SessionStore for ActorDb<'_> {
         if exists.is_none() {
             return Ok(None);
         }
-        self.conn
+        let row = self
+            .conn
             .query_row(sql::SELECT_SESSION, [], |r| {
-                Ok(SessionState {
-                    id: r.get::<_, String>(0)?.parse().unwrap(),
-                    user_id: r.get::<_, String>(1)?.parse().unwrap(),
-                    character_type: crate::character::Character::parse(&r.get::<_, String>(2)?)
-                        .unwrap(),
-                    locale: crate::character::Locale::parse(&r.get::<_, String>(3)?).unwrap(),
+                Ok(crate::session::SessionRow {
+                    id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    character_type: r.get(2)?,
+                    locale: r.get(3)?,
                     username: r.get(4)?,
                     created_at: r.get(5)?,
                     ended_at: r.get(6)?,
                 })
             })
             .optional()
-            .map_err(err)
+            .map_err(err)?;
+        row.map(|r| r.into_state().map_err(StoreError)).transpose()
     }
 
-    fn answered_key(&self, key: &str) -> Result<Option<AnsweredKey>, StoreError> {
+    fn answered_key(&self, key: &IdempotencyKey) -> Result<Option<AnsweredKey>, StoreError> {
         self.conn
-            .query_row(sql::SELECT_KEY, [key], |r| {
+            .query_row(sql::SELECT_KEY, [key.as_str()], |r| {
                 Ok(AnsweredKey {
                     message_sha256: r.get(0)?,
                     answer: r.get(1)?,
@@ -160,11 +153,11 @@ impl SessionStore for ActorDb<'_> {
             .collect()
     }
 
-    fn recent_turns(&self, n: u32) -> Result<Vec<StoredTurn>, StoreError> {
+    fn recent_turns(&self, n: u32) -> Result<Vec<RememberedTurn>, StoreError> {
         let mut st = self.conn.prepare(sql::RECENT_TURNS).map_err(err)?;
         let rows = st
             .query_map([n], |r| {
-                Ok(StoredTurn {
+                Ok(RememberedTurn {
                     user_content: r.get(0)?,
                     agent_content: r.get(1)?,
                     score_raw: r.get(2)?,
@@ -175,52 +168,57 @@ impl SessionStore for ActorDb<'_> {
         rows.collect::<Result<_, _>>().map_err(err)
     }
 
-    fn bind(
-        &self,
-        record: &TurnRecord,
-        key: &str,
-        answer: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    fn last_frame_base(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(sql::LAST_FRAME_BASE, [], |r| r.get(0))
+            .map_err(err)
+    }
+
+    fn bind(&self, turn: &Binding<'_>) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction().map_err(err)?;
-        let (id, user, agent, raw, emotion, at) = turn_params(record);
+        let r = turn.record;
         tx.execute(
             sql::BIND_TURN,
             params![
-                id,
-                user,
-                agent,
-                raw,
-                emotion,
-                at,
-                None::<i64>,
-                record.encode()
+                turn.keep,
+                r.turn_id.to_string(),
+                r.user_message.content,
+                r.agent_message.content,
+                r.score.raw,
+                r.agent_message.emotion.as_str(),
+                r.user_message.created_at,
+                turn.frame_base,
+                r.encode()
             ],
         )
         .map_err(err)?;
-        tx.execute(
-            sql::INSERT_KEY,
-            params![
-                key,
-                message_sha256(&record.user_message.content),
-                id,
-                answer,
-                now_ms
-            ],
-        )
-        .map_err(err)?;
+        if let Some(key) = turn.key {
+            tx.execute(
+                sql::INSERT_KEY,
+                params![
+                    key.as_str(),
+                    message_sha256(&r.user_message.content),
+                    r.turn_id.to_string(),
+                    turn.answer,
+                    turn.now_ms
+                ],
+            )
+            .map_err(err)?;
+        }
         tx.commit().map_err(err)
+    }
+
+    fn unbind(&self, record: &TurnRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(sql::UNBIND_TURN, [record.turn_id.to_string()])
+            .map_err(err)?;
+        Ok(())
     }
 
     fn confirm(&self, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction().map_err(err)?;
-        let (id, user, agent, raw, emotion, at) = turn_params(record);
-        tx.execute(sql::CLEAR_RECORD, [&id]).map_err(err)?;
-        tx.execute(
-            sql::INSERT_CONFIRMED,
-            params![id, user, agent, raw, emotion, at, None::<i64>],
-        )
-        .map_err(err)?;
+        tx.execute(sql::CLEAR_RECORD, [record.turn_id.to_string()])
+            .map_err(err)?;
         tx.execute(sql::PRUNE_TURNS, [keep]).map_err(err)?;
         if record.game_over {
             tx.execute(sql::END_SESSION, [record.user_message.created_at])
@@ -230,13 +228,42 @@ impl SessionStore for ActorDb<'_> {
     }
 }
 
+/// The actor's alarm: when it is due, if set. A Durable Object has one alarm; asking for
+/// an earlier time moves it earlier, a later one leaves it (answers are given in time
+/// order, so the alarm set is never later than a newer answer's expiry).
+#[derive(Debug, Default)]
+pub struct MemoryAlarm {
+    pub at: Cell<Option<i64>>,
+}
+
+impl Alarm for MemoryAlarm {
+    async fn expire_by(&self, at_ms: i64) {
+        let due = self.at.get().map_or(at_ms, |at| at.min(at_ms));
+        self.at.set(Some(due));
+    }
+}
+
+impl MemoryAlarm {
+    /// The alarm runs at `now_ms` if it is due: the actor's alarm handler's work (answers
+    /// that expired dropped, the alarm set for the next one). Answers whether it ran.
+    pub fn ring(&self, store: &ActorDb<'_>, now_ms: i64) -> bool {
+        match self.at.get() {
+            Some(at) if at <= now_ms => {
+                self.at.set(store.expire_answers(now_ms).unwrap());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What the in-memory queue does to the next send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueFault {
     /// The send fails and nothing is queued.
     Fail,
-    /// The record is queued, then the actor is reset before it hears so: the send reports a
-    /// failure, and nothing after it in the flow runs.
+    /// The record is queued, then the actor is reset before it hears so: the send never
+    /// returns, and nothing after it in the flow runs ([`run_until_reset`] drops the turn).
     ResetAfterSend,
 }
 
@@ -247,12 +274,20 @@ pub struct MemoryQueue {
     faults: RefCell<VecDeque<QueueFault>>,
     /// Sends asked with [`Attempt::Again`].
     pub resent: Cell<usize>,
+    /// Set when a send met [`QueueFault::ResetAfterSend`]: the actor is being reset.
+    resetting: Cell<bool>,
 }
 
 impl MemoryQueue {
     /// The next sends meet these faults, in order.
     pub fn fail_next(&self, fault: QueueFault) {
         self.faults.borrow_mut().push_back(fault);
+    }
+
+    /// Whether the actor is being reset (a send met [`QueueFault::ResetAfterSend`]); asking
+    /// clears it.
+    pub fn take_reset(&self) -> bool {
+        self.resetting.replace(false)
     }
 
     /// The records queued, decoded.
@@ -270,11 +305,13 @@ impl TurnQueue for MemoryQueue {
         if attempt == Attempt::Again {
             self.resent.set(self.resent.get() + 1);
         }
-        match self.faults.borrow_mut().pop_front() {
+        let fault = self.faults.borrow_mut().pop_front();
+        match fault {
             Some(QueueFault::Fail) => Err("injected: the queue refused the send".into()),
             Some(QueueFault::ResetAfterSend) => {
                 self.sent.borrow_mut().push(record.encode());
-                Err("injected: the actor was reset after the send".into())
+                self.resetting.set(true);
+                std::future::pending().await
             }
             None => {
                 self.sent.borrow_mut().push(record.encode());
@@ -325,6 +362,23 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     for _ in 0..1_000_000 {
         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             return v;
+        }
+    }
+    panic!("the flow never finished")
+}
+
+/// Runs a turn as [`block_on`] does, unless the actor is reset on the way (a send met
+/// [`QueueFault::ResetAfterSend`]): then the turn is dropped where it stands, as a reset
+/// drops a Durable Object's work, and `None` is the answer.
+pub fn run_until_reset<F: std::future::Future>(queue: &MemoryQueue, f: F) -> Option<F::Output> {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    for _ in 0..1_000_000 {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return Some(v);
+        }
+        if queue.take_reset() {
+            return None;
         }
     }
     panic!("the flow never finished")

@@ -1,9 +1,10 @@
 //! The consumer's ports on native SQLite and in memory, so that the native tests drive the
 //! real flows of `crate::consumer`: one SQLite database per binding (`DB_0` is the control
-//! database too), queues that keep what was sent, deliveries that remember their verdict,
+//! database too), queues that keep what was sent, deliveries that remember how they were handled,
 //! and a clock the test moves.
 
-use crate::consumer::ports::{Clock, Control, Delivery, Ledgers, Queues, Stored, Write};
+use crate::clock::Clock;
+use crate::consumer::ports::{Control, Delivery, Ledgers, Queues, Stored, Write};
 use crate::shards::{Override, OverrideRow, CONTROL};
 use crate::sql;
 use rusqlite::Connection;
@@ -153,19 +154,19 @@ impl Queues for MemoryQueues {
 
 /// What a flow did with a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Handling {
     Acked,
     Retried { delay_seconds: u32 },
 }
 
-/// A queue message in memory, remembering every verdict it was given.
+/// A queue message in memory, remembering every handling it was given.
 #[derive(Debug)]
 pub struct Message {
     pub id: String,
     pub body: String,
     pub attempts: u32,
     pub sent_at: i64,
-    pub verdicts: RefCell<Vec<Verdict>>,
+    pub handled: RefCell<Vec<Handling>>,
 }
 
 impl Message {
@@ -180,15 +181,15 @@ impl Message {
             body: body.into(),
             attempts,
             sent_at,
-            verdicts: RefCell::new(Vec::new()),
+            handled: RefCell::new(Vec::new()),
         }
     }
 
-    /// The one verdict it was given; panics if it got none or several (a flow must give
+    /// The one handling it was given; panics if it got none or several (a flow must give
     /// every message exactly one).
-    pub fn verdict(&self) -> Verdict {
-        let v = self.verdicts.borrow();
-        assert_eq!(v.len(), 1, "message {} got verdicts {v:?}", self.id);
+    pub fn handling(&self) -> Handling {
+        let v = self.handled.borrow();
+        assert_eq!(v.len(), 1, "message {} was handled {v:?}", self.id);
         v[0]
     }
 }
@@ -207,12 +208,12 @@ impl Delivery for Message {
         self.sent_at
     }
     fn ack(&self) {
-        self.verdicts.borrow_mut().push(Verdict::Acked);
+        self.handled.borrow_mut().push(Handling::Acked);
     }
     fn retry(&self, delay_seconds: u32) {
-        self.verdicts
+        self.handled
             .borrow_mut()
-            .push(Verdict::Retried { delay_seconds });
+            .push(Handling::Retried { delay_seconds });
     }
 }
 
@@ -234,6 +235,15 @@ impl SeededClock {
 impl Clock for SeededClock {
     fn now_ms(&self) -> i64 {
         self.now.get()
+    }
+
+    fn random10(&self) -> [u8; 10] {
+        let mut out = [0u8; 10];
+        for pair in out.chunks_mut(2) {
+            let n = (self.unit_random() * 65_536.0) as u16;
+            pair.copy_from_slice(&n.to_be_bytes());
+        }
+        out
     }
 
     fn unit_random(&self) -> f64 {

@@ -17,13 +17,35 @@
 /// index (a session holds a few dozen turns, and a turn's id is looked up only when its send
 /// is confirmed), `answered_keys` without rowid (the key is the table) and without its
 /// partial index on answers held (the alarm that reads it runs once a day).
-pub const SCHEMA_VERSION: i64 = 4;
+/// 5: `turns` a ring of slots: every turn, keyed or not, is bound before its send and takes
+/// the place of the oldest one the character remembers (one row written, where an insert
+/// and a prune's delete were two), so an actor reset between a turn's send and its
+/// confirmation never loses it; `tickets` without rowid (the nonce is the table).
+pub const SCHEMA_VERSION: i64 = 5;
 
-/// The columns of `turns` (see [`SCHEMA`]).
-macro_rules! turns_columns {
+/// The columns of `turns` up to version 4 (see [`UPGRADE_3_TO_4`]).
+macro_rules! turns_v4_columns {
     () => {
         "(
   seq INTEGER PRIMARY KEY,
+  turn_id TEXT NOT NULL,
+  user_content TEXT NOT NULL,
+  agent_content TEXT NOT NULL,
+  score_raw INTEGER NOT NULL,
+  emotion TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  record TEXT,
+  frame_base INTEGER
+)"
+    };
+}
+
+/// The columns of `turns` (see [`SCHEMA`]): `slot` is `seq` modulo the turns kept.
+macro_rules! turns_columns {
+    () => {
+        "(
+  slot INTEGER PRIMARY KEY,
+  seq INTEGER NOT NULL,
   turn_id TEXT NOT NULL,
   user_content TEXT NOT NULL,
   agent_content TEXT NOT NULL,
@@ -69,12 +91,13 @@ pub const SCHEMA: [&str; 6] = [
   created_at INTEGER NOT NULL,
   ended_at INTEGER
 )",
-    // `seq` orders the turns; pruning deletes from the oldest, so it never reuses a value.
-    // `record` holds a keyed turn's record from just before its queue send until the send
-    // is confirmed: a turn with a record may have been queued, so it is sent again (the
-    // consumer stores it once) before the session plays anything else. `frame_base`
-    // numbers the turn's live frames (`live::TurnSeq`), so that a client reconnecting after
-    // the actor restarted gets the last turn with the numbers it saw.
+    // A ring: turn `seq` lives in slot `seq % keep`, in the place of the oldest turn kept.
+    // `seq` orders the turns and never reuses a value. `record` holds a turn's record from
+    // just before its queue send until the send is confirmed: a turn with a record may have
+    // been queued, so it is sent again (the consumer stores it once) before the session
+    // plays anything else. `frame_base` numbers the turn's live frames (`live::TurnSeq`),
+    // so that a client reconnecting after the actor restarted gets the last turn with the
+    // numbers it saw.
     concat!("CREATE TABLE IF NOT EXISTS turns ", turns_columns!()),
     // A key is bound to its message (by digest) before its turn is queued, for the session's
     // life, so reusing it for another message is always refused; its exact answer is kept
@@ -83,15 +106,29 @@ pub const SCHEMA: [&str; 6] = [
     // A live socket's ticket, minted for a player, until it is used (once) or expires.
     TICKETS,
     "CREATE TABLE IF NOT EXISTS actor_meta (id INTEGER PRIMARY KEY CHECK (id = 1), schema_version INTEGER NOT NULL)",
-    "INSERT INTO actor_meta (id, schema_version) VALUES (1, 4)
+    "INSERT INTO actor_meta (id, schema_version) VALUES (1, 5)
 ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version",
 ];
 
-const TICKETS: &str = "CREATE TABLE IF NOT EXISTS tickets (
+/// `tickets` up to version 4.
+const TICKETS_V3: &str = "CREATE TABLE IF NOT EXISTS tickets (
   nonce TEXT PRIMARY KEY,
   identity TEXT NOT NULL,
   expires_at INTEGER NOT NULL
 )";
+
+/// The columns of `tickets`: a live socket's ticket, until it is used or expires.
+macro_rules! tickets_columns {
+    () => {
+        "(
+  nonce TEXT PRIMARY KEY,
+  identity TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID"
+    };
+}
+
+const TICKETS: &str = concat!("CREATE TABLE IF NOT EXISTS tickets ", tickets_columns!());
 
 /// Upgrades a version-1 actor (no `actor_meta`) to version 2.
 pub const UPGRADE_1_TO_2: [&str; 3] = [
@@ -104,14 +141,14 @@ ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version",
 /// Upgrades a version-2 actor to version 3.
 pub const UPGRADE_2_TO_3: [&str; 3] = [
     "ALTER TABLE turns ADD COLUMN frame_base INTEGER",
-    TICKETS,
+    TICKETS_V3,
     "UPDATE actor_meta SET schema_version = 3 WHERE id = 1",
 ];
 
 /// Upgrades a version-3 actor to version 4: both tables rebuilt with their rows (a session's
 /// few dozen turns and its keys), in the one transaction the actor's upgrade runs in.
 pub const UPGRADE_3_TO_4: [&str; 9] = [
-    concat!("CREATE TABLE turns_v4 ", turns_columns!()),
+    concat!("CREATE TABLE turns_v4 ", turns_v4_columns!()),
     "INSERT INTO turns_v4 SELECT seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, record, frame_base FROM turns",
     "DROP TABLE turns",
     "ALTER TABLE turns_v4 RENAME TO turns",
@@ -120,6 +157,22 @@ pub const UPGRADE_3_TO_4: [&str; 9] = [
     "DROP TABLE answered_keys",
     "ALTER TABLE answered_keys_v4 RENAME TO answered_keys",
     "UPDATE actor_meta SET schema_version = 4 WHERE id = 1",
+];
+
+/// Upgrades a version-4 actor to version 5, in the one transaction the upgrade runs in: the
+/// turns move into slots named by their own `seq` (which no new turn's `seq % keep` reaches
+/// before they are the oldest: each new turn's confirmation prunes the turns past the newest
+/// `keep`), and the tickets into a table without rowid.
+pub const UPGRADE_4_TO_5: [&str; 9] = [
+    concat!("CREATE TABLE turns_v5 ", turns_columns!()),
+    "INSERT INTO turns_v5 SELECT seq, seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, record, frame_base FROM turns",
+    "DROP TABLE turns",
+    "ALTER TABLE turns_v5 RENAME TO turns",
+    concat!("CREATE TABLE tickets_v5 ", tickets_columns!()),
+    "INSERT INTO tickets_v5 SELECT nonce, identity, expires_at FROM tickets",
+    "DROP TABLE tickets",
+    "ALTER TABLE tickets_v5 RENAME TO tickets",
+    "UPDATE actor_meta SET schema_version = 5 WHERE id = 1",
 ];
 
 /// Binds: id, user_id, character_type, locale, username, created_at, ended_at. A second
@@ -153,23 +206,25 @@ pub const FORGET_ANSWERS: &str =
 pub const OLDEST_ANSWER: &str =
     "SELECT MIN(answered_at) AS at FROM answered_keys WHERE answer IS NOT NULL";
 
-/// A turn bound before its send: its row with the record that may be on the queue. Binds:
-/// turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base, record.
+/// A turn bound before its send: its row, with the record that may be on the queue, in the
+/// slot of the oldest turn kept (one row written). Binds: keep, turn_id, user_content,
+/// agent_content, score_raw, emotion, created_at, frame_base, record.
 pub const BIND_TURN: &str = "\
-INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base, record)
-VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+INSERT INTO turns (slot, seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base, record)
+SELECT n.seq % ?1, n.seq, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+FROM (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM turns) AS n
+WHERE true
+ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, turn_id = excluded.turn_id,
+  user_content = excluded.user_content, agent_content = excluded.agent_content,
+  score_raw = excluded.score_raw, emotion = excluded.emotion, created_at = excluded.created_at,
+  frame_base = excluded.frame_base, record = excluded.record";
 
-/// A turn whose send is confirmed, first: its bound row (a keyed turn) cleared of its
-/// record. Binds: turn_id.
+/// A turn whose send is confirmed: its record cleared. Binds: turn_id.
 pub const CLEAR_RECORD: &str =
     "UPDATE turns SET record = NULL WHERE turn_id = ?1 AND record IS NOT NULL";
 
-/// A turn whose send is confirmed, then: inserted if it was never bound (an unkeyed turn).
-/// Binds: turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base.
-pub const INSERT_CONFIRMED: &str = "\
-INSERT INTO turns (seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base)
-SELECT (SELECT COALESCE(MAX(seq), 0) + 1 FROM turns), ?1, ?2, ?3, ?4, ?5, ?6, ?7
-WHERE NOT EXISTS (SELECT 1 FROM turns WHERE turn_id = ?1)";
+/// A bound unkeyed turn whose send failed: gone, so it is never sent. Binds: turn_id.
+pub const UNBIND_TURN: &str = "DELETE FROM turns WHERE turn_id = ?1 AND record IS NOT NULL";
 
 /// The newest frame base of the session's turns: where a fresh instance numbers on from.
 pub const LAST_FRAME_BASE: &str = "SELECT MAX(frame_base) AS base FROM turns";
@@ -194,13 +249,24 @@ pub const TAKE_TICKET: &str =
 /// Drops the tickets that expired by ?1.
 pub const PRUNE_TICKETS: &str = "DELETE FROM tickets WHERE expires_at <= ?1";
 
+/// The tickets still good at ?1.
+pub const LIVE_TICKETS: &str = "SELECT COUNT(*) AS n FROM tickets WHERE expires_at > ?1";
+
+/// When the first ticket held expires (NULL when none is held).
+pub const NEXT_TICKET_EXPIRY: &str = "SELECT MIN(expires_at) AS at FROM tickets";
+
 /// The records of turns whose send is not confirmed, oldest first.
 pub const UNCONFIRMED_TURNS: &str =
     "SELECT record FROM turns WHERE record IS NOT NULL ORDER BY seq";
 
-/// Keeps the newest ?1 turns (never one whose send is unconfirmed).
-pub const PRUNE_TURNS: &str =
-    "DELETE FROM turns WHERE seq <= (SELECT MAX(seq) FROM turns) - ?1 AND record IS NULL";
+/// Keeps the newest ?1 turns (never one whose send is unconfirmed). The ring replaces the
+/// oldest turn as each is bound, in slots below ?1; only a slot at ?1 or above holds a turn
+/// the ring will not replace (left by a larger `keep`, or by an actor upgraded from version
+/// 4, whose turns keep their `seq` as their slot). So this looks at those slots only: in
+/// the steady state it reads no row and writes none.
+pub const PRUNE_TURNS: &str = "\
+DELETE FROM turns WHERE slot >= ?1 AND record IS NULL
+  AND seq <= (SELECT MAX(seq) FROM turns) - ?1";
 
 /// The newest ?1 confirmed turns, oldest first.
 pub const RECENT_TURNS: &str = "\
@@ -214,7 +280,8 @@ pub const COUNTS: &str = "\
 SELECT (SELECT COUNT(*) FROM turns) AS turns_held,
        (SELECT COUNT(*) FROM turns WHERE record IS NOT NULL) AS turns_unconfirmed,
        (SELECT COUNT(*) FROM answered_keys) AS keys_held,
-       (SELECT COUNT(*) FROM answered_keys WHERE answer IS NOT NULL) AS answers_held";
+       (SELECT COUNT(*) FROM answered_keys WHERE answer IS NOT NULL) AS answers_held,
+       (SELECT COUNT(*) FROM tickets) AS tickets_held";
 
 /// What opening an actor's storage needs, from the tables it has and its `actor_meta`
 /// version (when that table exists).
@@ -242,9 +309,15 @@ pub fn schema(tables: &[String], version: Option<i64>) -> Result<Schema, String>
         ))
     };
     match (has("actor_meta"), version) {
-        (false, _) => steps(&[&UPGRADE_1_TO_2, &UPGRADE_2_TO_3, &UPGRADE_3_TO_4]),
-        (true, Some(2)) => steps(&[&UPGRADE_2_TO_3, &UPGRADE_3_TO_4]),
-        (true, Some(3)) => steps(&[&UPGRADE_3_TO_4]),
+        (false, _) => steps(&[
+            &UPGRADE_1_TO_2,
+            &UPGRADE_2_TO_3,
+            &UPGRADE_3_TO_4,
+            &UPGRADE_4_TO_5,
+        ]),
+        (true, Some(2)) => steps(&[&UPGRADE_2_TO_3, &UPGRADE_3_TO_4, &UPGRADE_4_TO_5]),
+        (true, Some(3)) => steps(&[&UPGRADE_3_TO_4, &UPGRADE_4_TO_5]),
+        (true, Some(4)) => steps(&[&UPGRADE_4_TO_5]),
         (true, Some(SCHEMA_VERSION)) => Ok(Schema::Ready),
         (true, v) => Err(format!(
             "the actor's storage has schema version {v:?}; this code knows up to {SCHEMA_VERSION}"
@@ -267,20 +340,29 @@ mod tests {
         assert_eq!(schema(&t(&[]), None), Ok(Schema::Empty));
         assert_eq!(
             schema(&t(&["session"]), None),
-            chain(&[&UPGRADE_1_TO_2, &UPGRADE_2_TO_3, &UPGRADE_3_TO_4])
+            chain(&[
+                &UPGRADE_1_TO_2,
+                &UPGRADE_2_TO_3,
+                &UPGRADE_3_TO_4,
+                &UPGRADE_4_TO_5
+            ])
         );
         assert_eq!(
             schema(&t(&["session", "actor_meta"]), Some(2)),
-            chain(&[&UPGRADE_2_TO_3, &UPGRADE_3_TO_4])
+            chain(&[&UPGRADE_2_TO_3, &UPGRADE_3_TO_4, &UPGRADE_4_TO_5])
         );
         assert_eq!(
             schema(&t(&["session", "actor_meta"]), Some(3)),
-            chain(&[&UPGRADE_3_TO_4])
+            chain(&[&UPGRADE_3_TO_4, &UPGRADE_4_TO_5])
         );
         assert_eq!(
             schema(&t(&["session", "actor_meta"]), Some(4)),
+            chain(&[&UPGRADE_4_TO_5])
+        );
+        assert_eq!(
+            schema(&t(&["session", "actor_meta"]), Some(5)),
             Ok(Schema::Ready)
         );
-        assert!(schema(&t(&["session", "actor_meta"]), Some(5)).is_err());
+        assert!(schema(&t(&["session", "actor_meta"]), Some(6)).is_err());
     }
 }

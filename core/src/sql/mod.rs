@@ -22,7 +22,7 @@ pub mod actor;
 pub mod shards;
 
 /// The newest migration: every database must have it (`GET /readyz` checks each one).
-pub const LATEST_MIGRATION: &str = "0006_fences.sql";
+pub const LATEST_MIGRATION: &str = "0007_profile_signed_at.sql";
 
 /// The newest migration wrangler applied to a database.
 pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1";
@@ -43,21 +43,24 @@ pub const SELECT_FENCED: &str = "\
 SELECT bucket FROM bucket_fences
 WHERE bucket IN (SELECT DISTINCT substr(r.value ->> '$.user_id', 1, 2) FROM json_each(?1) AS r)";
 
-/// Upserts the users of the rows in `?1` (`batch::UserRow` fields) whose turn is not stored yet (rows without a
-/// `turn_id`, as when a session starts, always count). The id derives from the identity, so
-/// it is the conflict target; a profile (display name, wallet) only moves forward in time,
-/// and a row without a profile field keeps the one stored. Duplicates and conflicts touch
-/// nothing, and neither does a profile that did not change: D1 bills every row an update
-/// writes, and most turns repeat the profile, so `updated_at` is when the profile last
-/// changed (a change that arrives late is still refused by it).
+/// Upserts the users of the rows in `?1` (`batch::UserRow` fields) whose turn is not stored
+/// yet (rows without a `turn_id`, as when a session starts, always count). The id derives
+/// from the identity, so it is the conflict target. Of two profiles, the one signed later
+/// (`signed_at`, when the sign-in that gave it was made) wins, whatever order they arrive
+/// in: a row is written only when a delivery carries a profile signed after the one stored,
+/// and a row without a profile field keeps the one stored. The signing time moves even
+/// when the profile is the same, so that an older profile delivered late never replaces
+/// one signed since; it changes once per sign-in (a Privy identity token's life, an X
+/// answer's cache), not per turn, and D1 bills every row an update writes. Duplicates and
+/// conflicts touch nothing. `updated_at` is when the profile last changed.
 pub const UPSERT_USERS: &str = concat!(
     "\
 INSERT INTO users (id, auth_provider, auth_provider_user_id, display_name, wallet_address,
-                   x_user_id, x_username, created_at, updated_at)
+                   x_user_id, x_username, created_at, updated_at, profile_signed_at)
 SELECT r.value ->> '$.user_id', r.value ->> '$.provider', r.value ->> '$.provider_user_id',
        r.value ->> '$.display_name', r.value ->> '$.wallet_address',
        r.value ->> '$.x_user_id', r.value ->> '$.x_username',
-       r.value ->> '$.seen_at', r.value ->> '$.seen_at'
+       r.value ->> '$.seen_at', r.value ->> '$.seen_at', r.value ->> '$.signed_at'
 FROM json_each(?1) AS r
 WHERE NOT EXISTS (SELECT 1 FROM chat_messages AS m WHERE m.id = r.value ->> '$.turn_id')
   AND ",
@@ -68,12 +71,14 @@ ON CONFLICT (id) DO UPDATE SET
   wallet_address = COALESCE(excluded.wallet_address, users.wallet_address),
   x_user_id = COALESCE(excluded.x_user_id, users.x_user_id),
   x_username = COALESCE(excluded.x_username, users.x_username),
-  updated_at = excluded.updated_at
-WHERE excluded.updated_at > users.updated_at
-  AND (COALESCE(excluded.display_name, users.display_name) IS NOT users.display_name
-    OR COALESCE(excluded.wallet_address, users.wallet_address) IS NOT users.wallet_address
-    OR COALESCE(excluded.x_user_id, users.x_user_id) IS NOT users.x_user_id
-    OR COALESCE(excluded.x_username, users.x_username) IS NOT users.x_username)"
+  profile_signed_at = excluded.profile_signed_at,
+  updated_at = CASE
+    WHEN COALESCE(excluded.display_name, users.display_name) IS NOT users.display_name
+      OR COALESCE(excluded.wallet_address, users.wallet_address) IS NOT users.wallet_address
+      OR COALESCE(excluded.x_user_id, users.x_user_id) IS NOT users.x_user_id
+      OR COALESCE(excluded.x_username, users.x_username) IS NOT users.x_username
+    THEN excluded.updated_at ELSE users.updated_at END
+WHERE excluded.profile_signed_at > users.profile_signed_at"
 );
 
 /// `CASE` expression giving the intimacy level of the total `expr`, from the same

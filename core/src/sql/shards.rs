@@ -46,6 +46,7 @@ pub const TABLES: [Table; COPIED_TABLES] = [
             "x_username",
             "created_at",
             "updated_at",
+            "profile_signed_at",
         ],
     },
     Table {

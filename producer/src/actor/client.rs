@@ -3,15 +3,15 @@
 //! was issued (or is in D1) first.
 
 use crate::error::ApiError;
-use chat_core::identity::Identity;
+use chat_core::domain::SessionId;
+use chat_core::identity::SignIn;
 use chat_core::session::{SessionState, TurnAsk};
-use uuid::Uuid;
 use worker::{Env, Method, Request, Response};
 
 /// The Durable Object binding of the session actors.
 pub use crate::config::SESSIONS;
 
-fn stub(env: &Env, id: Uuid) -> Result<worker::Stub, ApiError> {
+fn stub(env: &Env, id: SessionId) -> Result<worker::Stub, ApiError> {
     Ok(env
         .durable_object(SESSIONS)?
         .id_from_name(&id.to_string())?
@@ -21,7 +21,7 @@ fn stub(env: &Env, id: Uuid) -> Result<worker::Stub, ApiError> {
 /// Calls the actor of session `id` on an internal route, with a JSON body when given.
 async fn call(
     env: &Env,
-    id: Uuid,
+    id: SessionId,
     method: Method,
     path: &str,
     body: Option<String>,
@@ -69,14 +69,15 @@ pub async fn turn(env: &Env, ask: &TurnAsk, sse: bool) -> Result<Response, ApiEr
     call(env, ask.session_id, Method::Post, path, Some(encode(ask)?)).await
 }
 
-/// A live socket's ticket for `identity`, from the session's actor (404 if not theirs).
-pub async fn ticket(env: &Env, session: Uuid, identity: &Identity) -> Result<Response, ApiError> {
+/// A live socket's ticket for `sign_in`'s player, from the session's actor (404 if not
+/// theirs); the ticket keeps the sign-in, and its end.
+pub async fn ticket(env: &Env, session: SessionId, sign_in: &SignIn) -> Result<Response, ApiError> {
     call(
         env,
         session,
         Method::Post,
         "/ticket",
-        Some(encode(identity)?),
+        Some(encode(sign_in)?),
     )
     .await
 }
@@ -85,7 +86,7 @@ pub async fn ticket(env: &Env, session: Uuid, identity: &Identity) -> Result<Res
 /// answers 101 with the socket, or 401 for a ticket already used.
 pub async fn live(
     env: &Env,
-    session: Uuid,
+    session: SessionId,
     nonce: &str,
     after: Option<i64>,
 ) -> Result<Response, ApiError> {
@@ -105,6 +106,6 @@ pub async fn live(
 }
 
 /// What the actor of session `id` holds (`GET /admin/sessions/{id}`).
-pub async fn describe(env: &Env, id: Uuid) -> Result<Response, ApiError> {
+pub async fn describe(env: &Env, id: SessionId) -> Result<Response, ApiError> {
     call(env, id, Method::Get, "/state", None).await
 }

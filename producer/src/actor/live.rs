@@ -1,57 +1,31 @@
-//! The session's live side, in its actor: the frames every socket of the session sees, the
-//! SSE answer of a streamed HTTP turn, a player's stop, and what a reconnecting socket
-//! missed. The frames and their numbers are `chat_core::live`'s.
+//! The session's live side, in its actor: where a turn's frames go for each transport, a
+//! player's stop, the flood limit, and what a live socket carries across hibernation. The
+//! frames, their numbers and what a reconnect missed are `chat_core::live`'s.
 //!
-//! - [`LiveSink`]: a turn's events as frames to every socket (`player`, `delta`, `done` or
-//!   `error`), and, for an SSE request, as events of its response.
-//! - [`Frames`]: the frames of the turn in progress and of the last finished one, kept in
-//!   memory for reconnecting sockets (after a restart, the last finished turn is rebuilt
-//!   from storage).
+//! - [`LiveSink`]: the runner's sink for each transport. A played turn's frames go to every
+//!   socket of the session whatever the transport asked; a key's replay goes to who asked
+//!   only; a streamed HTTP turn also gets them as events of its response.
 //! - [`Stop`]: a stop a socket asked for, which the turn's engine race hears.
 //! - [`Flood`]: frames per socket per window; a socket that floods is closed.
 
-use chat_core::live::{
-    delta_frame, done_frame, error_frame, player_frame, sse_delta, sse_error, sse_event, TurnSeq,
-};
-use chat_core::turn::{Answered, TurnSink};
+use chat_core::identity::SignIn;
+use chat_core::live::Frame;
+use chat_core::turn::{Audience, TurnSink};
 use futures_channel::mpsc::UnboundedSender;
+use futures_channel::oneshot;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use worker::{State, WebSocket};
 
-/// A socket's close code when it floods: policy violation.
-pub const FLOOD_CLOSE_CODE: u16 = 1008;
+/// A socket's close code when it breaks the rules (floods, or its sign-in expired): policy
+/// violation.
+pub const POLICY_CLOSE_CODE: u16 = 1008;
 /// Frames a socket may send per window unless `LIVE_FRAME_LIMIT` says otherwise: a player
 /// types far slower, and turns are limited per minute anyway.
 pub const FLOOD_FRAMES: u32 = 20;
 pub const FLOOD_WINDOW_MS: i64 = 10_000;
-
-/// The frames a reconnecting socket may have missed, numbered.
-#[derive(Default)]
-pub struct Frames {
-    pub previous: Vec<(i64, String)>,
-    pub current: Vec<(i64, String)>,
-    /// The base of the newest turn's frames, once known in this instance.
-    pub last_base: Option<i64>,
-}
-
-impl Frames {
-    /// The frames numbered after `after`, oldest first.
-    pub fn after(&self, after: i64) -> Vec<String> {
-        self.previous
-            .iter()
-            .chain(&self.current)
-            .filter(|(seq, _)| *seq > after)
-            .map(|(_, f)| f.clone())
-            .collect()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.previous.is_empty() && self.current.is_empty()
-    }
-}
 
 /// Sends `frame` to every socket of the session.
 pub fn broadcast(state: &State, frame: &str) {
@@ -67,125 +41,69 @@ pub fn send_frame(ws: &WebSocket, frame: &str) {
     let _ = ws.send_with_str(frame);
 }
 
-/// A turn's events, told to every socket of the session (and to an SSE response).
+/// The runner's sink, for one transport.
 pub struct LiveSink<'a> {
-    pub state: &'a State,
-    pub frames: &'a RefCell<Frames>,
-    pub key: Option<String>,
-    /// The turn's frame numbers, from its `begin`.
-    seq: Option<TurnSeq>,
-    /// Text of deltas past the numbered ones, sent at the end.
-    rest: String,
-    /// The base written with the turn's row (the store reads it).
-    pub frame_base: Rc<Cell<Option<i64>>>,
-    /// The SSE response's body, for a streamed HTTP turn.
-    pub sse: Option<UnboundedSender<Vec<u8>>>,
-    /// Who hears the frames.
-    pub audience: Audience,
-}
-
-/// Who hears a turn's frames.
-pub enum Audience {
-    /// Every socket of the session; the frames are kept for reconnects.
-    Session,
-    /// One socket only (a key's replay, asked over that socket).
-    Socket(WebSocket),
-    /// No socket (a key's replay, asked over HTTP).
-    Nobody,
+    state: &'a State,
+    /// The socket that asked (a socket's turn).
+    asker: Option<WebSocket>,
+    /// The response's events (a streamed HTTP turn).
+    events: Option<UnboundedSender<Vec<u8>>>,
+    /// Told once the turn is answered (a streamed HTTP turn starts its response then).
+    answering: Option<oneshot::Sender<bool>>,
 }
 
 impl<'a> LiveSink<'a> {
-    pub fn new(
+    /// Plain HTTP: the answer is the response's body; the session's sockets see the turn.
+    pub fn http(state: &'a State) -> Self {
+        Self {
+            state,
+            asker: None,
+            events: None,
+            answering: None,
+        }
+    }
+
+    /// Server-sent events: the turn's frames are events of the response too, which starts
+    /// when the turn is answered (`answering` hears whether it is a replay).
+    pub fn events(
         state: &'a State,
-        frames: &'a RefCell<Frames>,
-        key: Option<String>,
-        frame_base: Rc<Cell<Option<i64>>>,
+        events: UnboundedSender<Vec<u8>>,
+        answering: oneshot::Sender<bool>,
     ) -> Self {
         Self {
             state,
-            frames,
-            key,
-            seq: None,
-            rest: String::new(),
-            frame_base,
-            sse: None,
-            audience: Audience::Session,
+            asker: None,
+            events: Some(events),
+            answering: Some(answering),
         }
     }
 
-    fn tell(&self, seq: i64, frame: String) {
-        match &self.audience {
-            Audience::Session => {
-                broadcast(self.state, &frame);
-                self.frames.borrow_mut().current.push((seq, frame));
-            }
-            Audience::Socket(ws) => {
-                send_frame(ws, &frame);
-            }
-            Audience::Nobody => {}
+    /// A socket's turn: a replay goes to that socket only.
+    pub fn socket(state: &'a State, asker: WebSocket) -> Self {
+        Self {
+            state,
+            asker: Some(asker),
+            events: None,
+            answering: None,
         }
-    }
-
-    fn write_sse(&self, event: String) {
-        if let Some(tx) = &self.sse {
-            let _ = tx.unbounded_send(event.into_bytes());
-        }
-    }
-
-    /// Ends the turn: what did not get a number of its own, then `done` or `error` (to the
-    /// sockets and the SSE response).
-    pub fn end(&mut self, outcome: &Result<Answered, (&'static str, String)>) {
-        let seq = self.seq.unwrap_or_else(|| {
-            let last = self.frames.borrow().last_base;
-            TurnSeq::start(worker_support::clock::now_ms(), last)
-        });
-        let key = self.key.as_deref();
-        if !self.rest.is_empty() {
-            let text = std::mem::take(&mut self.rest);
-            self.tell(seq.rest(), delta_frame(key, seq.rest(), &text));
-        }
-        let frame = match outcome {
-            Ok(answered) => {
-                self.write_sse(sse_event("done", &answered.body));
-                done_frame(key, seq.last(), &answered.body)
-            }
-            Err((code, message)) => {
-                self.write_sse(sse_error(code, message));
-                error_frame(key, seq.last(), code, message)
-            }
-        };
-        self.tell(seq.last(), frame);
     }
 }
 
 impl TurnSink for LiveSink<'_> {
-    fn begin(&mut self, message: &str) {
-        let mut frames = self.frames.borrow_mut();
-        let seq = TurnSeq::start(worker_support::clock::now_ms(), frames.last_base);
-        frames.last_base = Some(seq.base);
-        if matches!(self.audience, Audience::Session) {
-            frames.previous = std::mem::take(&mut frames.current);
+    fn frame(&mut self, to: Audience, frame: &Frame) {
+        match (to, &self.asker) {
+            (Audience::Session, _) => broadcast(self.state, &frame.to_json()),
+            (Audience::Asker, Some(ws)) => send_frame(ws, &frame.to_json()),
+            (Audience::Asker, None) => {}
         }
-        drop(frames);
-        self.frame_base.set(Some(seq.base));
-        self.seq = Some(seq);
-        self.tell(
-            seq.player(),
-            player_frame(self.key.as_deref(), seq.player(), message),
-        );
+        if let (Some(events), Some(event)) = (&self.events, frame.to_sse()) {
+            let _ = events.unbounded_send(event.into_bytes());
+        }
     }
 
-    fn delta(&mut self, text: &str) {
-        self.write_sse(sse_delta(text));
-        let Some(seq) = self.seq.as_mut() else {
-            return;
-        };
-        match seq.delta() {
-            Some(n) => {
-                let frame = delta_frame(self.key.as_deref(), n, text);
-                self.tell(n, frame);
-            }
-            None => self.rest.push_str(text),
+    fn answering(&mut self, replayed: bool) {
+        if let Some(tx) = self.answering.take() {
+            let _ = tx.send(replayed);
         }
     }
 }
@@ -242,23 +160,10 @@ impl Flood {
     }
 }
 
-/// What a live socket carries across hibernation: which socket it is, and whose.
+/// What a live socket carries across hibernation: which socket it is, and the sign-in of
+/// its ticket (whose, and until when it may play).
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Attachment {
     pub socket: u32,
-    pub identity: chat_core::identity::Identity,
-}
-
-/// An `error` frame for one socket, numbered after everything the session sent.
-pub fn error_to(
-    ws: &WebSocket,
-    frames: &RefCell<Frames>,
-    key: Option<&str>,
-    code: &str,
-    message: &str,
-) {
-    let mut f = frames.borrow_mut();
-    let seq = TurnSeq::start(worker_support::clock::now_ms(), f.last_base);
-    f.last_base = Some(seq.base);
-    send_frame(ws, &error_frame(key, seq.last(), code, message));
+    pub sign_in: SignIn,
 }

@@ -98,12 +98,12 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
         ["sessions", id] => {
             only("GET", Method::Get)?;
             let not_found = || ApiError::not_found("session_not_found", "no session with this id");
-            let id = chat_core::request::parse_id(id).ok_or_else(not_found)?;
+            let id = chat_core::domain::SessionId::parse(id).ok_or_else(not_found)?;
             // Calling an actor creates it: only an id this Worker issued, or one D1 holds,
             // reaches one.
-            let issued = crate::sessions::id_key(env)
-                .is_some_and(|key| chat_core::session_id::is_issued(&id, key.as_bytes()));
-            if !issued && !ops::session_in_d1(&services()?, id).await? {
+            let issued =
+                crate::sessions::id_key(env).is_some_and(|key| id.is_issued(key.as_bytes()));
+            if !issued && !ops::session_in_d1(&services()?, id.uuid()).await? {
                 return Err(not_found());
             }
             crate::actor::client::describe(env, id).await
