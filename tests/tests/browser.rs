@@ -331,11 +331,33 @@ async fn a_reply_grows_as_it_is_written_shows_in_every_tab_and_stops() {
         .await;
     b.click("#send").await;
     b.wait("the stop", &visible("send-error")).await;
-    assert!(b.text("#send-error-text").await.contains("Stopped"));
+    let said = b.text("#send-error-text").await;
+    assert!(said.contains("Stopped"), "{said}");
+    assert!(!said.contains('['), "words a player reads, no code: {said}");
     assert_eq!(
         b.js(&count(".msg.agent")).await,
         1,
         "the stopped reply is gone"
+    );
+    // Every tab shows the stopped turn the same way: nothing of it stays in the log (it
+    // was not kept), and the same words say what happened.
+    tab.wait("the stop in the other tab", &visible("send-error"))
+        .await;
+    assert_eq!(tab.text("#send-error-text").await, said);
+    let log = |t: &str| {
+        format!(
+            "[...document.querySelectorAll('#log .msg:not(.empty)')].map(m => m.classList[1] + ':' + m.querySelector('.text').textContent).join('|') {t}"
+        )
+    };
+    let shown = b.js(&log("")).await;
+    tab.wait(
+        "the same log in the other tab",
+        &log(&format!("=== {shown}")),
+    )
+    .await;
+    assert!(
+        !shown.as_str().unwrap().contains("Tell me about the sea"),
+        "{shown}"
     );
     let session: String = b
         .js("JSON.parse(localStorage.getItem('chat.session:Ren')).id")
@@ -343,14 +365,19 @@ async fn a_reply_grows_as_it_is_written_shows_in_every_tab_and_stops() {
         .as_str()
         .unwrap()
         .to_owned();
-    let stored = |w: &Workers| {
-        w.count(&format!(
-            "SELECT COUNT(*) FROM point_events WHERE session_id = '{session}'"
-        ))
-    };
+    let stored = |w: &Workers| w.stored_in(&session);
     assert!(wait_for(Duration::from_secs(15), || stored(&w) == 1).await);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(stored(&w), 1, "the stopped turn is not stored");
+    // A reload shows what the tabs showed.
+    tab.client.refresh().await.unwrap();
+    tab.wait("the log after a reload", &log(&format!("=== {shown}")))
+        .await;
+    tab.wait(
+        "the reloaded tab's socket",
+        "window.chatLive?.open === true",
+    )
+    .await;
     b.click("#retry").await;
     b.wait(
         "the retried reply",
@@ -400,12 +427,6 @@ fn letter_status(w: &Workers, where_: &str) -> Vec<String> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
-}
-
-fn stored(w: &Workers, turn_id: &str) -> i64 {
-    w.count(&format!(
-        "SELECT COUNT(*) FROM point_events WHERE message_id = '{turn_id}'"
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,7 +565,7 @@ async fn an_operator_filters_inspects_replays_and_discards_dead_letters() {
     assert!(letter_status(&w, "error_class = 'transient'")
         .iter()
         .all(|s| s == "pending"));
-    assert!(stuck.iter().all(|t| stored(&w, t) == 0));
+    assert!(stuck.iter().all(|t| w.stored_turn(t) == 0));
 
     // Replay one: asked first; dismissed, nothing happens; accepted, it is stored once.
     b.click("#select-all").await; // clears the selection
@@ -575,12 +596,18 @@ async fn an_operator_filters_inspects_replays_and_discards_dead_letters() {
         )
         .unwrap();
     assert!(
-        wait_for(Duration::from_secs(30), || stored(&w, &replayed_turn) == 1).await,
+        wait_for(Duration::from_secs(30), || w.stored_turn(&replayed_turn)
+            == 1)
+        .await,
         "the replayed turn is stored\n{}",
         w.log_tail()
     );
     let other = stuck.iter().find(|t| **t != replayed_turn).unwrap();
-    assert_eq!(stored(&w, other), 0, "the letter not chosen stays unstored");
+    assert_eq!(
+        w.stored_turn(other),
+        0,
+        "the letter not chosen stays unstored"
+    );
     assert_eq!(
         letter_status(&w, &format!("id = '{}'", chosen.as_str().unwrap())),
         ["replayed"]

@@ -134,7 +134,10 @@ const en = {
     session_unavailable: "The session is briefly unavailable. Retry.",
     player_data_moving: "Your data is being moved between databases. Retry in a minute.",
     database_unavailable: "Your data is briefly unavailable. Retry in a moment.",
-    stopped: "Stopped. Nothing was scored; Retry plays it again.",
+    stopped: "Stopped before the reply was finished. Nothing was scored.",
+    sign_in_expired: "Your sign-in ran out. Signing in again…",
+    too_many_sockets: "This chat is open in too many tabs. Close one, then retry.",
+    too_many_tickets: "This chat is reconnecting too often. Retry in a moment.",
     missing_auth: "You are not signed in.",
     malformed_auth: "Your sign-in was not understood. Sign in again.",
     invalid_token: "Your sign-in has expired. Sign in again.",
@@ -275,7 +278,10 @@ const ja: Dict = {
     rate_limited: "短い間に送りすぎです。少し待ってから再送してください。",
     session_ended: "このセッションは終了しました。新しいセッションをはじめてください。",
     database_unavailable: "データに一時的にアクセスできません。少し待ってから再送してください。",
-    stopped: "停止しました。ポイントは加算されていません。再送するとやり直します。",
+    stopped: "返信の途中で停止しました。ポイントは加算されていません。",
+    sign_in_expired: "サインインの有効期限が切れました。サインインし直しています…",
+    too_many_sockets: "このチャットを開いているタブが多すぎます。1つ閉じてから再送してください。",
+    too_many_tickets: "再接続が多すぎます。少し待ってから再送してください。",
     turn_in_progress: "前のターンにまだ返答中です。少し待って再送してください。",
     idempotency_key_reused: "この送信のキーは別のメッセージで使われています。",
     idempotency_key_expired: "この送信は古すぎて再送できません。もう一度送ってください。",
@@ -318,14 +324,18 @@ export function words(lang: Lang = currentLang()): Dict {
   return dicts[lang];
 }
 
-/** A readable sentence for a failed call: ours for known codes, else the server's message. */
-export function explain(e: unknown, lang: Lang = currentLang()): string {
+/**
+ * A readable sentence for a failed call: ours for known codes, else the server's message.
+ * Players read words only; an operator's console also gets the code (`withCode`), to look
+ * it up.
+ */
+export function explain(e: unknown, lang: Lang = currentLang(), withCode = false): string {
   const w = dicts[lang];
   if (e instanceof ApiError) {
     const known = w.errors[e.code];
     const base = known ?? e.message;
     const after = e.retryAfter ? ` (${e.retryAfter} s)` : "";
-    return `${base}${after} [${e.code}]`;
+    return withCode ? `${base}${after} [${e.code}]` : `${base}${after}`;
   }
   return String(e);
 }

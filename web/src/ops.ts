@@ -153,7 +153,7 @@ function statusName(s: string): string {
 
 function showError(e: unknown): void {
   const el = byId("ops-error");
-  el.textContent = explain(e, lang);
+  el.textContent = explain(e, lang, true);
   el.hidden = false;
   if (e instanceof ApiError && e.status === 401) byId("console").hidden = true;
 }

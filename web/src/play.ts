@@ -47,6 +47,8 @@ interface Pending {
   row: HTMLElement;
   /** Sent over the socket, and waiting for its frames. */
   live: boolean;
+  /** Refused because the socket's sign-in ran out: sent again once a new socket opens. */
+  resend?: boolean;
 }
 
 const lang = currentLang();
@@ -64,6 +66,8 @@ let myId: string | null = null;
 let live: LiveSession | null = null;
 /** The replies being written, by turn key. */
 const writing = new Map<string, HTMLElement>();
+/** Other tabs' messages whose turn is not answered yet, by turn key. */
+const othersAsking = new Map<string, HTMLElement>();
 
 /** The development identity: the name, percent-encoded (headers carry Latin-1 only). */
 const devUser = (name: string) => "x:" + encodeURIComponent(name);
@@ -165,6 +169,13 @@ function showError(e: unknown): void {
   const el = byId("page-error");
   el.textContent = explain(e, lang);
   el.hidden = false;
+}
+
+/** A line under the message box, with no Retry: what happened to a turn of another tab. */
+function notice(text: string): void {
+  byId("send-error-text").textContent = text;
+  byId("retry").hidden = true;
+  byId("send-error").hidden = false;
 }
 
 function clearError(): void {
@@ -274,7 +285,9 @@ const liveEvents = {
     if (key && pending?.key === key) return;
     // Another tab's turn: its message shows here too.
     byId("log").querySelector(".empty")?.remove();
-    byId("log").append(messageRow("user", message));
+    const row = messageRow("user", message);
+    byId("log").append(row);
+    if (key) othersAsking.set(key, row);
   },
   delta(key: string | null, text: string): void {
     const row = writingRow(key ?? "");
@@ -282,6 +295,7 @@ const liveEvents = {
     row.scrollIntoView({ block: "end" });
   },
   done(key: string | null, answer: Answer): void {
+    othersAsking.delete(key ?? "");
     const row = writing.get(key ?? "");
     writing.delete(key ?? "");
     // The answer's reply is what was written; it replaces the pieces shown.
@@ -299,12 +313,33 @@ const liveEvents = {
   error(key: string | null, code: string, message: string): void {
     writing.get(key ?? "")?.remove();
     writing.delete(key ?? "");
-    if (key && pending?.key === key) failed(pending, new ApiError(code === "stopped" ? 409 : 503, code, message));
+    const mine = key !== null && pending?.key === key;
+    if (code === "stopped" && !mine) {
+      // Another tab stopped its turn: nothing of it was kept, so it goes here too, with
+      // the same words the tab that stopped it shows (and a reload shows neither).
+      othersAsking.get(key ?? "")?.remove();
+      othersAsking.delete(key ?? "");
+      if (!pending) notice(explain(new ApiError(409, code, message), lang));
+      return;
+    }
+    if (!mine) return;
+    if (code === "sign_in_expired") {
+      // The socket closes; the page signs in for a new one, and sends the turn again.
+      pending!.resend = true;
+      notice(explain(new ApiError(401, code, message), lang));
+      return;
+    }
+    failed(pending!, new ApiError(code === "stopped" ? 409 : 503, code, message));
   },
   live(open: boolean): void {
     // A socket that will not open: a turn sent over it goes again over SSE, same key.
     if (!open && pending?.live) {
       pending.live = false;
+      void sendPending();
+    }
+    // A new socket after the old one's sign-in ran out: the turn goes again, same key.
+    if (open && pending?.resend) {
+      pending.resend = false;
       void sendPending();
     }
   },
@@ -375,6 +410,8 @@ async function sendPending(): Promise<void> {
   if (!pending || !session) return;
   const p = pending;
   byId("send-error").hidden = true;
+  // A stopped turn's message left the log; sent again, it is back.
+  if (!p.row.isConnected) byId("log").append(p.row);
   if (live?.open && live.send(p.key, p.message)) {
     p.live = true;
     busy(true, true);
@@ -418,6 +455,11 @@ function failed(p: Pending, e: unknown): void {
     p.row.remove();
     gameOver();
     return;
+  }
+  if (e instanceof ApiError && e.code === "stopped") {
+    // Nothing of a stopped turn is kept: its message leaves the log, as in every other
+    // tab and after a reload. It stays pending: Retry sends it again, same key.
+    p.row.remove();
   }
   if (e instanceof ApiError && (e.retryable || e.code === "stopped")) {
     // Kept pending: Retry sends the same turn with the same Idempotency-Key.
