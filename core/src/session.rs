@@ -167,6 +167,8 @@ impl TurnAnswer {
 /// A turn the character remembers, as the actor's `turns` table holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RememberedTurn {
+    /// Its place in the session's order of turns.
+    pub seq: i64,
     pub user_content: String,
     pub agent_content: String,
     pub score_raw: i32,

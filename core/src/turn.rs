@@ -50,6 +50,9 @@ pub struct StoreError(pub String);
 /// A turn bound before its send: what [`SessionStore::bind`] writes.
 #[derive(Debug, Clone, Copy)]
 pub struct Binding<'a> {
+    /// Its place in the session's order: one past the newest turn remembered. It lives in
+    /// slot `seq % keep`, the oldest turn's.
+    pub seq: i64,
     pub record: &'a TurnRecord,
     /// The client's key, bound with the message's digest and the exact answer.
     pub key: Option<&'a IdempotencyKey>,
@@ -62,6 +65,13 @@ pub struct Binding<'a> {
     pub now_ms: i64,
 }
 
+/// A bound turn whose send is not confirmed, and the slot it is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unconfirmed {
+    pub slot: i64,
+    pub record: TurnRecord,
+}
+
 /// What a session's actor keeps: its SQLite storage in the Worker, rusqlite in the tests.
 /// Each method is one atomic write or one read.
 pub trait SessionStore {
@@ -69,8 +79,8 @@ pub trait SessionStore {
     fn session(&self) -> Result<Option<SessionState>, StoreError>;
     /// What the store knows of an idempotency key.
     fn answered_key(&self, key: &IdempotencyKey) -> Result<Option<AnsweredKey>, StoreError>;
-    /// The records of bound turns whose send is not confirmed, oldest first.
-    fn unconfirmed(&self) -> Result<Vec<TurnRecord>, StoreError>;
+    /// The bound turns whose send is not confirmed, oldest first.
+    fn unconfirmed(&self) -> Result<Vec<Unconfirmed>, StoreError>;
     /// The newest `n` confirmed turns, oldest first: the engine's context.
     fn recent_turns(&self, n: u32) -> Result<Vec<RememberedTurn>, StoreError>;
     /// The base of the newest turn's frame numbers: where a fresh instance numbers on from.
@@ -78,12 +88,12 @@ pub trait SessionStore {
     /// Binds a turn before its send, in one write: the turn with its record (in the place of
     /// the oldest one the character remembers), and its key with the answer when keyed.
     fn bind(&self, turn: &Binding<'_>) -> Result<(), StoreError>;
-    /// Forgets a bound unkeyed turn whose send failed: it is never sent again.
-    fn unbind(&self, record: &TurnRecord) -> Result<(), StoreError>;
-    /// The turn's send is confirmed: it is part of the conversation, a game over ends the
-    /// session, and what a larger `keep` or an older schema left past the newest `keep`
-    /// turns goes, in one write.
-    fn confirm(&self, record: &TurnRecord, keep: u32) -> Result<(), StoreError>;
+    /// Forgets the bound unkeyed turn in `slot` whose send failed: it is never sent again.
+    fn unbind(&self, slot: i64, record: &TurnRecord) -> Result<(), StoreError>;
+    /// The send of the turn in `slot` is confirmed: it is part of the conversation, a game
+    /// over ends the session, and what a larger `keep` or an older schema left past the
+    /// newest `keep` turns goes, in one write.
+    fn confirm(&self, slot: i64, record: &TurnRecord, keep: u32) -> Result<(), StoreError>;
 }
 
 /// Whether a record goes on the queue for the first time or again.
@@ -272,6 +282,19 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// What an instance of a session's actor holds in memory for its turns: lost on a reset,
+/// and rebuilt from storage by the next turn.
+#[derive(Debug, Default)]
+pub struct InstanceMemory {
+    /// One turn at a time.
+    pub gate: Gate,
+    /// Every frame's number, and what a reconnecting socket may have missed.
+    pub frames: RefCell<FrameLog>,
+    /// Whether every turn this instance bound was confirmed, so that storage holds none to
+    /// finish: a fresh instance does not know, and looks once.
+    settled: Cell<bool>,
+}
+
 /// A session's actor, as the runner uses it.
 pub struct Runner<'a, S, Q, E, C, A> {
     pub store: &'a S,
@@ -279,8 +302,7 @@ pub struct Runner<'a, S, Q, E, C, A> {
     pub engine: &'a E,
     pub clock: &'a C,
     pub alarm: &'a A,
-    pub gate: &'a Gate,
-    pub frames: &'a RefCell<FrameLog>,
+    pub memory: &'a InstanceMemory,
     /// Turns the character remembers.
     pub keep: u32,
 }
@@ -309,7 +331,7 @@ where
         if !owned {
             return Err(Failed::before(TurnError::NotFound));
         }
-        let _turn = self.gate.enter().await.map_err(Failed::before)?;
+        let _turn = self.memory.gate.enter().await.map_err(Failed::before)?;
         let session = self.prepare().await.map_err(Failed::before)?;
         let known = match &ask.idempotency_key {
             Some(key) => self
@@ -335,16 +357,16 @@ where
         }
     }
 
-    /// Sends again, and confirms, every bound turn whose send is not confirmed (outside a
-    /// turn: the actor's alarm and its operators' state call it too). Answers the number.
+    /// Sends again, and confirms, every bound turn whose send is not confirmed. Answers the
+    /// number.
     pub async fn finish_unconfirmed(&self) -> Result<usize, TurnError> {
         let pending = self.store.unconfirmed()?;
-        for record in &pending {
+        for Unconfirmed { slot, record } in &pending {
             self.queue
                 .send(record, Attempt::Again)
                 .await
                 .map_err(TurnError::QueueUnavailable)?;
-            self.store.confirm(record, self.keep)?;
+            self.store.confirm(*slot, record, self.keep)?;
             if record.idempotency_key.is_some() {
                 // Bound no later than its message: its answer expires by then.
                 self.alarm
@@ -355,14 +377,19 @@ where
         Ok(pending.len())
     }
 
-    /// Before a decision: the frame numbers known, what an earlier attempt left finished,
-    /// and the session as it stands after that.
+    /// Before a decision: the frame numbers known, what an earlier attempt left finished
+    /// (looked for only when this instance may have left one, or never looked), and the
+    /// session as it stands after that.
     async fn prepare(&self) -> Result<SessionState, TurnError> {
-        if !self.frames.borrow().knows_base() {
+        let frames = &self.memory.frames;
+        if !frames.borrow().knows_base() {
             let base = self.store.last_frame_base()?;
-            self.frames.borrow_mut().restore(base);
+            frames.borrow_mut().restore(base);
         }
-        self.finish_unconfirmed().await?;
+        if !self.memory.settled.get() {
+            self.finish_unconfirmed().await?;
+            self.memory.settled.set(true);
+        }
         self.store.session()?.ok_or(TurnError::NotFound)
     }
 
@@ -373,6 +400,7 @@ where
             .map(|a| a.reply)
             .unwrap_or_default();
         let base = self
+            .memory
             .frames
             .borrow_mut()
             .aside_turn(self.clock.now_ms())
@@ -390,7 +418,7 @@ where
 
     /// A frame of the turn being played: kept for reconnects, and told to the session.
     fn tell(&self, sink: &mut dyn TurnSink, frame: Frame) {
-        self.frames.borrow_mut().keep(&frame, false);
+        self.memory.frames.borrow_mut().keep(&frame, false);
         sink.frame(Audience::Session, &frame);
     }
 
@@ -403,7 +431,8 @@ where
         stop: impl Future<Output = ()>,
     ) -> Result<Answered, Failed> {
         let key = ask.idempotency_key.as_ref();
-        let seq = self.frames.borrow_mut().begin_turn(self.clock.now_ms());
+        let frames = &self.memory.frames;
+        let seq = frames.borrow_mut().begin_turn(self.clock.now_ms());
         sink.answering(false);
         self.tell(
             sink,
@@ -416,7 +445,7 @@ where
         let mut rest = String::new();
         let composed = {
             let mut piece = |text: &str| {
-                let number = self.frames.borrow_mut().delta();
+                let number = frames.borrow_mut().delta();
                 match number {
                     Some(seq) => self.tell(
                         sink,
@@ -436,7 +465,7 @@ where
             }
         };
         let outcome = match composed {
-            Ok(record) => self.record(&record, key, seq.base).await,
+            Ok((record, turn)) => self.record(turn, &record, key, seq.base).await,
             Err(e) => Err(e),
         };
         // What did not get a number of its own, then the turn's last frame.
@@ -467,20 +496,25 @@ where
             }
         };
         self.tell(sink, last);
-        self.frames.borrow_mut().end_turn();
+        frames.borrow_mut().end_turn();
         outcome.map_err(|error| Failed { error, told: true })
     }
 
-    /// Bind, make sure the answer expires, send, confirm.
+    /// Bind turn number `turn`, make sure the answer expires, send, confirm.
     async fn record(
         &self,
+        turn: i64,
         record: &TurnRecord,
         key: Option<&IdempotencyKey>,
         frame_base: i64,
     ) -> Result<Answered, TurnError> {
         let answer = TurnAnswer::of(record).to_json();
         let now = self.clock.now_ms();
+        let slot = turn % i64::from(self.keep);
+        // Until the confirmation, this instance has a turn to finish if anything fails.
+        self.memory.settled.set(false);
         self.store.bind(&Binding {
+            seq: turn,
             record,
             key,
             answer: &answer,
@@ -495,30 +529,30 @@ where
         if let Err(e) = self.queue.send(record, Attempt::First).await {
             if key.is_none() {
                 // Nothing can ask for it again: forget it, so it is never sent.
-                self.store.unbind(record)?;
+                self.store.unbind(slot, record)?;
             }
             return Err(TurnError::QueueUnavailable(e));
         }
-        self.store.confirm(record, self.keep)?;
+        self.store.confirm(slot, record, self.keep)?;
+        self.memory.settled.set(true);
         Ok(Answered {
             body: answer,
             replayed: false,
         })
     }
 
-    /// Asks the engine (its pieces go to `piece`) and builds the turn's record.
+    /// Asks the engine (its pieces go to `piece`) and builds the turn's record; answers it
+    /// with the turn's number in the session (one past the newest remembered: at this point
+    /// every bound turn is confirmed, so that is the newest of all).
     async fn compose(
         &self,
         session: &SessionState,
         ask: &TurnAsk,
         piece: &mut dyn FnMut(&str),
-    ) -> Result<TurnRecord, TurnError> {
-        let history: Vec<_> = self
-            .store
-            .recent_turns(self.keep)?
-            .iter()
-            .map(RememberedTurn::history)
-            .collect();
+    ) -> Result<(TurnRecord, i64), TurnError> {
+        let remembered = self.store.recent_turns(self.keep)?;
+        let turn = remembered.last().map_or(1, |t| t.seq + 1);
+        let history: Vec<_> = remembered.iter().map(RememberedTurn::history).collect();
         let locale = ask.locale.unwrap_or(session.locale);
         let message_at = self.clock.now_ms();
         let reply = self
@@ -555,6 +589,6 @@ where
         record
             .validate()
             .map_err(|e| TurnError::InvalidRecord(e.to_string()))?;
-        Ok(record)
+        Ok((record, turn))
     }
 }

@@ -25,6 +25,7 @@ fn add_turn(conn: &Connection, n: i64, keep: i64) -> (usize, usize, usize) {
         .execute(
             sql::BIND_TURN,
             params![
+                n,
                 keep,
                 format!("turn-{n}"),
                 format!("user {n}"),
@@ -38,7 +39,7 @@ fn add_turn(conn: &Connection, n: i64, keep: i64) -> (usize, usize, usize) {
         )
         .unwrap();
     let cleared = conn
-        .execute(sql::CLEAR_RECORD, params![format!("turn-{n}")])
+        .execute(sql::CLEAR_RECORD, params![n % keep, format!("turn-{n}")])
         .unwrap();
     let pruned = conn.execute(sql::PRUNE_TURNS, params![keep]).unwrap();
     (bound, cleared, pruned)
@@ -46,7 +47,7 @@ fn add_turn(conn: &Connection, n: i64, keep: i64) -> (usize, usize, usize) {
 
 fn recent(conn: &Connection, n: i64) -> Vec<String> {
     let mut s = conn.prepare(sql::RECENT_TURNS).unwrap();
-    s.query_map(params![n], |r| r.get::<_, String>(0))
+    s.query_map(params![n], |r| r.get::<_, String>(1))
         .unwrap()
         .map(Result::unwrap)
         .collect()
@@ -189,29 +190,31 @@ fn an_unconfirmed_turn_is_found_and_an_unkeyed_one_can_be_unbound() {
     }
     conn.execute(
         sql::BIND_TURN,
-        params![20, "turn-4", "user 4", "agent 4", 0, "neutral", 4, 4000, "record 4"],
+        params![4, 20, "turn-4", "user 4", "agent 4", 0, "neutral", 4, 4000, "record 4"],
     )
     .unwrap();
-    let unconfirmed = || -> Vec<String> {
+    let unconfirmed = || -> Vec<(i64, String)> {
         let mut st = conn.prepare(sql::UNCONFIRMED_TURNS).unwrap();
-        st.query_map([], |r| r.get(0))
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .map(Result::unwrap)
             .collect()
     };
-    assert_eq!(unconfirmed(), ["record 4"]);
+    assert_eq!(unconfirmed(), [(4, "record 4".to_owned())]);
     assert_eq!(
         recent(&conn, 20).len(),
         3,
         "the engine never hears an unconfirmed turn"
     );
     assert_eq!(
-        conn.execute(sql::UNBIND_TURN, params!["turn-3"]).unwrap(),
+        conn.execute(sql::UNBIND_TURN, params![3, "turn-3"])
+            .unwrap(),
         0,
         "a confirmed turn is never unbound"
     );
     assert_eq!(
-        conn.execute(sql::UNBIND_TURN, params!["turn-4"]).unwrap(),
+        conn.execute(sql::UNBIND_TURN, params![4, "turn-4"])
+            .unwrap(),
         1
     );
     assert!(unconfirmed().is_empty());

@@ -10,7 +10,7 @@ use chat_core::clock::Clock;
 use chat_core::domain::{IdempotencyKey, SessionId};
 use chat_core::engine::{OfflineEngine, Paced, ReplyEngine};
 use chat_core::identity::{AuthProvider, Identity};
-use chat_core::live::{seq_of, Frame, FrameLog};
+use chat_core::live::{seq_of, Frame};
 use chat_core::native::actor::{
     block_on, run_until_reset, ActorDb, MemoryAlarm, MemoryQueue, QueueFault, TestClock, Yield,
 };
@@ -18,7 +18,7 @@ use chat_core::native::{apply_turns, open_in_memory, start_session};
 use chat_core::refusal::Refusal;
 use chat_core::session::{SessionState, TurnAsk, ANSWER_KEEP_MS, MAX_WAITING_TURNS};
 use chat_core::turn::{
-    Answered, Audience, Gate, Runner, SessionStore, Silent, TurnError, TurnSink,
+    Answered, Audience, InstanceMemory, Runner, SessionStore, Silent, TurnError, TurnSink,
 };
 use futures_util::future::join;
 use rusqlite::Connection;
@@ -42,8 +42,7 @@ struct Game {
 struct Instance<'g> {
     game: &'g Game,
     store: ActorDb<'g>,
-    gate: Gate,
-    frames: RefCell<FrameLog>,
+    memory: InstanceMemory,
 }
 
 impl Instance<'_> {
@@ -57,8 +56,7 @@ impl Instance<'_> {
             engine,
             clock: &self.game.clock,
             alarm: &self.game.alarm,
-            gate: &self.gate,
-            frames: &self.frames,
+            memory: &self.memory,
             keep: 20,
         }
     }
@@ -104,8 +102,7 @@ impl Game {
         Instance {
             game: self,
             store: ActorDb::open(&self.actor).unwrap(),
-            gate: Gate::default(),
-            frames: RefCell::new(FrameLog::default()),
+            memory: InstanceMemory::default(),
         }
     }
 
@@ -350,8 +347,7 @@ fn an_unknown_session_leaves_its_storage_empty() {
     let instance = Instance {
         game: &g,
         store: ActorDb::open(&conn).unwrap(),
-        gate: Gate::default(),
-        frames: RefCell::new(FrameLog::default()),
+        memory: InstanceMemory::default(),
     };
     let result = block_on(instance.runner(&OfflineEngine).run(
         &g.ask("hi", Some("k")),
@@ -371,13 +367,13 @@ fn another_player_is_refused_before_waiting_and_a_crowd_is_refused_while_waiting
     let g = Game::new();
     let instance = g.instance();
     let runner = instance.runner(&OfflineEngine);
-    let held = block_on(instance.gate.enter()).unwrap();
+    let held = block_on(instance.memory.gate.enter()).unwrap();
     // Another player's turn, while the session's turn is held: refused at once.
     let mut stranger = g.ask("hi", None);
     stranger.identity = Identity::new(AuthProvider::X, "stranger").unwrap();
     let refused = block_on(runner.run(&stranger, &mut Silent, std::future::pending()));
     assert_eq!(refused.unwrap_err().error, TurnError::NotFound);
-    assert_eq!(instance.gate.waiting(), 0, "it never waited");
+    assert_eq!(instance.memory.gate.waiting(), 0, "it never waited");
     // The owner's turns wait, a few at most.
     let asks: Vec<TurnAsk> = (0..=MAX_WAITING_TURNS)
         .map(|n| g.ask(&format!("turn {n}"), None))
@@ -390,7 +386,7 @@ fn another_player_is_refused_before_waiting_and_a_crowd_is_refused_while_waiting
     for turn in &mut waiting {
         assert!(turn.as_mut().poll(cx).is_pending());
     }
-    assert_eq!(instance.gate.waiting(), MAX_WAITING_TURNS);
+    assert_eq!(instance.memory.gate.waiting(), MAX_WAITING_TURNS);
     let one_more = block_on(runner.run(
         &asks[MAX_WAITING_TURNS],
         &mut Silent,
@@ -438,11 +434,7 @@ fn an_actor_written_by_the_first_schema_is_upgraded_in_place() {
     }
     let store = ActorDb::open(&conn).unwrap();
     let queue = MemoryQueue::default();
-    let (gate, frames, alarm) = (
-        Gate::default(),
-        RefCell::new(FrameLog::default()),
-        MemoryAlarm::default(),
-    );
+    let (memory, alarm) = (InstanceMemory::default(), MemoryAlarm::default());
     let clock = TestClock::at(T0 + 5_000);
     let runner = Runner {
         store: &store,
@@ -450,8 +442,7 @@ fn an_actor_written_by_the_first_schema_is_upgraded_in_place() {
         engine: &OfflineEngine,
         clock: &clock,
         alarm: &alarm,
-        gate: &gate,
-        frames: &frames,
+        memory: &memory,
         keep: 20,
     };
     let ask = TurnAsk {
@@ -709,6 +700,7 @@ fn a_socket_refused_while_a_turn_runs_sees_numbers_go_up_and_a_reconnect_gets_th
         })
         .await;
         let frame = instance
+            .memory
             .frames
             .borrow_mut()
             .refusal(
@@ -741,7 +733,7 @@ fn a_socket_refused_while_a_turn_runs_sees_numbers_go_up_and_a_reconnect_gets_th
         "the refusal came mid-turn"
     );
     // Socket 1 drops right after its refusal; a new socket asks for what came after it.
-    let missed = instance.frames.borrow().after(refused_at);
+    let missed = instance.memory.frames.borrow().after(refused_at);
     assert_eq!(missed, refused.received[at + 1..].to_vec());
     let done: serde_json::Value = serde_json::from_str(missed.last().unwrap()).unwrap();
     assert_eq!(done["type"], "done");
@@ -750,6 +742,7 @@ fn a_socket_refused_while_a_turn_runs_sees_numbers_go_up_and_a_reconnect_gets_th
     // (and the refusal socket 1 was sent, which a client ignores: not its key).
     for (i, seq) in sockets[0].seqs().iter().enumerate() {
         let missed: Vec<String> = instance
+            .memory
             .frames
             .borrow()
             .after(*seq)
@@ -793,6 +786,7 @@ fn numbers_go_on_after_a_reset_and_a_reconnect_gets_the_last_turn_rebuilt() {
     );
     // A refusal between turns is numbered after the turn, and kept.
     let between = instance
+        .memory
         .frames
         .borrow_mut()
         .refusal(
@@ -804,6 +798,7 @@ fn numbers_go_on_after_a_reset_and_a_reconnect_gets_the_last_turn_rebuilt() {
     assert!(between.seq() > *second.seqs().last().unwrap());
     assert_eq!(
         instance
+            .memory
             .frames
             .borrow()
             .after(*second.seqs().last().unwrap()),
@@ -844,4 +839,34 @@ fn a_stop_race_lets_the_engine_lose_only_before_the_turn_is_bound() {
             }
         }
     }
+}
+
+#[test]
+fn an_instance_that_left_a_turn_unconfirmed_finishes_it_before_its_next_turn() {
+    let mut g = Game::new();
+    let instance = g.instance();
+    let runner = instance.runner(&OfflineEngine);
+    let play = |message: &str, key: &str| {
+        g.clock.advance(10);
+        block_on(runner.run(
+            &g.ask(message, Some(key)),
+            &mut Silent,
+            std::future::pending(),
+        ))
+        .map_err(|f| f.error)
+    };
+    play("hello", "k1").unwrap();
+    // The same instance: its queue refuses a send, and the turn stays bound.
+    g.queue.fail_next(QueueFault::Fail);
+    assert!(matches!(
+        play("I hate you, you are stupid", "k2"),
+        Err(TurnError::QueueUnavailable(_))
+    ));
+    // Its next turn sends that one first, which ends the game.
+    assert_eq!(play("sorry", "k3"), Err(TurnError::Ended));
+    assert_eq!(g.queue.resent.get(), 1);
+    drop(runner);
+    drop(instance);
+    let applied = g.consume();
+    assert_eq!((applied.applied, applied.duplicates), (2, 0));
 }

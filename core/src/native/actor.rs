@@ -9,7 +9,7 @@ use crate::domain::IdempotencyKey;
 use crate::record::TurnRecord;
 use crate::session::{message_sha256, AnsweredKey, RememberedTurn, SessionState};
 use crate::sql::actor as sql;
-use crate::turn::{Alarm, Attempt, Binding, SessionStore, StoreError, TurnQueue};
+use crate::turn::{Alarm, Attempt, Binding, SessionStore, StoreError, TurnQueue, Unconfirmed};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -140,16 +140,19 @@ impl SessionStore for ActorDb<'_> {
             .map_err(err)
     }
 
-    fn unconfirmed(&self) -> Result<Vec<TurnRecord>, StoreError> {
+    fn unconfirmed(&self) -> Result<Vec<Unconfirmed>, StoreError> {
         let mut st = self.conn.prepare(sql::UNCONFIRMED_TURNS).map_err(err)?;
-        let texts: Vec<String> = st
-            .query_map([], |r| r.get(0))
+        let rows: Vec<(i64, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(err)?
             .collect::<Result<_, _>>()
             .map_err(err)?;
-        texts
-            .iter()
-            .map(|t| TurnRecord::decode(t).map_err(|e| StoreError(e.to_string())))
+        rows.into_iter()
+            .map(|(slot, text)| {
+                TurnRecord::decode(&text)
+                    .map(|record| Unconfirmed { slot, record })
+                    .map_err(|e| StoreError(e.to_string()))
+            })
             .collect()
     }
 
@@ -158,10 +161,11 @@ impl SessionStore for ActorDb<'_> {
         let rows = st
             .query_map([n], |r| {
                 Ok(RememberedTurn {
-                    user_content: r.get(0)?,
-                    agent_content: r.get(1)?,
-                    score_raw: r.get(2)?,
-                    emotion: r.get(3)?,
+                    seq: r.get(0)?,
+                    user_content: r.get(1)?,
+                    agent_content: r.get(2)?,
+                    score_raw: r.get(3)?,
+                    emotion: r.get(4)?,
                 })
             })
             .map_err(err)?;
@@ -180,6 +184,7 @@ impl SessionStore for ActorDb<'_> {
         tx.execute(
             sql::BIND_TURN,
             params![
+                turn.seq,
                 turn.keep,
                 r.turn_id.to_string(),
                 r.user_message.content,
@@ -208,16 +213,16 @@ impl SessionStore for ActorDb<'_> {
         tx.commit().map_err(err)
     }
 
-    fn unbind(&self, record: &TurnRecord) -> Result<(), StoreError> {
+    fn unbind(&self, slot: i64, record: &TurnRecord) -> Result<(), StoreError> {
         self.conn
-            .execute(sql::UNBIND_TURN, [record.turn_id.to_string()])
+            .execute(sql::UNBIND_TURN, params![slot, record.turn_id.to_string()])
             .map_err(err)?;
         Ok(())
     }
 
-    fn confirm(&self, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
+    fn confirm(&self, slot: i64, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction().map_err(err)?;
-        tx.execute(sql::CLEAR_RECORD, [record.turn_id.to_string()])
+        tx.execute(sql::CLEAR_RECORD, params![slot, record.turn_id.to_string()])
             .map_err(err)?;
         tx.execute(sql::PRUNE_TURNS, [keep]).map_err(err)?;
         if record.game_over {

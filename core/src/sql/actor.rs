@@ -207,24 +207,25 @@ pub const OLDEST_ANSWER: &str =
     "SELECT MIN(answered_at) AS at FROM answered_keys WHERE answer IS NOT NULL";
 
 /// A turn bound before its send: its row, with the record that may be on the queue, in the
-/// slot of the oldest turn kept (one row written). Binds: keep, turn_id, user_content,
-/// agent_content, score_raw, emotion, created_at, frame_base, record.
+/// slot of the oldest turn kept (one row written). Binds: seq, keep, turn_id, user_content,
+/// agent_content, score_raw, emotion, created_at, frame_base, record. `seq` is one past the
+/// newest turn the character remembers (which the runner has just read): no scan for it.
 pub const BIND_TURN: &str = "\
 INSERT INTO turns (slot, seq, turn_id, user_content, agent_content, score_raw, emotion, created_at, frame_base, record)
-SELECT n.seq % ?1, n.seq, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
-FROM (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM turns) AS n
-WHERE true
+VALUES (?1 % ?2, ?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, turn_id = excluded.turn_id,
   user_content = excluded.user_content, agent_content = excluded.agent_content,
   score_raw = excluded.score_raw, emotion = excluded.emotion, created_at = excluded.created_at,
   frame_base = excluded.frame_base, record = excluded.record";
 
-/// A turn whose send is confirmed: its record cleared. Binds: turn_id.
+/// A turn whose send is confirmed: its record cleared, found by its slot. Binds: slot,
+/// turn_id.
 pub const CLEAR_RECORD: &str =
-    "UPDATE turns SET record = NULL WHERE turn_id = ?1 AND record IS NOT NULL";
+    "UPDATE turns SET record = NULL WHERE slot = ?1 AND turn_id = ?2 AND record IS NOT NULL";
 
-/// A bound unkeyed turn whose send failed: gone, so it is never sent. Binds: turn_id.
-pub const UNBIND_TURN: &str = "DELETE FROM turns WHERE turn_id = ?1 AND record IS NOT NULL";
+/// A bound unkeyed turn whose send failed: gone, so it is never sent. Binds: slot, turn_id.
+pub const UNBIND_TURN: &str =
+    "DELETE FROM turns WHERE slot = ?1 AND turn_id = ?2 AND record IS NOT NULL";
 
 /// The newest frame base of the session's turns: where a fresh instance numbers on from.
 pub const LAST_FRAME_BASE: &str = "SELECT MAX(frame_base) AS base FROM turns";
@@ -257,7 +258,7 @@ pub const NEXT_TICKET_EXPIRY: &str = "SELECT MIN(expires_at) AS at FROM tickets"
 
 /// The records of turns whose send is not confirmed, oldest first.
 pub const UNCONFIRMED_TURNS: &str =
-    "SELECT record FROM turns WHERE record IS NOT NULL ORDER BY seq";
+    "SELECT slot, record FROM turns WHERE record IS NOT NULL ORDER BY seq";
 
 /// Keeps the newest ?1 turns (never one whose send is unconfirmed). The ring replaces the
 /// oldest turn as each is bound, in slots below ?1; only a slot at ?1 or above holds a turn
@@ -270,7 +271,7 @@ DELETE FROM turns WHERE slot >= ?1 AND record IS NULL
 
 /// The newest ?1 confirmed turns, oldest first.
 pub const RECENT_TURNS: &str = "\
-SELECT user_content, agent_content, score_raw, emotion FROM (
+SELECT seq, user_content, agent_content, score_raw, emotion FROM (
   SELECT seq, user_content, agent_content, score_raw, emotion FROM turns
   WHERE record IS NULL ORDER BY seq DESC LIMIT ?1
 ) ORDER BY seq";

@@ -42,9 +42,8 @@ mod turns;
 use crate::error::ApiError;
 use chat_core::domain::IdempotencyKey;
 use chat_core::identity::SignIn;
-use chat_core::live::FrameLog;
 use chat_core::session::{SessionState, TurnAsk};
-use chat_core::turn::Gate;
+use chat_core::turn::InstanceMemory;
 use live::{Flood, Stop};
 use meter::{Billed, Busy};
 use serde::de::DeserializeOwned;
@@ -71,14 +70,14 @@ pub struct Actor {
     /// (accepting a socket past the runtime's limit throws).
     raw: worker::worker_sys::DurableObjectState,
     env: Env,
-    /// One turn at a time per session, whatever the transport.
-    gate: Gate,
+    /// What the turn runner keeps in memory: the gate (one turn at a time per session,
+    /// whatever the transport), every frame's number and what a reconnecting socket may
+    /// have missed, and whether a bound turn is left to finish.
+    memory: InstanceMemory,
     /// Whether this instance has seen its storage hold a current schema.
     ready: Cell<bool>,
     /// The alarm this instance knows of: `None` until read once, then its time if any.
     alarm: Cell<Option<Option<i64>>>,
-    /// Every frame's number, and what a reconnecting socket may have missed.
-    frames: RefCell<FrameLog>,
     /// The stops a socket may ask, by the key of the turn in progress.
     stops: RefCell<HashMap<IdempotencyKey, Rc<Stop>>>,
     flood: RefCell<Flood>,
@@ -103,10 +102,9 @@ impl DurableObject for SessionActor {
                 state,
                 raw,
                 env,
-                gate: Gate::default(),
+                memory: InstanceMemory::default(),
                 ready: Cell::new(false),
                 alarm: Cell::new(None),
-                frames: RefCell::new(FrameLog::default()),
                 stops: RefCell::new(HashMap::new()),
                 flood: RefCell::new(Flood::default()),
                 busy: Busy::default(),

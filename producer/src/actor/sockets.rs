@@ -22,7 +22,19 @@ impl Actor {
     /// Tells one socket a refusal, numbered after everything it was sent; a socket refused
     /// more often than a turn has numbers for is closed instead.
     fn refuse(&self, ws: &WebSocket, key: Option<&IdempotencyKey>, refusal: &Refusal) {
-        let frame = self.frames.borrow_mut().refusal(now_ms(), key, refusal);
+        if !self.memory.frames.borrow().knows_base() {
+            // A fresh instance numbers after the last turn in storage, as a turn would.
+            use chat_core::turn::SessionStore;
+            match self.store().last_frame_base() {
+                Ok(base) => self.memory.frames.borrow_mut().restore(base),
+                Err(e) => tracing::error!(error = %e.0, "reading the last frame base failed"),
+            }
+        }
+        let frame = self
+            .memory
+            .frames
+            .borrow_mut()
+            .refusal(now_ms(), key, refusal);
         match frame {
             Some(frame) => live::send_frame(ws, &frame.to_json()),
             None => {

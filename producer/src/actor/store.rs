@@ -11,7 +11,7 @@ use chat_core::session::{
     message_sha256, AnsweredKey, RememberedTurn, SessionRow, SessionState, ANSWER_KEEP_MS,
 };
 use chat_core::sql::actor as sql;
-use chat_core::turn::{Binding, SessionStore, StoreError};
+use chat_core::turn::{Binding, SessionStore, StoreError, Unconfirmed};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
@@ -193,14 +193,22 @@ impl SessionStore for ActorStore {
             .next())
     }
 
-    fn unconfirmed(&self) -> Result<Vec<TurnRecord>, StoreError> {
+    fn unconfirmed(&self) -> Result<Vec<Unconfirmed>, StoreError> {
         #[derive(Deserialize)]
         struct Row {
+            slot: i64,
             record: String,
         }
         self.rows::<Row>(sql::UNCONFIRMED_TURNS, vec![])?
-            .iter()
-            .map(|r| TurnRecord::decode(&r.record).map_err(|e| StoreError(e.to_string())))
+            .into_iter()
+            .map(|r| {
+                TurnRecord::decode(&r.record)
+                    .map(|record| Unconfirmed {
+                        slot: r.slot,
+                        record,
+                    })
+                    .map_err(|e| StoreError(e.to_string()))
+            })
             .collect()
     }
 
@@ -225,6 +233,7 @@ impl SessionStore for ActorStore {
         self.exec(
             sql::BIND_TURN,
             vec![
+                int(turn.seq),
                 int(i64::from(turn.keep)),
                 text(r.turn_id),
                 text(&r.user_message.content),
@@ -251,12 +260,12 @@ impl SessionStore for ActorStore {
         Ok(())
     }
 
-    fn unbind(&self, record: &TurnRecord) -> Result<(), StoreError> {
-        self.exec(sql::UNBIND_TURN, vec![text(record.turn_id)])
+    fn unbind(&self, slot: i64, record: &TurnRecord) -> Result<(), StoreError> {
+        self.exec(sql::UNBIND_TURN, vec![int(slot), text(record.turn_id)])
     }
 
-    fn confirm(&self, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
-        self.exec(sql::CLEAR_RECORD, vec![text(record.turn_id)])?;
+    fn confirm(&self, slot: i64, record: &TurnRecord, keep: u32) -> Result<(), StoreError> {
+        self.exec(sql::CLEAR_RECORD, vec![int(slot), text(record.turn_id)])?;
         self.exec(sql::PRUNE_TURNS, vec![int(i64::from(keep))])?;
         if record.game_over {
             self.exec(sql::END_SESSION, vec![int(record.user_message.created_at)])?;

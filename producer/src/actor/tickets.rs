@@ -143,8 +143,8 @@ impl Actor {
     /// refusals since), from memory, or after a restart the last finished turn rebuilt from
     /// storage.
     fn missed(&self, after: i64) -> Result<Vec<String>, ApiError> {
-        if !self.frames.borrow().is_empty() {
-            return Ok(self.frames.borrow().after(after));
+        if !self.memory.frames.borrow().is_empty() {
+            return Ok(self.memory.frames.borrow().after(after));
         }
         let Some(last) = self.store().last_live_turn().map_err(storage_error)? else {
             return Ok(Vec::new());

@@ -44,8 +44,7 @@ impl Actor {
             engine: &engine,
             clock: &WorkerClock,
             alarm: &ActorAlarm(self),
-            gate: &self.gate,
-            frames: &self.frames,
+            memory: &self.memory,
             keep,
         };
         runner.run(ask, sink, stop).await
