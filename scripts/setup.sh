@@ -12,9 +12,11 @@ apt_install() {
   apt-get update -qq && apt-get install -y -qq --reinstall "$@"
 }
 # `cargo install --locked` where the registry has every version the tool's lock file names;
-# without it when it does not (the registry mirror can lag behind a lock file).
+# without it when it does not (the registry mirror can lag behind a lock file). `--force`:
+# a tool is installed only when its binary is missing or of another version, and cargo's
+# own record of what it installed may still list a binary that is gone.
 install_crate() {
-  cargo install --locked "$@" || { log "retrying without --locked"; cargo install "$@"; }
+  cargo install --force --locked "$@" || { log "retrying without --locked"; cargo install --force "$@"; }
 }
 
 # A C compiler (ring, zstd and SQLite's bundled build need one) from Debian's packages.
@@ -59,7 +61,7 @@ fi
 if ! version_is wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   # No --locked: the registry mirror can lag behind the CLI's own lock file.
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (the version in Cargo.lock)"
-  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  cargo install --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 # cargo-nextest runs the test binaries side by side (scripts/test.sh, .config/nextest.toml).
 if ! { command -v cargo-nextest >/dev/null 2>&1 && cargo nextest --version 2>/dev/null | grep -qF "$CARGO_NEXTEST_VERSION"; }; then
@@ -78,3 +80,12 @@ if ! { [ -x ts/node_modules/.bin/drizzle-kit ] && [ -x ts/node_modules/.bin/tsc 
   log "installing the TypeScript schema package's tools (drizzle-kit, typescript) from ts/package-lock.json"
   (cd ts && npm ci --no-audit --no-fund)
 fi
+# Every tool is where the other scripts look for it, or setup says which is not.
+hash -r
+for tool in worker-build wasm-bindgen cargo-nextest cargo-fuzz wrk chromium chromedriver \
+  "$ROOT/node_modules/.bin/wrangler" "$ROOT/node_modules/.bin/wasm-opt" "$ROOT/node_modules/.bin/esbuild"; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "setup: $tool is still missing after the install" >&2
+    exit 1
+  fi
+done
