@@ -865,7 +865,6 @@ fn an_instance_that_left_a_turn_unconfirmed_finishes_it_before_its_next_turn() {
     // Its next turn sends that one first, which ends the game.
     assert_eq!(play("sorry", "k3"), Err(TurnError::Ended));
     assert_eq!(g.queue.resent.get(), 1);
-    drop(runner);
     drop(instance);
     let applied = g.consume();
     assert_eq!((applied.applied, applied.duplicates), (2, 0));
