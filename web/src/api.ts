@@ -29,6 +29,10 @@ export interface CallOptions {
   body?: unknown;
 }
 
+/** How long a GET may go unanswered before it is asked again, and how many times in all. */
+const READ_TIMEOUT_MS = 8_000;
+const READ_ATTEMPTS = 3;
+
 export async function call<T = any>(path: string, options: CallOptions = {}): Promise<T> {
   const headers: Record<string, string> = { ...options.headers };
   let body: string | undefined;
@@ -36,11 +40,26 @@ export async function call<T = any>(path: string, options: CallOptions = {}): Pr
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(options.body);
   }
+  const method = options.method ?? "GET";
   let response: Response;
-  try {
-    response = await fetch(path, { method: options.method ?? "GET", headers, body });
-  } catch (e) {
-    throw new ApiError(0, "network", String(e));
+  // A read is safe to ask again, so one that gets no answer in READ_TIMEOUT_MS (a dropped
+  // connection, a stalled proxy) is asked again, up to READ_ATTEMPTS times, instead of
+  // leaving the page waiting for good. A POST is never repeated here: a turn goes again only
+  // with its Idempotency-Key, by the caller.
+  for (let attempt = 1; ; attempt++) {
+    const read = method === "GET";
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body,
+        signal: read ? AbortSignal.timeout(READ_TIMEOUT_MS) : undefined,
+      });
+      break;
+    } catch (e) {
+      if (!read || attempt >= READ_ATTEMPTS) throw new ApiError(0, "network", String(e));
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+    }
   }
   let json: any;
   try {
