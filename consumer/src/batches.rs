@@ -26,6 +26,8 @@ fn databases<'a>(
     config: &'a Config,
     clock: &'a WorkerClock,
 ) -> impl Ledgers + Control + 'a {
+    // `slow=MS`: every D1 call of this isolate waits MS first, as production's D1 does.
+    worker_support::d1::set_delay_ms(config.faults.slow_ms);
     chat_core::consumer::faulty::Faulty {
         inner: bindings,
         faults: &config.faults,

@@ -80,6 +80,7 @@ impl Ledgers for Bindings<'_> {
             .collect::<worker::Result<Vec<_>>>()
             .map_err(text)?;
         let count = statements.len();
+        worker_support::d1::pause().await;
         let results = db.batch(statements).await.map_err(text)?;
         self.count(&results);
         #[derive(serde::Deserialize)]
@@ -117,18 +118,23 @@ impl Ledgers for Bindings<'_> {
         struct Applied {
             name: String,
         }
-        Ok(self
+        // `all`, not `first`: only `all` hands back the rows it read, for the meter.
+        worker_support::d1::pause().await;
+        let result = self
             .d1(binding)?
             .prepare(sql::APPLIED_MIGRATION)
-            .first::<Applied>(None)
+            .all()
             .await
-            .map_err(text)?
-            .map(|a| a.name))
+            .map_err(text)?;
+        self.count([&result]);
+        let rows = result.results::<Applied>().map_err(text)?;
+        Ok(rows.into_iter().next().map(|a| a.name))
     }
 }
 
 impl Control for Bindings<'_> {
     async fn overrides(&self) -> Result<Vec<Override>, String> {
+        worker_support::d1::pause().await;
         let rows = self
             .d1(CONTROL)?
             .prepare(sql::shards::SELECT_OVERRIDES)
@@ -161,6 +167,7 @@ impl Control for Bindings<'_> {
             })
             .collect::<worker::Result<Vec<_>>>()
             .map_err(text)?;
+        worker_support::d1::pause().await;
         let results = control.batch(statements).await.map_err(text)?;
         self.count(&results);
         Ok(())
@@ -168,6 +175,7 @@ impl Control for Bindings<'_> {
 
     async fn store_letters(&self, letters_json: &str, now_ms: i64) -> Result<(), String> {
         fits_d1("the batch's dead letters", letters_json)?;
+        worker_support::d1::pause().await;
         let result = self
             .d1(CONTROL)?
             .prepare(sql::STORE_LETTERS)

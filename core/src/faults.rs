@@ -23,6 +23,10 @@
 //!   clock passes MS, in the Worker whose `FAULTS` says so: one database's outage, which must
 //!   hold back only its own players. For `DB_0`, the control database, that includes the
 //!   bucket map's reads and the dead-letter archive.
+//! - `slow=MS`: every D1 call of the Worker whose `FAULTS` says so waits MS milliseconds
+//!   first (0 to 10,000): D1 as production pays it, a network round trip away, where the
+//!   local D1 answers in microseconds. Set it in both Workers' `FAULTS` (and the inline
+//!   Worker's) to compare the designs as production runs them.
 
 use crate::record::TurnRecord;
 
@@ -35,7 +39,12 @@ pub struct Faults {
     pub letters_until: Option<i64>,
     /// Reads and writes of these database bindings fail until these times (epoch ms).
     pub down: Vec<(String, i64)>,
+    /// Milliseconds every D1 call waits before it is made.
+    pub slow_ms: u32,
 }
+
+/// The longest `slow=MS`.
+pub const MAX_SLOW_MS: u32 = 10_000;
 
 /// What to do to one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +79,15 @@ impl Faults {
                     faults
                         .down
                         .push(parsed.ok_or_else(|| format!("down={v:?} is not DB_k@epoch-ms"))?);
+                }
+                Some(("slow", v)) => {
+                    faults.slow_ms =
+                        v.parse()
+                            .ok()
+                            .filter(|ms| *ms <= MAX_SLOW_MS)
+                            .ok_or_else(|| {
+                                format!("slow={v:?} is not milliseconds from 0 to {MAX_SLOW_MS}")
+                            })?
                 }
                 Some(("letters-until", v)) => {
                     faults.letters_until = Some(
@@ -169,8 +187,14 @@ mod tests {
                 after_rate: 0.1,
                 letters_until: None,
                 down: Vec::new(),
+                slow_ms: 0,
             }
         );
+        assert_eq!(Faults::parse("slow=40").unwrap().slow_ms, 40);
+        assert!(!Faults::parse("slow=40").unwrap().is_off());
+        for bad in ["slow=", "slow=-1", "slow=fast", "slow=10001"] {
+            assert!(Faults::parse(bad).is_err(), "{bad}");
+        }
         let f = Faults::parse("down=DB_1@1000").unwrap();
         assert!(f.database_down("DB_1", 999) && !f.database_down("DB_1", 1000));
         assert!(!f.database_down("DB_0", 0));

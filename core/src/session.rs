@@ -26,6 +26,29 @@ pub const MAX_HISTORY_TURNS: u32 = 200;
 /// How long an answered key keeps its exact answer. After that the key still refuses another
 /// message (its digest is kept), but a retry of the same message gets `idempotency_key_expired`.
 pub const ANSWER_KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long an expired answer's storage may wait to be freed. An answer expires for every
+/// retry when it is read ([`AnsweredKey::expired`]); the actor's alarm only frees its row,
+/// and each alarm is billed twice (its `setAlarm` a row written, its run a request), so it
+/// runs about once a day per session that plays, freeing every answer that expired
+/// meanwhile, instead of once per keyed turn.
+pub const SWEEP_SLACK_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Where to move the alarm, if anywhere, so that storage due to be freed at `due_ms` is:
+/// an alarm set no later than `due_ms` plus [`SWEEP_SLACK_MS`] frees it soon enough and is
+/// left alone; without one, or with a later one, it is set for `due_ms`.
+pub fn alarm_to_set(set_ms: Option<i64>, due_ms: i64) -> Option<i64> {
+    match set_ms {
+        Some(set) if set <= due_ms + SWEEP_SLACK_MS => None,
+        _ => Some(due_ms),
+    }
+}
+
+/// When the alarm runs next, after a run at `now_ms` that left storage due at `due_ms`: not
+/// before [`SWEEP_SLACK_MS`] has passed, so that one run frees a day's answers.
+pub fn next_sweep(now_ms: i64, due_ms: i64) -> i64 {
+    due_ms.max(now_ms + SWEEP_SLACK_MS)
+}
+
 /// Turns of one session that may wait behind the one in progress; more are refused with
 /// 409 `turn_in_progress`. A player types one line at a time: a deeper queue is a runaway
 /// client, and each waiting request holds memory in the actor.
@@ -371,5 +394,23 @@ mod tests {
         assert_eq!(v["messageId"], Uuid::nil().to_string());
         assert_eq!(v["emotion"], "happy");
         assert_eq!(serde_json::from_value::<TurnAnswer>(v).unwrap(), a);
+    }
+
+    #[test]
+    fn the_alarm_sweeps_a_day_of_answers_at_a_time() {
+        let day = SWEEP_SLACK_MS;
+        // No alarm: set for the first answer's expiry.
+        assert_eq!(alarm_to_set(None, 1_000), Some(1_000));
+        // One set, due within a day of the next answer's expiry: left alone, however many
+        // turns come.
+        for later in [1_000, 5_000, 1_000 + day] {
+            assert_eq!(alarm_to_set(Some(1_000), later), None, "{later}");
+        }
+        // One set more than a day after what is due (a ticket's short expiry): brought in.
+        assert_eq!(alarm_to_set(Some(10 * day), 2_000), Some(2_000));
+        // After a run, the next is a day away even when an answer expires sooner…
+        assert_eq!(next_sweep(day, day + 5), 2 * day);
+        // …and when the next is further than a day, at that time.
+        assert_eq!(next_sweep(day, 5 * day), 5 * day);
     }
 }

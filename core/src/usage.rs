@@ -39,6 +39,11 @@ pub struct Usage {
     pub actor_active_us: u64,
     pub actor_rows_read: u64,
     pub actor_rows_written: u64,
+    /// Alarms an actor set. Each `setAlarm` is billed as a row written (and counted in
+    /// `actor_rows_written` too); each alarm set runs once later, a Durable Object request
+    /// billed when it runs, which a short measurement never sees: the benchmark prices it
+    /// here, where it was caused.
+    pub actor_alarms_set: u64,
     /// Bytes the actors' databases grew by (`databaseSize`, as storage is billed), net of
     /// what they freed.
     pub actor_bytes: i64,
@@ -69,6 +74,9 @@ impl Usage {
             actor_rows_written: self
                 .actor_rows_written
                 .saturating_sub(before.actor_rows_written),
+            actor_alarms_set: self
+                .actor_alarms_set
+                .saturating_sub(before.actor_alarms_set),
             actor_bytes: self.actor_bytes - before.actor_bytes,
             queue_messages: self.queue_messages.saturating_sub(before.queue_messages),
             queue_write_ops: self.queue_write_ops.saturating_sub(before.queue_write_ops),

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 use worker::wasm_bindgen::JsValue;
 use worker::D1Database;
+use worker_support::d1::{metered_batch, Metered};
 
 /// A row of `chat_sessions`: the same columns as the actor's own `session` row.
 pub use chat_core::session::SessionRow;
@@ -73,8 +74,9 @@ pub async fn create_session(
             number(now_ms),
         ])
         .map_err(&fail)?;
-    let results = db.db.batch(vec![upsert, insert]).await.map_err(&fail)?;
-    worker_support::usage::count(|u| worker_support::usage::d1_results(u, &results));
+    let results = metered_batch(&db.db, vec![upsert, insert])
+        .await
+        .map_err(&fail)?;
     let inserted = results
         .get(1)
         .and_then(|r| r.meta().ok().flatten())
@@ -89,7 +91,7 @@ pub async fn find_session(db: &Db, id: Uuid) -> Result<Option<SessionRow>, ApiEr
         .prepare(sql::SELECT_SESSION)
         .bind(&[text(id)])
         .map_err(&fail)?
-        .first(None)
+        .metered_first()
         .await
         .map_err(&fail)
 }
@@ -100,7 +102,7 @@ pub async fn read_stats(db: &Db, user_id: Uuid) -> Result<Option<StatsRow>, ApiE
         .prepare(sql::SELECT_STATS)
         .bind(&[text(user_id)])
         .map_err(&fail)?
-        .first(None)
+        .metered_first()
         .await
         .map_err(&fail)
 }
@@ -125,7 +127,7 @@ pub async fn list_messages(
             number(i64::from(limit)),
         ])
         .map_err(&fail)?
-        .all()
+        .metered_all()
         .await
         .map_err(&fail)?;
     result.results().map_err(&fail)
@@ -182,7 +184,7 @@ pub async fn list_letters(
             opt_text(cursor.map(|c| c.after_id.as_str())),
             number(i64::from(limit)),
         ])?
-        .all()
+        .metered_all()
         .await?;
     Ok(result.results()?)
 }
@@ -193,7 +195,7 @@ pub async fn letters_by_ids(db: &D1Database, ids: &[String]) -> Result<Vec<Lette
     let result = db
         .prepare(sql::LETTERS_BY_IDS.as_str())
         .bind(&[text(ids)])?
-        .all()
+        .metered_all()
         .await?;
     Ok(result.results()?)
 }
@@ -210,7 +212,7 @@ pub async fn stored_turns(db: &D1Database, turn_ids: &[&str]) -> Result<Vec<Stor
     let result = db
         .prepare(sql::SELECT_STORED_TURNS)
         .bind(&[text(serde_json::Value::Array(rows))])?
-        .all()
+        .metered_all()
         .await?;
     Ok(result.results()?)
 }
@@ -236,7 +238,7 @@ pub async fn mark_letters(
     let result = db
         .prepare(statement)
         .bind(&[text(ids), number(now_ms)])?
-        .run()
+        .metered_run()
         .await?;
     Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
 }
@@ -267,7 +269,7 @@ pub async fn record_replay_run(
             n(c.conflicts),
             n(c.invalid),
         ])?
-        .run()
+        .metered_run()
         .await?;
     Ok(())
 }
@@ -320,7 +322,7 @@ pub async fn reconcile(
             number(now_ms),
         ])?);
     }
-    let results = db.batch(statements).await?;
+    let results = metered_batch(db, statements).await?;
     let span: PageSpan = results
         .first()
         .map(|r| r.results())
@@ -346,13 +348,13 @@ pub async fn player_stats(db: &D1Database, buckets: &str) -> worker::Result<serd
     let row: Option<serde_json::Value> = db
         .prepare(sql::PLAYER_STATS)
         .bind(&[text(buckets)])?
-        .first(None)
+        .metered_first()
         .await?;
     row.ok_or_else(|| worker::Error::RustError("the stats query returned no row".into()))
 }
 
 /// The control database's figures for `GET /admin/stats`: dead letters and replay runs.
 pub async fn control_stats(db: &D1Database) -> worker::Result<serde_json::Value> {
-    let row: Option<serde_json::Value> = db.prepare(sql::CONTROL_STATS).first(None).await?;
+    let row: Option<serde_json::Value> = db.prepare(sql::CONTROL_STATS).metered_first().await?;
     row.ok_or_else(|| worker::Error::RustError("the stats query returned no row".into()))
 }

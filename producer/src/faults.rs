@@ -2,8 +2,8 @@
 //! `chat_core::faults`): a database taken down (`down=DB_k@MS`, for this Worker's reads and
 //! writes, the bucket map's included), a session's actor reset between a turn's queue
 //! send and its confirmation (`markers` and `[fault:reset]`), and a turn's first queue send
-//! failing (`[fault:send-fails]`). The deployable build has no
-//! switch at all: every hook is a constant "no fault".
+//! failing (`[fault:send-fails]`), and every D1 call made late (`slow=MS`). The deployable
+//! build has no switch at all: every hook is a constant "no fault".
 
 use worker::Env;
 
@@ -15,6 +15,15 @@ fn faults(env: &Env) -> chat_core::faults::Faults {
         chat_core::faults::Faults::default()
     })
 }
+
+/// Makes every D1 call of this isolate wait `FAULTS=slow=MS` first (local build only).
+#[cfg(feature = "local")]
+pub fn slow_d1(env: &Env) {
+    worker_support::d1::set_delay_ms(faults(env).slow_ms);
+}
+
+#[cfg(not(feature = "local"))]
+pub fn slow_d1(_: &Env) {}
 
 /// Whether database `binding` is down now (local build: `FAULTS=down=…`).
 #[cfg(feature = "local")]

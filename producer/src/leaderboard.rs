@@ -14,6 +14,7 @@ use chat_core::sql::shards::LEADERBOARD;
 use futures_util::future::join_all;
 use serde_json::json;
 use worker::{Request, Response};
+use worker_support::d1::Metered;
 
 pub async fn top(req: Request, services: &Services) -> Result<Response, ApiError> {
     services.auth.resolve(&req).await?;
@@ -29,7 +30,7 @@ pub async fn top(req: Request, services: &Services) -> Result<Response, ApiError
             db.prepare(LEADERBOARD)
                 .bind(&[limit.into(), buckets.into()])
                 .map_err(|e| e.to_string())?
-                .all()
+                .metered_all()
                 .await
                 .and_then(|r| r.results::<Leader>())
                 .map_err(|e| e.to_string())

@@ -68,5 +68,6 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if req.path() != "/admin/usage" {
         worker_support::usage::count(|u| u.worker_requests += 1);
     }
+    faults::slow_d1(&env);
     Ok(routes::handle(req, &env).await)
 }

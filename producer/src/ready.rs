@@ -9,6 +9,7 @@ use chat_core::sql::{APPLIED_MIGRATION, LATEST_MIGRATION};
 use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Response};
+use worker_support::d1::Metered;
 use worker_support::env::database_bindings;
 
 #[derive(Deserialize)]
@@ -20,7 +21,7 @@ struct Applied {
 pub async fn applied_migration(env: &Env, binding: &str) -> Result<Option<String>, String> {
     let db = database(env, binding).map_err(|e| format!("{e:?}"))?;
     db.prepare(APPLIED_MIGRATION)
-        .first::<Applied>(None)
+        .metered_first::<Applied>()
         .await
         .map(|row| row.map(|r| r.name))
         .map_err(|e| e.to_string())

@@ -20,6 +20,7 @@ use std::rc::Rc;
 use uuid::Uuid;
 use worker::{D1Database, Env};
 use worker_support::clock::now_ms;
+use worker_support::d1::Metered;
 
 thread_local! {
     /// The isolate's map (`chat_core::live_map`, the same cache the consumer keeps).
@@ -80,12 +81,9 @@ pub async fn refresh(env: &Env) -> Result<Rc<ShardMap>, ApiError> {
 pub async fn override_rows(control: &D1Database) -> Result<Vec<OverrideRow>, ApiError> {
     control
         .prepare(SELECT_OVERRIDES)
-        .all()
+        .metered_all()
         .await
-        .and_then(|r| {
-            worker_support::usage::count(|u| worker_support::usage::d1_results(u, [&r]));
-            r.results::<OverrideRow>()
-        })
+        .and_then(|r| r.results::<OverrideRow>())
         .map_err(crate::databases::failed(CONTROL))
 }
 

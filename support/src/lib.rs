@@ -9,8 +9,10 @@
 //! - [`webcrypto`]: ES256 signatures checked by the runtime's WebCrypto.
 //! - [`privy_auth`]: Privy sign-in per request: WebCrypto, and verified tokens remembered.
 //! - [`usage`]: the isolate's meter of billed units (`chat_core::usage`).
+//! - [`d1`]: D1 calls that count their rows into that meter (and wait, given `FAULTS=slow`).
 
 pub mod clock;
+pub mod d1;
 pub mod deadline;
 pub mod env;
 pub mod logging;

@@ -10,7 +10,8 @@
 //!
 //! `POST /api/sessions` and `GET /healthz` are the chat Worker's, so the same load runs
 //! against both. `GET /usage` answers the isolate's counts in billed units
-//! (`worker_support::usage`), as the chat Worker's `GET /admin/usage` does.
+//! (`worker_support::usage`), as the chat Worker's `GET /admin/usage` does. `FAULTS=slow=MS`
+//! makes each D1 call wait MS first, as the chat Worker's local build does.
 
 use chat_core::batch::{turns_json, user_json};
 use chat_core::character::{Character, Locale};
@@ -25,6 +26,7 @@ use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{event, Context, Env, Method, Request, Response};
 use worker_support::clock::{now_ms, random10};
+use worker_support::d1::{metered_batch, Metered};
 use worker_support::privy_auth::{PrivyAuth, PrivySettings};
 use worker_support::usage;
 
@@ -66,6 +68,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if path != "/usage" {
         usage::count(|u| u.worker_requests += 1);
     }
+    slow_d1(&env);
     let result = match (req.method(), path.as_str()) {
         (Method::Get, "/healthz") => {
             Response::from_json(&json!({ "ok": true })).map_err(Into::into)
@@ -76,6 +79,17 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         _ => Err(Failure::Status(404, "not_found", "no such route".into())),
     };
     Ok(result.unwrap_or_else(Failure::response))
+}
+
+/// `FAULTS=slow=MS`, as the chat Worker's local build reads it: every D1 call waits MS
+/// first, so both designs pay production's D1 round trip alike (this Worker is never
+/// deployed, so it reads the switch in every build).
+fn slow_d1(env: &Env) {
+    let spec = env.var("FAULTS").map(|v| v.to_string()).unwrap_or_default();
+    match chat_core::faults::Faults::parse(&spec) {
+        Ok(faults) => worker_support::d1::set_delay_ms(faults.slow_ms),
+        Err(e) => tracing::error!(error = %e, "FAULTS is malformed; D1 is not slowed"),
+    }
 }
 
 async fn player(req: &Request, env: &Env) -> Result<Identity, Failure> {
@@ -127,8 +141,7 @@ async fn create_session(mut req: Request, env: &Env) -> Result<Response, Failure
         text(new.locale.as_str()),
         JsValue::from(now as f64),
     ])?;
-    let results = db.batch(vec![upsert, insert]).await?;
-    usage::count(|u| usage::d1_results(u, &results));
+    metered_batch(&db, vec![upsert, insert]).await?;
     Ok(Response::from_json(&json!({ "sessionId": id }))?.with_status(201))
 }
 
@@ -138,16 +151,11 @@ async fn chat(mut req: Request, env: &Env) -> Result<Response, Failure> {
         .map_err(|e| Failure::Status(400, e.code, e.message))?;
     let db = env.d1("DB_0")?;
     // Inside the request: read the session, then write the turn.
-    let found = db
+    let session: SessionRow = db
         .prepare(sql::SELECT_SESSION)
         .bind(&[text(turn.session_id)])?
-        .all()
-        .await?;
-    usage::count(|u| usage::d1_results(u, [&found]));
-    let session: SessionRow = found
-        .results::<SessionRow>()?
-        .into_iter()
-        .next()
+        .metered_first::<SessionRow>()
+        .await?
         .filter(|s: &SessionRow| s.user_id == identity.user_id().to_string())
         .ok_or_else(|| Failure::Status(404, "session_not_found", "no such session".into()))?;
     if session.ended_at.is_some() {
@@ -191,8 +199,7 @@ async fn chat(mut req: Request, env: &Env) -> Result<Response, Failure> {
         .iter()
         .map(|s| db.prepare(*s).bind(&param))
         .collect::<worker::Result<Vec<_>>>()?;
-    let results = db.batch(statements).await?;
-    usage::count(|u| usage::d1_results(u, &results));
+    metered_batch(&db, statements).await?;
     let answer = TurnAnswer::of(&record);
     let mut response = Response::ok(answer.to_json())?;
     response

@@ -233,18 +233,21 @@ impl SessionStore for ActorDb<'_> {
     }
 }
 
-/// The actor's alarm: when it is due, if set. A Durable Object has one alarm; asking for
-/// an earlier time moves it earlier, a later one leaves it (answers are given in time
-/// order, so the alarm set is never later than a newer answer's expiry).
+/// The actor's alarm: when it is due, if set, and how many times it was set (each
+/// `setAlarm` is billed). A Durable Object has one alarm; the actor's policy
+/// (`session::alarm_to_set`, `session::next_sweep`) decides when to move it.
 #[derive(Debug, Default)]
 pub struct MemoryAlarm {
     pub at: Cell<Option<i64>>,
+    pub sets: Cell<usize>,
 }
 
 impl Alarm for MemoryAlarm {
     async fn expire_by(&self, at_ms: i64) {
-        let due = self.at.get().map_or(at_ms, |at| at.min(at_ms));
-        self.at.set(Some(due));
+        if let Some(at) = crate::session::alarm_to_set(self.at.get(), at_ms) {
+            self.at.set(Some(at));
+            self.sets.set(self.sets.get() + 1);
+        }
     }
 }
 
@@ -254,7 +257,10 @@ impl MemoryAlarm {
     pub fn ring(&self, store: &ActorDb<'_>, now_ms: i64) -> bool {
         match self.at.get() {
             Some(at) if at <= now_ms => {
-                self.at.set(store.expire_answers(now_ms).unwrap());
+                let next = store.expire_answers(now_ms).unwrap();
+                self.at
+                    .set(next.map(|due| crate::session::next_sweep(now_ms, due)));
+                self.sets.set(self.sets.get() + usize::from(next.is_some()));
                 true
             }
             _ => false,

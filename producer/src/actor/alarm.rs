@@ -1,12 +1,15 @@
 //! The actor's alarm: it drops answers once they expire (`session::ANSWER_KEEP_MS`) and
 //! tickets that expired, and is set again for the next. It is the runner's alarm port
 //! (`chat_core::turn::Alarm`): a turn makes sure it is set when it binds an answer, before
-//! the send, so an answer is dropped on time however its turn was completed. A Durable
-//! Object has one alarm, and each `setAlarm` is billed as a row written: the instance
-//! remembers the time it set, and sets it again only to bring it earlier.
+//! the send, so an answer's storage is freed however its turn was completed (the answer
+//! itself expires for every retry when it is read). A Durable Object has one alarm, each
+//! `setAlarm` is billed as a row written and each run as a request: the instance remembers
+//! the time it set, leaves an alarm that frees the answer within a day of its expiry
+//! (`session::alarm_to_set`), and after a run sets the next at least a day away
+//! (`session::next_sweep`), so an alarm runs about once a day per session that plays.
 
 use super::Actor;
-use chat_core::session::ANSWER_KEEP_MS;
+use chat_core::session::{alarm_to_set, ANSWER_KEEP_MS};
 use chat_core::turn::Alarm;
 use worker_support::clock::now_ms;
 
@@ -20,7 +23,7 @@ impl Alarm for ActorAlarm<'_> {
 }
 
 impl Actor {
-    /// Makes sure the alarm runs by `at`.
+    /// Makes sure the alarm runs by `at`, or within a day of it.
     pub async fn alarm_by(&self, at: i64) {
         let storage = self.state.storage();
         let known = match self.alarm.get() {
@@ -33,12 +36,19 @@ impl Actor {
                 }
             },
         };
-        if known.is_some_and(|set| set <= at) {
+        let Some(at) = alarm_to_set(known, at) else {
             self.alarm.set(Some(known));
             return;
-        }
+        };
         match storage.set_alarm(at - now_ms()).await {
-            Ok(()) => self.alarm.set(Some(Some(at))),
+            Ok(()) => {
+                self.alarm.set(Some(Some(at)));
+                // Billed as a row written, and it will run once: a request then.
+                worker_support::usage::count(|u| {
+                    u.actor_rows_written += 1;
+                    u.actor_alarms_set += 1;
+                });
+            }
             Err(e) => tracing::error!(error = %e, "setting the actor's alarm failed"),
         }
     }

@@ -114,6 +114,7 @@ impl DurableObject for SessionActor {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let _active = self.actor.active(Billed::Request);
+        crate::faults::slow_d1(&self.actor.env);
         Ok(match self.actor.clone().route(req).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
@@ -130,13 +131,15 @@ impl DurableObject for SessionActor {
         {
             return Response::ok("no session");
         }
-        let next = actor
-            .ring(now_ms())
-            .map_err(|e| worker::Error::RustError(e.0))?;
-        // The alarm that ran is spent: whatever is due next is set afresh.
+        let now = now_ms();
+        let next = actor.ring(now).map_err(|e| worker::Error::RustError(e.0))?;
+        // The alarm that ran is spent: whatever is due next is swept a day from now at the
+        // soonest, with everything else that expires meanwhile.
         actor.alarm.set(Some(None));
-        if let Some(at) = next {
-            actor.alarm_by(at).await;
+        if let Some(due) = next {
+            actor
+                .alarm_by(chat_core::session::next_sweep(now, due))
+                .await;
         }
         Response::ok("answers expired")
     }

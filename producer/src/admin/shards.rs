@@ -42,6 +42,7 @@ use std::rc::Rc;
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, Request, Response};
 use worker_support::clock::now_ms;
+use worker_support::d1::Metered;
 
 async fn request(req: &mut Request, needs_to: bool) -> Result<ShardRequest, ApiError> {
     Ok(parse_shard_request(
@@ -73,7 +74,7 @@ async fn run(
         .prepare(statement)
         .bind(params)
         .map_err(failed(binding))?
-        .run()
+        .metered_run()
         .await
         .map_err(failed(binding))?;
     Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
@@ -108,7 +109,7 @@ async fn check_target(services: &Services, to: &str) -> Result<(), ApiError> {
     let reports: Vec<ConsumerReport> = services
         .control()?
         .prepare(sql::SELECT_CONSUMER_DATABASES)
-        .all()
+        .metered_all()
         .await
         .and_then(|r| r.results())
         .map_err(failed(CONTROL))?;
@@ -226,7 +227,7 @@ impl MovePorts for Ports<'_> {
             .prepare(sql::SELECT_FENCE)
             .bind(&[bucket_prefix(bucket).into()])
             .map_err(failed(binding))?
-            .first(None)
+            .metered_first()
             .await
             .map_err(failed(binding))?;
         Ok(row.is_some())
@@ -256,7 +257,7 @@ impl MovePorts for Ports<'_> {
                 hi.as_str().into(),
                 limit.into(),
             ])?
-            .first(None)
+            .metered_first()
             .await
             .map_err(failed(from))?
             .ok_or_else(|| ApiError::Internal("the page query returned no row".into()))?;
@@ -280,7 +281,7 @@ impl MovePorts for Ports<'_> {
         database(&self.0.env, binding)?
             .prepare(sql::BUCKET_SUMMARY.as_str())
             .bind(&[lo.as_str().into(), hi.as_str().into()])?
-            .first(None)
+            .metered_first()
             .await
             .map_err(failed(binding))?
             .ok_or_else(|| ApiError::Internal("the summary query returned no row".into()))
