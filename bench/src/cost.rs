@@ -4,8 +4,15 @@
 //!
 //! Two views: dollars per million turns at list price (no allowance: the marginal cost), and
 //! a month of a game with 10,000 and 1,000,000 daily players at [`TURNS_PER_PLAYER_PER_DAY`],
-//! where the plan's base price and its included usage count. Storage is priced as a month of
-//! keeping what those turns added (the turns of a month, held to the month's end).
+//! where the plan's base price and its included usage count. Storage accumulates: month `m`
+//! keeps every earlier month's turns for the whole month and its own for half of it on
+//! average, so month 12 pays for 11.5 months of turns ([`stored_months`]).
+//!
+//! Allowances: the Durable Objects pricing page lists its own SQLite rows read and written
+//! "included" per month beside D1's own, and says only that they "match D1 pricing" (the same
+//! figures), not that one allowance covers both. Each is priced with its own allowance
+//! ([`Allowances::Separate`]), and the month is also shown as if they shared one
+//! ([`Allowances::Shared`]), the bill being no more than that either way.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -18,9 +25,16 @@ pub const DAYS_PER_MONTH: f64 = 30.0;
 pub const DAILY_PLAYERS: [f64; 2] = [10_000.0, 1_000_000.0];
 
 /// The designs measured, as the run's JSON names them, and as tables say them.
-pub const DESIGNS: [(&str, &str); 4] = [
-    ("http", "plain HTTP (`POST /api/chat`)"),
-    ("sse", "SSE (`POST /api/chat`, `Accept: text/event-stream`)"),
+pub const DESIGNS: [(&str, &str); 5] = [
+    ("http", "plain HTTP (`POST /api/chat`, keyed)"),
+    (
+        "httpUnkeyed",
+        "plain HTTP without `Idempotency-Key` (API clients)",
+    ),
+    (
+        "sse",
+        "SSE (`POST /api/chat`, `Accept: text/event-stream`, keyed as the page sends it)",
+    ),
     ("ws", "WebSocket (the session's live socket)"),
     ("inline", "inline write (one Worker, D1 in the request)"),
 ];
@@ -97,15 +111,19 @@ fn get(measured: &Value, key: &str) -> f64 {
 }
 
 /// A turn's billed units from what was measured per turn (the `perTurn` object of a design
-/// in the run's `costs`): WebSocket messages received count 20 to a request, the actor's
+/// in the run's `costs`): WebSocket messages received count 20 to a request, each alarm set
+/// one request (when it runs), the actor's
 /// active time is billed at 128 MB, bytes are GB kept for a month.
 pub fn billed(per_turn: &Value, prices: &Prices) -> Map<String, Value> {
     let units = [
         ("workerRequests", get(per_turn, "workerRequests")),
         ("workerCpuMs", get(per_turn, "cpuMs").max(0.0)),
         (
+            // An alarm set runs once, later: its request is priced with the turn that set it
+            // (a measurement ends before any runs; `setAlarm` itself is in the rows written).
             "doRequests",
             get(per_turn, "doRequests")
+                + get(per_turn, "actorAlarmsSet")
                 + get(per_turn, "wsMessagesIn") / prices.ws_messages_per_request,
         ),
         (
@@ -113,7 +131,11 @@ pub fn billed(per_turn: &Value, prices: &Prices) -> Map<String, Value> {
             get(per_turn, "actorActiveMs") / 1000.0 * prices.do_memory_gb,
         ),
         ("doRowsRead", get(per_turn, "actorRowsRead")),
-        ("doRowsWritten", get(per_turn, "actorRowsWritten")),
+        // The rows written now, and those the alarm writes later to free what was held.
+        (
+            "doRowsWritten",
+            get(per_turn, "actorRowsWritten") + get(per_turn, "actorRowsOwed"),
+        ),
         (
             "doStoredGbMonths",
             get(per_turn, "actorBytes").max(0.0) / 1e9,
@@ -142,20 +164,74 @@ pub fn per_million(billed: &Map<String, Value>, prices: &Prices) -> (Map<String,
     (by_unit, total)
 }
 
-/// A month's bill for `daily_players` at [`TURNS_PER_PLAYER_PER_DAY`]: the plan's base
-/// price, and every unit beyond what the plan includes.
-pub fn monthly(billed: &Map<String, Value>, prices: &Prices, daily_players: f64) -> f64 {
+/// The months the monthly view shows: the first, and the twelfth (storage of a year).
+pub const MONTHS: [u32; 2] = [1, 12];
+
+/// How many months of turns month `month` keeps stored, on average over the month: every
+/// earlier month's turns the whole month, its own half of it.
+pub fn stored_months(month: u32) -> f64 {
+    month.max(1) as f64 - 0.5
+}
+
+/// Whether D1 and Durable Objects' SQLite each have their own rows allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowances {
+    /// As the pricing pages list them: each product its own included rows.
+    Separate,
+    /// One allowance for both (rows read and rows written each): the worse case.
+    Shared,
+}
+
+/// The units whose allowance D1 and the Durable Objects' SQLite may share, in pairs.
+const SHARED_ROWS: [(&str, &str); 2] = [
+    ("d1RowsRead", "doRowsRead"),
+    ("d1RowsWritten", "doRowsWritten"),
+];
+
+/// Month `month`'s bill for `daily_players` at [`TURNS_PER_PLAYER_PER_DAY`]: the plan's base
+/// price, and every unit beyond what the plan includes; storage as [`stored_months`] months
+/// of turns.
+pub fn monthly_bill(
+    billed: &Map<String, Value>,
+    prices: &Prices,
+    daily_players: f64,
+    month: u32,
+    allowances: Allowances,
+) -> f64 {
     let turns = daily_players * TURNS_PER_PLAYER_PER_DAY * DAYS_PER_MONTH;
     let billed = Value::Object(billed.clone());
-    prices.monthly_base
-        + BILLED
-            .iter()
-            .map(|key| {
-                let unit = prices.unit(key);
-                let used = get(&billed, key) * turns;
-                (used - unit.included_per_month).max(0.0) * unit.price / unit.per
-            })
-            .sum::<f64>()
+    let used = |key: &str| {
+        let per_month = get(&billed, key) * turns;
+        if key.ends_with("StoredGbMonths") {
+            per_month * stored_months(month)
+        } else {
+            per_month
+        }
+    };
+    let over = |key: &str, used: f64| {
+        let unit = prices.unit(key);
+        (used - unit.included_per_month).max(0.0) * unit.price / unit.per
+    };
+    let shared = |key: &str| {
+        allowances == Allowances::Shared && SHARED_ROWS.iter().any(|(a, b)| key == *a || key == *b)
+    };
+    let mut total = prices.monthly_base;
+    for key in BILLED.iter().filter(|k| !shared(k)) {
+        total += over(key, used(key));
+    }
+    if allowances == Allowances::Shared {
+        // Same price per row on both sides (checked by the prices' test): one allowance
+        // taken off the two together.
+        for (d1, dobj) in SHARED_ROWS {
+            total += over(d1, used(d1) + used(dobj));
+        }
+    }
+    total
+}
+
+/// The first month's bill, each product with its own allowance.
+pub fn monthly(billed: &Map<String, Value>, prices: &Prices, daily_players: f64) -> f64 {
+    monthly_bill(billed, prices, daily_players, 1, Allowances::Separate)
 }
 
 /// Dollars per million turns of `design` in a run (None when it was not measured).
@@ -209,12 +285,24 @@ pub fn markdown(run: &Value, prices: &Prices) -> String {
         .filter(|(k, _)| costs[*k]["perTurn"].is_object())
         .map(|(k, label)| (*k, *label, &costs[*k]["perTurn"]))
         .collect();
+    let load = if costs["players"].is_number() {
+        format!(
+            "{} players each sending a turn every {} s (a human pace: a consumer batch holds \
+             different players), HTTP and SSE turns keyed as the page sends them; each turn \
+             carries 1/{} of a session start, and a socket turn 1/{} of its socket's setup",
+            costs["players"],
+            costs["paceSeconds"],
+            costs["turnsPerSession"],
+            costs["turnsPerSession"]
+        )
+    } else {
+        format!("{} connections", costs["connections"])
+    };
     let mut s = format!(
-        "Counted per turn over {} s of steady load per design at {} connections ({}); CPU is \
+        "Counted per turn over {} s of steady load per design, {load} ({}); CPU is \
          the workerd process's (every Worker, the local D1 and the queue), its idle rate taken \
          off; one floor request (`GET /healthz`) took {} CPU ms.\n\n",
         costs["seconds"],
-        costs["connections"],
         designs
             .iter()
             .map(|(k, _, m)| format!("{k} {} turns", m["turns"]))
@@ -227,7 +315,7 @@ pub fn markdown(run: &Value, prices: &Prices) -> String {
     s += " |\n|---|";
     s += &"---:|".repeat(designs.len());
     s += "\n";
-    let rows: [(&str, &str); 15] = [
+    let rows: [(&str, &str); 17] = [
         (
             "Worker requests (client + consumer batches)",
             "workerRequests",
@@ -238,7 +326,18 @@ pub fn markdown(run: &Value, prices: &Prices) -> String {
         ("WebSocket messages out", "wsMessagesOut"),
         ("actor active ms", "actorActiveMs"),
         ("actor SQLite rows read", "actorRowsRead"),
-        ("actor SQLite rows written", "actorRowsWritten"),
+        (
+            "actor SQLite rows written (each `setAlarm` one)",
+            "actorRowsWritten",
+        ),
+        (
+            "actor alarms set (each a request when it runs)",
+            "actorAlarmsSet",
+        ),
+        (
+            "actor rows the alarm writes later (answers it frees)",
+            "actorRowsOwed",
+        ),
         ("queue operations", "queueOps"),
         ("D1 rows read", "d1RowsRead"),
         ("D1 rows written", "d1RowsWritten"),
@@ -290,22 +389,43 @@ pub fn markdown(run: &Value, prices: &Prices) -> String {
     }
     s += &format!(
         "\nA month ({} days, {} turns per daily player, the ${} base and the plan's included \
-         usage counted):\n\n| design |",
+         usage counted; storage accumulating, so month 12 keeps 11.5 months of turns):\n\n| design |",
         DAYS_PER_MONTH, TURNS_PER_PLAYER_PER_DAY, prices.monthly_base
     );
     for p in DAILY_PLAYERS {
-        s += &format!(" {} daily players |", grouped(p));
+        for m in MONTHS {
+            s += &format!(" {} daily players, month {m} |", grouped(p));
+        }
     }
     s += "\n|---|";
-    s += &"---:|".repeat(DAILY_PLAYERS.len());
+    s += &"---:|".repeat(DAILY_PLAYERS.len() * MONTHS.len());
     s += "\n";
     for (key, _, m) in &designs {
         s += &format!("| {key} |");
         for p in DAILY_PLAYERS {
-            s += &format!(" {} |", money(monthly(&billed(m, prices), prices, p)));
+            for month in MONTHS {
+                let bill = monthly_bill(&billed(m, prices), prices, p, month, Allowances::Separate);
+                s += &format!(" {} |", money(bill));
+            }
         }
         s += "\n";
     }
+    s += &format!(
+        "\nEach product with its own rows allowance, as the pricing pages list them. Were D1's and \
+         the Durable Objects' one allowance, month 1 at {} daily players would be: {}.\n",
+        grouped(DAILY_PLAYERS[0]),
+        designs
+            .iter()
+            .map(|(key, _, m)| {
+                let b = billed(m, prices);
+                format!(
+                    "{key} {}",
+                    money(monthly_bill(&b, prices, DAILY_PLAYERS[0], 1, Allowances::Shared))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     s
 }
 
@@ -313,23 +433,31 @@ pub fn markdown(run: &Value, prices: &Prices) -> String {
 /// month at each number of daily players.
 pub fn summary(run: &Value, prices: &Prices) -> String {
     let costs = &run["costs"];
-    let mut s = format!(
-        "| design | per million turns | a month, {} daily players | a month, {} daily players |\n|---|---:|---:|---:|\n",
-        grouped(DAILY_PLAYERS[0]),
-        grouped(DAILY_PLAYERS[1]),
-    );
+    let mut s = "| design | per million turns |".to_string();
+    for p in DAILY_PLAYERS {
+        for m in MONTHS {
+            s += &format!(" {} daily players, month {m} |", grouped(p));
+        }
+    }
+    s += "\n|---|---:|";
+    s += &"---:|".repeat(DAILY_PLAYERS.len() * MONTHS.len());
+    s += "\n";
     for (key, label) in DESIGNS {
         let m = &costs[key]["perTurn"];
         if !m.is_object() {
             continue;
         }
         let b = billed(m, prices);
-        s += &format!(
-            "| {label} | {} | {} | {} |\n",
-            money(per_million(&b, prices).1),
-            money(monthly(&b, prices, DAILY_PLAYERS[0])),
-            money(monthly(&b, prices, DAILY_PLAYERS[1])),
-        );
+        s += &format!("| {label} | {} |", money(per_million(&b, prices).1));
+        for p in DAILY_PLAYERS {
+            for month in MONTHS {
+                s += &format!(
+                    " {} |",
+                    money(monthly_bill(&b, prices, p, month, Allowances::Separate))
+                );
+            }
+        }
+        s += "\n";
     }
     s
 }
@@ -387,6 +515,42 @@ mod tests {
     }
 
     #[test]
+    fn storage_accumulates_month_by_month() {
+        let p = prices();
+        // 1 KB a turn: 1M players add 600 GB a month. Month 1 keeps half of it on average
+        // (300 GB-months, 295 beyond the 5 included), month 12 eleven and a half months.
+        let turn = json!({ "d1Bytes": 1000.0 });
+        let b = billed(&turn, &p);
+        let first = monthly_bill(&b, &p, 1_000_000.0, 1, Allowances::Separate);
+        assert!((first - (5.0 + 295.0 * 0.75)).abs() < 1e-6, "{first}");
+        let twelfth = monthly_bill(&b, &p, 1_000_000.0, 12, Allowances::Separate);
+        assert!(
+            (twelfth - (5.0 + (6_900.0 - 5.0) * 0.75)).abs() < 1e-6,
+            "{twelfth}"
+        );
+    }
+
+    #[test]
+    fn a_shared_rows_allowance_is_taken_once_from_both_products() {
+        let p = prices();
+        for (d1, dobj) in SHARED_ROWS {
+            let (a, b) = (p.unit(d1), p.unit(dobj));
+            assert_eq!(
+                (a.price, a.per, a.included_per_month),
+                (b.price, b.per, b.included_per_month)
+            );
+        }
+        // 10,000 players: 6M turns, 30M D1 rows and 30M actor rows: each within its own
+        // 50M, but 10M over one shared 50M.
+        let turn = json!({ "d1RowsWritten": 5.0, "actorRowsWritten": 5.0 });
+        let b = billed(&turn, &p);
+        let separate = monthly_bill(&b, &p, 10_000.0, 1, Allowances::Separate);
+        assert!((separate - 5.0).abs() < 1e-6, "{separate}");
+        let shared = monthly_bill(&b, &p, 10_000.0, 1, Allowances::Shared);
+        assert!((shared - 15.0).abs() < 1e-6, "{shared}");
+    }
+
+    #[test]
     fn tables_show_each_measured_design() {
         let run = json!({ "quick": true, "costs": { "seconds": 1.0, "connections": 4,
             "http": { "perTurn": { "workerRequests": 1.0, "d1RowsWritten": 4.0 } },
@@ -399,11 +563,11 @@ mod tests {
         assert_eq!(markdown(&json!({}), &prices()), "");
         let short = summary(&run, &prices());
         assert!(
-            short.contains("| plain HTTP (`POST /api/chat`) | $4.30 |"),
+            short.contains("| plain HTTP (`POST /api/chat`, keyed) | $4.30 |"),
             "{short}"
         );
         assert!(
-            short.contains("a month, 1,000,000 daily players"),
+            short.contains("1,000,000 daily players, month 12"),
             "{short}"
         );
         assert_eq!(money(1234567.8), "$1,234,568");

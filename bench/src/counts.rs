@@ -17,8 +17,8 @@
 //! Every answered turn is kept for the instance's final check (stored once, totals equal to
 //! the ledger), so a design that loses turns to look cheap fails the run.
 
-use crate::load::{closed_loop, LoadResult, Outcome};
-use crate::target::{chat_turn, Instance, Spec};
+use crate::load::{closed_loop, paced_loop, LoadResult, Outcome};
+use crate::target::{chat_turn, chat_turn_keyed, turn_key, Instance, Spec};
 use crate::Params;
 use chat_core::usage::Usage;
 use e2e::live::read_events;
@@ -59,17 +59,31 @@ async fn mark(instance: &Instance) -> anyhow::Result<Mark> {
     })
 }
 
-/// Plays each session past the turns its actor keeps, so that the measured turns pay what
-/// every turn of a long session does (pruning the oldest turn among it).
-async fn warm_up(instance: &Instance, params: &Params) -> anyhow::Result<()> {
+/// Plays each session, keyed as the page plays (full run: past the turns its actor keeps,
+/// so that the measured turns pay what every turn of a long session does, pruning the
+/// oldest turn among it; `--quick`: one turn). Answers how many alarms a session set doing
+/// so: the first keyed turn of a session's day sets it, and it then runs once a day
+/// (`session::next_sweep`), so a session's day costs that many `setAlarm`s and runs.
+async fn warm_up(instance: &Instance, params: &Params) -> anyhow::Result<Value> {
     use futures::StreamExt;
-    let rounds = chat_core::session::DEFAULT_HISTORY_TURNS as usize + 1;
+    let rounds = if params.quick {
+        1
+    } else {
+        chat_core::session::DEFAULT_HISTORY_TURNS as usize + 1
+    };
+    poke_actors(instance).await?;
+    let before = mark(instance).await?;
     let url = instance.w.url("/api/chat");
     let turns = (0..rounds).flat_map(|r| (0..instance.sessions.len()).map(move |s| (r, s)));
     let outcomes: Vec<Outcome> = futures::stream::iter(turns)
         .map(|(r, s)| {
-            let (player, session) = &instance.sessions[s];
-            chat_turn(&instance.w.http, &url, player, session, r * 1_000_000 + s)
+            let url = &url;
+            async move {
+                let (player, session) = &instance.sessions[s];
+                let key = (instance.name != "inline").then(turn_key);
+                let i = r * 1_000_000 + s;
+                chat_turn_keyed(&instance.w.http, url, player, session, i, key.as_deref()).await
+            }
         })
         .buffer_unordered(params.cost_connections)
         .collect()
@@ -81,22 +95,31 @@ async fn warm_up(instance: &Instance, params: &Params) -> anyhow::Result<()> {
     eprintln!("counts: warmed up with {} turns", ids.len());
     instance.keep(&mut ids);
     instance.settle().await;
-    Ok(())
+    let after = mark(instance).await?;
+    let sessions = instance.sessions.len().max(1) as f64;
+    let alarms = after.usage.since(&before.usage).actor_alarms_set as f64 / sessions;
+    // What a session's day of alarms costs, as a share like a session start's: each
+    // `setAlarm` a row written now and a request when it runs.
+    Ok(json!({ "actorAlarmsSet": alarms, "actorRowsWritten": alarms }))
 }
 
 /// Asks every session's actor for its state. An actor counts its storage's growth when it
 /// next works (a write is committed after its handler returns), so this brings the count up
 /// to date; the marks read everything else before it, or after it and before the load.
-async fn poke_actors(instance: &Instance) -> anyhow::Result<()> {
+/// Answers how many answers the actors hold: each is a row the alarm writes when it frees
+/// it, a day later, which no measurement of seconds sees happen.
+async fn poke_actors(instance: &Instance) -> anyhow::Result<i64> {
     if instance.name == "inline" {
-        return Ok(());
+        return Ok(0);
     }
+    let mut held = 0;
     for (_, session) in instance.sessions.iter() {
         let path = format!("/admin/sessions/{session}");
         let (status, body) = instance.w.admin("GET", &path, None).await;
         anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+        held += body["answersHeld"].as_i64().unwrap_or(0);
     }
-    Ok(())
+    Ok(held)
 }
 
 /// The workerd processes' CPU ms per second with nothing to do.
@@ -134,6 +157,7 @@ fn per_turn(a: &Mark, b: &Mark, lines: &[Value], turns: usize, idle_ms_per_s: f6
         "actorActiveMs": d.actor_active_us as f64 / 1000.0 / t,
         "actorRowsRead": d.actor_rows_read as f64 / t,
         "actorRowsWritten": d.actor_rows_written as f64 / t,
+        "actorAlarmsSet": d.actor_alarms_set as f64 / t,
         "queueOps": (d.queue_write_ops as f64 + batch_sum(lines, "queue_write_ops")
             + batch_sum(lines, "queue_read_ops") + batch_sum(lines, "queue_delete_ops")) / t,
         "d1RowsRead": (d.d1_rows_read as f64 + batch_sum(lines, "d1_rows_read")) / t,
@@ -157,10 +181,11 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Outcome> + Send,
 {
-    poke_actors(instance).await?;
+    let held_before = poke_actors(instance).await?;
     let before = mark(instance).await?;
-    let mut r: LoadResult = closed_loop(
-        params.cost_connections,
+    let mut r: LoadResult = paced_loop(
+        instance.sessions.len(),
+        Duration::from_secs_f64(params.cost_pace_seconds),
         Duration::from_secs_f64(params.cost_seconds),
         request,
     )
@@ -172,16 +197,19 @@ where
     // The batch that stored the last turns logs its line after its write.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut after = mark(instance).await?;
-    poke_actors(instance).await?;
+    let held_after = poke_actors(instance).await?;
     after.usage.actor_bytes = usage(instance).await?.actor_bytes;
     let lines = instance.w.log_events("turn batch");
-    let counted = per_turn(
+    let mut counted = per_turn(
         &before,
         &after,
         &lines[before.batches..],
         turns,
         idle_ms_per_s,
     );
+    // Rows the alarm will write to free the answers these turns left.
+    counted["actorRowsOwed"] =
+        json!((held_after - held_before).max(0) as f64 / turns.max(1) as f64);
     eprintln!("counts {label}: {counted}");
     Ok(json!({ "perTurn": counted, "load": r.to_json() }))
 }
@@ -194,6 +222,8 @@ async fn sse_turn(instance: &Instance, i: usize) -> Outcome {
         .http
         .post(instance.w.url("/api/chat"))
         .header(player.header.0, &player.header.1)
+        // The page's SSE fallback always sends a key (the socket's turn key).
+        .header("Idempotency-Key", turn_key())
         .json(&json!({ "sessionId": session, "message": format!("hello there, turn {i}") }));
     let streamed = read_events(request).await;
     if streamed.status != 200 {
@@ -208,22 +238,86 @@ async fn sse_turn(instance: &Instance, i: usize) -> Outcome {
     Ok(answer["messageId"].as_str().map(str::to_owned))
 }
 
-/// Every design, each on a fresh instance's steady load.
+/// How many turns a session is played for, and a socket used for, in the priced turn: a
+/// session start and a socket's setup (its ticket and upgrade) are shared over this many.
+pub const TURNS_PER_SESSION: f64 = 20.0;
+
+/// Sessions started (and sockets opened) to measure what one costs.
+fn setup_samples(params: &Params) -> usize {
+    if params.quick {
+        4
+    } else {
+        20
+    }
+}
+
+/// What starting a session costs: `n` more sessions started, counted between two marks.
+async fn session_start(instance: &Instance, idle: f64, n: usize) -> anyhow::Result<Value> {
+    let people: Vec<_> = instance
+        .sessions
+        .iter()
+        .take(n)
+        .map(|(p, _)| p.clone())
+        .collect();
+    poke_actors(instance).await?;
+    let before = mark(instance).await?;
+    let started = crate::players::sessions(&instance.w.http, &instance.w.base, &people, 1).await?;
+    anyhow::ensure!(
+        started.len() == n,
+        "{} sessions started of {n}",
+        started.len()
+    );
+    // The new actors count their storage's growth when next asked.
+    for (_, session) in &started {
+        if instance.name != "inline" {
+            let path = format!("/admin/sessions/{session}");
+            let (status, body) = instance.w.admin("GET", &path, None).await;
+            anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+        }
+    }
+    let mut after = mark(instance).await?;
+    after.usage.actor_bytes = usage(instance).await?.actor_bytes;
+    let counted = per_turn(&before, &after, &[], n, idle);
+    eprintln!("counts session start: {counted}");
+    Ok(counted)
+}
+
+/// `turn` plus each of `shares` divided by [`TURNS_PER_SESSION`]: the priced turn.
+fn amortized(turn: &Value, shares: &[&Value]) -> Value {
+    let mut out = turn.clone();
+    if let Some(map) = out.as_object_mut() {
+        for (key, value) in map.iter_mut() {
+            if key == "turns" || key == "seconds" {
+                continue;
+            }
+            let extra: f64 = shares.iter().map(|s| n(s, key)).sum::<f64>() / TURNS_PER_SESSION;
+            *value = json!(value.as_f64().unwrap_or(0.0) + extra);
+        }
+    }
+    out
+}
+
+/// Every design, each on a fresh instance, its players at a human pace (one turn every
+/// `cost_pace_seconds` each), so a consumer batch holds turns of different players as it
+/// does in production. Each design's priced turn (`perTurn`) carries its share of a session
+/// start and, for the socket, of the socket's setup, over [`TURNS_PER_SESSION`] turns; the
+/// turn alone is `turnOnly`, and the shares are `setup`.
 pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result<Value> {
     let idle_seconds = if params.quick { 1.0 } else { 3.0 };
     let mut out = Map::new();
     out.insert("connections".into(), json!(params.cost_connections));
+    out.insert("players".into(), json!(params.cost_players));
+    out.insert("paceSeconds".into(), json!(params.cost_pace_seconds));
     out.insert("seconds".into(), json!(params.cost_seconds));
+    out.insert("turnsPerSession".into(), json!(TURNS_PER_SESSION));
 
     // A socket's frames are not limited here: the load sends more than a player would.
     let unlimited = vec![("LIVE_FRAME_LIMIT", "1000000".to_string())];
-    let instance =
-        Arc::new(Instance::start_with(after, params.players, params.sessions, unlimited).await?);
-    if !params.quick {
-        warm_up(&instance, params).await?;
-    }
+    let instance = Arc::new(Instance::start_with(after, params.cost_players, 1, unlimited).await?);
     let idle = idle_rate(&instance, idle_seconds).await;
     out.insert("idleCpuMsPerSecond".into(), json!(idle));
+    let daily_alarm = warm_up(&instance, params).await?;
+    eprintln!("counts alarms of a session's day: {daily_alarm}");
 
     // The floor: one request that does nothing, for the CPU of a request.
     let w = instance.w.http.clone();
@@ -252,30 +346,54 @@ pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result
         json!({ "perRequest": floor, "load": r.to_json() }),
     );
 
-    let i = instance.clone();
-    let http = instance.w.http.clone();
-    let url = instance.w.url("/api/chat");
-    let counted = measure(&instance, params, idle, "http", move |n| {
-        let (http, url, i) = (http.clone(), url.clone(), i.clone());
-        async move {
-            let (player, session) = &i.sessions[n % i.sessions.len()];
-            chat_turn(&http, &url, player, session, n).await
+    let samples = setup_samples(params);
+    let start = session_start(&instance, idle, samples).await?;
+
+    for (design, keyed) in [("http", true), ("httpUnkeyed", false)] {
+        let i = instance.clone();
+        let http = instance.w.http.clone();
+        let url = instance.w.url("/api/chat");
+        let mut counted = measure(&instance, params, idle, design, move |n| {
+            let (http, url, i) = (http.clone(), url.clone(), i.clone());
+            async move {
+                let (player, session) = &i.sessions[n % i.sessions.len()];
+                let key = keyed.then(turn_key);
+                chat_turn_keyed(&http, &url, player, session, n, key.as_deref()).await
+            }
+        })
+        .await?;
+        if keyed {
+            with_setup(
+                &mut counted,
+                &[("sessionStart", &start), ("dailyAlarm", &daily_alarm)],
+            );
+        } else {
+            with_setup(&mut counted, &[("sessionStart", &start)]);
         }
-    })
-    .await?;
-    out.insert("http".into(), counted);
+        out.insert(design.into(), counted);
+    }
 
     let i = instance.clone();
-    let counted = measure(&instance, params, idle, "sse", move |n| {
+    let mut counted = measure(&instance, params, idle, "sse", move |n| {
         let i = i.clone();
         async move { sse_turn(&i, n).await }
     })
     .await?;
+    with_setup(
+        &mut counted,
+        &[("sessionStart", &start), ("dailyAlarm", &daily_alarm)],
+    );
     out.insert("sse".into(), counted);
 
-    let sockets = crate::live::sockets(&instance, params.cost_connections).await?;
+    // A socket per player, its setup (ticket, upgrade) counted between two marks.
+    poke_actors(&instance).await?;
+    let before = mark(&instance).await?;
+    let sockets = crate::live::sockets(&instance, instance.sessions.len()).await?;
+    let after_open = mark(&instance).await?;
+    let open = per_turn(&before, &after_open, &[], sockets.len(), idle);
+    eprintln!("counts socket setup: {open}");
     let sockets = Arc::new(sockets);
-    let counted = measure(&instance, params, idle, "ws", move |n| {
+    let mut counted = measure(&instance, params, idle, "ws", move |n| {
         let sockets = sockets.clone();
         async move {
             crate::live::socket_turn(&sockets[n % sockets.len()], n)
@@ -284,12 +402,22 @@ pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result
         }
     })
     .await?;
+    with_setup(
+        &mut counted,
+        &[
+            ("sessionStart", &start),
+            ("socketSetup", &open),
+            ("dailyAlarm", &daily_alarm),
+        ],
+    );
     out.insert("ws".into(), counted);
     instance.check().await?;
     drop(instance);
 
-    let instance = Arc::new(Instance::start(inline, params.players, params.sessions).await?);
+    let instance = Arc::new(Instance::start(inline, params.cost_players, 1).await?);
     let idle = idle_rate(&instance, idle_seconds).await;
+    warm_up(&instance, params).await?;
+    let start = session_start(&instance, idle, samples).await?;
     let i = instance.clone();
     let http = instance.w.http.clone();
     let url = instance.w.url("/api/chat");
@@ -302,11 +430,27 @@ pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result
     })
     .await?;
     counted["idleCpuMsPerSecond"] = json!(idle);
+    with_setup(&mut counted, &[("sessionStart", &start)]);
     out.insert("inline".into(), counted);
     instance.check().await?;
     let out = Value::Object(out);
     counted_everything(&out)?;
     Ok(out)
+}
+
+/// Moves a design's measured turn to `turnOnly`, keeps each share under `setup`, and makes
+/// `perTurn` the turn with its shares of them.
+fn with_setup(design: &mut Value, shares: &[(&str, &Value)]) {
+    let turn = design["perTurn"].clone();
+    let parts: Vec<&Value> = shares.iter().map(|(_, v)| *v).collect();
+    design["perTurn"] = amortized(&turn, &parts);
+    design["turnOnly"] = turn;
+    design["setup"] = Value::Object(
+        shares
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).clone()))
+            .collect(),
+    );
 }
 
 /// What every turn must have been counted as, whatever its cost: a meter that lost its
@@ -317,7 +461,7 @@ fn counted_everything(costs: &Value) -> anyhow::Result<()> {
         anyhow::ensure!(v >= min, "{design}: {key} per turn is {v}, below {min}");
         Ok(())
     };
-    for design in ["http", "sse", "ws"] {
+    for design in ["http", "httpUnkeyed", "sse", "ws"] {
         // Sent, delivered and acked: three queue operations at least.
         at_least(design, "queueOps", 3.0)?;
         at_least(design, "actorRowsWritten", 1.0)?;
@@ -325,6 +469,7 @@ fn counted_everything(costs: &Value) -> anyhow::Result<()> {
         at_least(design, "consumerBatches", 1e-6)?;
     }
     at_least("http", "doRequests", 1.0)?;
+    at_least("httpUnkeyed", "doRequests", 1.0)?;
     at_least("sse", "doRequests", 1.0)?;
     at_least("ws", "wsMessagesIn", 1.0)?;
     at_least("ws", "wsMessagesOut", 1.0)?;

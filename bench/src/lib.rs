@@ -8,6 +8,9 @@
 pub mod cost;
 pub mod report;
 
+/// The connections the slow-D1 scenario loads each design at.
+pub const SLOW_D1_CONNECTIONS: [usize; 2] = [1, 16];
+
 /// The marks around the benchmark text in bench/README.md.
 pub const START: &str = "<!-- bench:start: generated from bench/results/latest.json by `cargo run -p bench -- --readme` -->";
 pub const END: &str = "<!-- bench:end -->";

@@ -138,6 +138,48 @@ where
     finish(shared, started)
 }
 
+/// `players` players, each sending `request` once every `pace` (start to start) for
+/// `duration`, as people type: player `p`'s `k`-th request is number `p + k * players`, so
+/// `i % players` names the player. Each starts at its own offset within the first `pace`, so
+/// the load is steady at about `players / pace` per second, and the turns a consumer batch
+/// gathers come from different players. A player whose answer takes longer than `pace`
+/// sends its next at once. Latency counts from each request's intended time.
+pub async fn paced_loop<F, Fut>(
+    players: usize,
+    pace: Duration,
+    duration: Duration,
+    request: F,
+) -> LoadResult
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send,
+{
+    let request = Arc::new(request);
+    let shared = shared();
+    let started = Instant::now();
+    let deadline = started + duration;
+    let players = players.max(1);
+    let tasks: Vec<_> = (0..players)
+        .map(|player| {
+            let (request, shared) = (request.clone(), shared.clone());
+            tokio::spawn(async move {
+                let mut intended = started + pace.mul_f64(player as f64 / players as f64);
+                let mut i = player;
+                while intended < deadline && i < MAX_REQUESTS {
+                    tokio::time::sleep_until(intended.into()).await;
+                    timed(&shared, intended, request(i)).await;
+                    intended = (intended + pace).max(Instant::now());
+                    i += players;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    finish(shared, started)
+}
+
 /// The median of some numbers (the middle of several runs on a noisy machine).
 pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));

@@ -18,8 +18,10 @@
 //! - [`storage`]: turns stored per second by batch size and by number of databases, against
 //!   the same SQL on native SQLite.
 //! - [`counts`]: what a turn costs in billed units (CPU, requests, rows, queue operations,
-//!   bytes) for plain HTTP, SSE, the socket and the inline-write Worker; `bench::cost` prices
-//!   them.
+//!   bytes) for plain HTTP (keyed and not), SSE, the socket and the inline-write Worker,
+//!   players at a human pace, a session start and a socket's setup shared over its turns;
+//!   `bench::cost` prices them.
+//! - [`slow_d1`]: the chat and the inline design with every D1 call made late, as deployed.
 //! - [`size`]: each Worker's wasm and bundle, raw and gzip.
 //! - [`check`]: every 200-answered turn stored exactly once, totals equal to the ledger.
 //! - `bench::report` (the library): the goals, and the text of a run for `bench/README.md`.
@@ -33,6 +35,7 @@ mod live;
 mod load;
 mod players;
 mod size;
+mod slow_d1;
 mod storage;
 mod target;
 
@@ -100,12 +103,27 @@ pub struct Params {
     /// Seconds of each design's steady load in the cost scenario.
     #[arg(long, default_value_t = 10.0)]
     pub cost_seconds: f64,
-    /// Connections (or sockets) of the cost scenario's load.
+    /// Connections of the cost scenario's floor load.
     #[arg(long, default_value_t = 8)]
     pub cost_connections: usize,
+    /// Players of the cost scenario, each with a session (and a socket), each playing at
+    /// `cost_pace_seconds`: a human pace, so a consumer batch holds different players.
+    #[arg(long, default_value_t = 150)]
+    pub cost_players: usize,
+    /// Seconds from one of a player's turns to the next in the cost scenario.
+    #[arg(long, default_value_t = 3.0)]
+    pub cost_pace_seconds: f64,
+    /// Milliseconds each D1 call is made late in the slow-D1 scenario (`FAULTS=slow=MS`):
+    /// a deployed D1 a network round trip away, where the local one answers at once.
+    #[arg(long, default_value_t = 30)]
+    pub d1_delay_ms: u32,
     /// Only the cost scenario (with the sizes): for measuring a change to what a turn costs.
     #[arg(long)]
     pub costs_only: bool,
+    /// With `--costs-only`: put its figures into `--out` (the run's `costs` replaced, dated
+    /// `costsDate`), for a change that moves only what a turn costs.
+    #[arg(long)]
+    pub merge: bool,
     /// Where the JSON of the run goes.
     #[arg(long, default_value = "bench/results/latest.json")]
     pub out: PathBuf,
@@ -129,7 +147,9 @@ impl Params {
             self.batch_sizes = vec![10];
             self.databases = vec![1, 2, 4];
             self.turns = 300;
-            self.cost_seconds = 1.0;
+            self.cost_seconds = 3.0;
+            self.cost_players = 30;
+            self.cost_pace_seconds = 2.0;
             self.out = e2e::root().join("target/bench-quick.json");
         }
         self
@@ -168,12 +188,28 @@ async fn main() -> anyhow::Result<()> {
     let spec = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
     if params.costs_only {
         let costs = counts::run(spec("after"), spec("inline"), &params).await?;
-        let run = json!({ "date": started, "quick": params.quick, "costs": costs, "sizes": sizes });
+        let slow = slow_d1::run(spec("dev"), spec("inline"), &params).await?;
+        let run = json!({ "date": started, "quick": params.quick, "costs": costs, "slowD1": slow, "sizes": sizes });
         let prices = bench::cost::Prices::load()?;
         println!("{}", bench::cost::markdown(&run, &prices));
         let out = e2e::root().join("target/bench-costs.json");
         std::fs::write(&out, serde_json::to_string_pretty(&run)? + "\n")?;
         eprintln!("bench: figures written to {}", out.display());
+        if params.merge {
+            anyhow::ensure!(
+                !params.quick,
+                "--merge takes a full run's figures, not --quick's"
+            );
+            let mut whole: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&params.out)?)?;
+            whole["costs"] = run["costs"].clone();
+            whole["slowD1"] = run["slowD1"].clone();
+            whole["costsDate"] = json!(started);
+            whole["sizes"] = run["sizes"].clone();
+            whole["goals"] = report::goals(&whole);
+            std::fs::write(&params.out, serde_json::to_string_pretty(&whole)? + "\n")?;
+            eprintln!("bench: costs merged into {}", params.out.display());
+        }
         return Ok(());
     }
     let connections = connections::run(&specs, &params).await?;
@@ -213,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
 
     let live = live::run(spec("after"), &params).await?;
     let costs = counts::run(spec("after"), spec("inline"), &params).await?;
+    let slow = slow_d1::run(spec("dev"), spec("inline"), &params).await?;
 
     let mut storage_runs = Vec::new();
     for &batch in &params.batch_sizes {
@@ -232,6 +269,7 @@ async fn main() -> anyhow::Result<()> {
             "startRate": params.start_rate, "growth": params.growth, "stepSeconds": params.step_seconds,
             "p99BoundMs": if params.p99_bound_ms.is_finite() { json!(params.p99_bound_ms) } else { json!(null) },
             "lagProbes": params.lag_probes, "players": params.players, "sessionsPerPlayer": params.sessions,
+            "costPlayers": params.cost_players, "costPaceSeconds": params.cost_pace_seconds,
             "batchSizes": params.batch_sizes, "databases": params.databases, "turns": params.turns,
             "maxBatchTimeoutSeconds": 1,
         },
@@ -240,6 +278,7 @@ async fn main() -> anyhow::Result<()> {
         "lag": lag,
         "live": live,
         "costs": costs,
+        "slowD1": slow,
         "storage": storage_runs,
         "storageByDatabases": by_databases,
         "sizes": sizes,

@@ -75,6 +75,18 @@ impl Instance {
         sessions_each: usize,
         more: Vec<(&'static str, String)>,
     ) -> anyhow::Result<Self> {
+        Self::start_full(spec, players, sessions_each, more, Vec::new()).await
+    }
+
+    /// A variant with more variables for the chat Worker (or the Worker in its place) and
+    /// for the consumer.
+    pub async fn start_full(
+        spec: &Spec,
+        players: usize,
+        sessions_each: usize,
+        more: Vec<(&'static str, String)>,
+        consumer_vars: Vec<(&'static str, String)>,
+    ) -> anyhow::Result<Self> {
         let mut chat_vars = more;
         if spec.sign_in == SignIn::Privy {
             chat_vars.extend([
@@ -91,6 +103,7 @@ impl Instance {
             databases: if spec.first_worker.is_some() { 1 } else { 2 },
             first_worker: spec.first_worker,
             chat_vars,
+            consumer_vars,
             ..Options::default()
         })
         .await;
@@ -182,13 +195,31 @@ pub async fn chat_turn(
     session: &str,
     i: usize,
 ) -> Outcome {
-    let r = http
+    chat_turn_keyed(http, url, player, session, i, None).await
+}
+
+/// A fresh `Idempotency-Key`, a UUID for each turn as the page makes one.
+pub fn turn_key() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// One chat turn, with `Idempotency-Key: key` when given.
+pub async fn chat_turn_keyed(
+    http: &reqwest::Client,
+    url: &str,
+    player: &Player,
+    session: &str,
+    i: usize,
+    key: Option<&str>,
+) -> Outcome {
+    let mut request = http
         .post(url)
         .header(player.header.0, &player.header.1)
-        .json(&json!({ "sessionId": session, "message": format!("hello there, turn {i}") }))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .json(&json!({ "sessionId": session, "message": format!("hello there, turn {i}") }));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let r = request.send().await.map_err(|e| e.to_string())?;
     if r.status().as_u16() != 200 {
         return Err(format!("status {}", r.status()));
     }
