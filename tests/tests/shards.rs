@@ -459,10 +459,16 @@ async fn a_move_refuses_an_unready_target_and_a_missing_binding_holds_turns() {
         "{}",
         w.log_tail()
     );
-    assert!(w
-        .log_events("turn batch")
-        .iter()
-        .any(|b| b["held"].as_i64() > Some(0)));
+    // The batch logs its line when it ends, after the warning above.
+    assert!(
+        wait_for(Duration::from_secs(15), || w
+            .log_events("turn batch")
+            .iter()
+            .any(|b| b["held"].as_i64() > Some(0)))
+        .await,
+        "{}",
+        w.log_tail()
+    );
     assert_eq!(w.count("SELECT COUNT(*) FROM dead_letters"), 0);
     assert_eq!(
         w.shard("DB_2")
