@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn summary(runs: &[LoadResult]) -> Value {
+pub fn summary(runs: &[LoadResult]) -> Value {
     let med = |f: &dyn Fn(&LoadResult) -> f64| median(runs.iter().map(f).collect());
     json!({
         "rps": med(&LoadResult::rps),

@@ -267,7 +267,10 @@ async fn session_start(instance: &Instance, idle: f64, n: usize) -> anyhow::Resu
         "{} sessions started of {n}",
         started.len()
     );
-    // The new actors count their storage's growth when next asked.
+    // Marked before the new actors are asked for their state (those requests are the
+    // benchmark's, not the start's), and their storage's growth read after it: an actor
+    // counts it when it next works.
+    let mut after = mark(instance).await?;
     for (_, session) in &started {
         if instance.name != "inline" {
             let path = format!("/admin/sessions/{session}");
@@ -275,7 +278,6 @@ async fn session_start(instance: &Instance, idle: f64, n: usize) -> anyhow::Resu
             anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
         }
     }
-    let mut after = mark(instance).await?;
     after.usage.actor_bytes = usage(instance).await?.actor_bytes;
     let counted = per_turn(&before, &after, &[], n, idle);
     eprintln!("counts session start: {counted}");

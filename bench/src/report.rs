@@ -470,8 +470,8 @@ pub fn markdown(r: &Value) -> String {
     let slow = &r["slowD1"];
     if slow.is_object() {
         s += &format!(
-            "\n**D1 as deployed** (`bench::slow_d1`: every D1 call made {} ms late, `FAULTS=slow={}`, in the chat Worker, its consumer and the inline-write Worker; a closed loop of {} s at each count of connections, keyed chat turns)\n\n",
-            slow["delayMs"], slow["delayMs"], slow["seconds"]
+            "\n**D1 as deployed** (`bench::slow_d1`: every D1 call made {} ms late, `FAULTS=slow={}`, in the chat Worker, its consumer and the inline-write Worker; a closed loop at each count of connections, keyed chat turns, medians of {} loads of {} s)\n\n",
+            slow["delayMs"], slow["delayMs"], slow["runs"], slow["seconds"]
         );
         s += "| connections | chat p50 / p99 ms | inline-write p50 / p99 ms | chat turns/s | inline-write turns/s |\n|---:|---:|---:|---:|---:|\n";
         for c in crate::SLOW_D1_CONNECTIONS {
