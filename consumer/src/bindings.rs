@@ -10,7 +10,7 @@ use chat_core::sql;
 use chat_core::usage::Usage;
 use std::cell::RefCell;
 use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, D1Result, Env};
+use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 /// The Worker's bindings, as the core's flows take them, for one batch.
 pub struct Bindings<'a> {
@@ -33,6 +33,35 @@ impl<'a> Bindings<'a> {
 
     fn count<'r>(&self, results: impl IntoIterator<Item = &'r D1Result>) {
         worker_support::usage::d1_results(&mut self.usage.borrow_mut(), results);
+    }
+
+    // Every D1 call goes through these three: each waits what `FAULTS=slow` says
+    // (`worker_support::d1::pause`, nothing in the deployable build) and counts its rows in
+    // this batch's `usage`. `all`, never `first`: only `all` hands back the rows it read.
+
+    async fn all(&self, statement: D1PreparedStatement) -> Result<D1Result, String> {
+        worker_support::d1::pause().await;
+        let result = statement.all().await.map_err(text)?;
+        self.count([&result]);
+        Ok(result)
+    }
+
+    async fn run(&self, statement: D1PreparedStatement) -> Result<D1Result, String> {
+        worker_support::d1::pause().await;
+        let result = statement.run().await.map_err(text)?;
+        self.count([&result]);
+        Ok(result)
+    }
+
+    async fn batch(
+        &self,
+        db: &D1Database,
+        statements: Vec<D1PreparedStatement>,
+    ) -> Result<Vec<D1Result>, String> {
+        worker_support::d1::pause().await;
+        let results = db.batch(statements).await.map_err(text)?;
+        self.count(&results);
+        Ok(results)
     }
 
     async fn send(&self, queue: &str, texts: &[String]) -> Result<(), String> {
@@ -80,9 +109,7 @@ impl Ledgers for Bindings<'_> {
             .collect::<worker::Result<Vec<_>>>()
             .map_err(text)?;
         let count = statements.len();
-        worker_support::d1::pause().await;
-        let results = db.batch(statements).await.map_err(text)?;
-        self.count(&results);
+        let results = self.batch(&db, statements).await?;
         #[derive(serde::Deserialize)]
         struct Fence {
             bucket: String,
@@ -118,15 +145,9 @@ impl Ledgers for Bindings<'_> {
         struct Applied {
             name: String,
         }
-        // `all`, not `first`: only `all` hands back the rows it read, for the meter.
-        worker_support::d1::pause().await;
         let result = self
-            .d1(binding)?
-            .prepare(sql::APPLIED_MIGRATION)
-            .all()
-            .await
-            .map_err(text)?;
-        self.count([&result]);
+            .all(self.d1(binding)?.prepare(sql::APPLIED_MIGRATION))
+            .await?;
         let rows = result.results::<Applied>().map_err(text)?;
         Ok(rows.into_iter().next().map(|a| a.name))
     }
@@ -134,14 +155,9 @@ impl Ledgers for Bindings<'_> {
 
 impl Control for Bindings<'_> {
     async fn overrides(&self) -> Result<Vec<Override>, String> {
-        worker_support::d1::pause().await;
         let rows = self
-            .d1(CONTROL)?
-            .prepare(sql::shards::SELECT_OVERRIDES)
-            .all()
-            .await
-            .map_err(text)?;
-        self.count([&rows]);
+            .all(self.d1(CONTROL)?.prepare(sql::shards::SELECT_OVERRIDES))
+            .await?;
         let rows = rows.results::<OverrideRow>().map_err(text)?;
         Ok(rows.iter().map(Override::from).collect())
     }
@@ -167,27 +183,21 @@ impl Control for Bindings<'_> {
             })
             .collect::<worker::Result<Vec<_>>>()
             .map_err(text)?;
-        worker_support::d1::pause().await;
-        let results = control.batch(statements).await.map_err(text)?;
-        self.count(&results);
+        self.batch(&control, statements).await?;
         Ok(())
     }
 
     async fn store_letters(&self, letters_json: &str, now_ms: i64) -> Result<(), String> {
         fits_d1("the batch's dead letters", letters_json)?;
-        worker_support::d1::pause().await;
-        let result = self
+        let statement = self
             .d1(CONTROL)?
             .prepare(sql::STORE_LETTERS)
             .bind(&[
                 JsValue::from_str(letters_json),
                 JsValue::from(now_ms as f64),
             ])
-            .map_err(text)?
-            .run()
-            .await
             .map_err(text)?;
-        self.count([&result]);
+        self.run(statement).await?;
         Ok(())
     }
 }
