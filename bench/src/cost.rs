@@ -229,11 +229,6 @@ pub fn monthly_bill(
     total
 }
 
-/// The first month's bill, each product with its own allowance.
-pub fn monthly(billed: &Map<String, Value>, prices: &Prices, daily_players: f64) -> f64 {
-    monthly_bill(billed, prices, daily_players, 1, Allowances::Separate)
-}
-
 /// Dollars per million turns of `design` in a run (None when it was not measured).
 pub fn design_per_million(run: &Value, design: &str, prices: &Prices) -> Option<f64> {
     let per_turn = &run["costs"][design]["perTurn"];
@@ -507,10 +502,10 @@ mod tests {
         let turn = json!({ "workerRequests": 1.0, "d1RowsWritten": 10.0 });
         let b = billed(&turn, &p);
         // 10,000 players: 6M turns, 6M requests (within 10M), 60M rows (10M over 50M).
-        let small = monthly(&b, &p, 10_000.0);
+        let small = monthly_bill(&b, &p, 10_000.0, 1, Allowances::Separate);
         assert!((small - (5.0 + 10.0)).abs() < 1e-6, "{small}");
         // 1M players: 600M turns: 590M requests and 5,950M rows beyond the allowance.
-        let big = monthly(&b, &p, 1_000_000.0);
+        let big = monthly_bill(&b, &p, 1_000_000.0, 1, Allowances::Separate);
         assert!((big - (5.0 + 590.0 * 0.30 + 5_950.0)).abs() < 1e-6, "{big}");
     }
 

@@ -65,7 +65,6 @@ async fn mark(instance: &Instance) -> anyhow::Result<Mark> {
 /// so: the first keyed turn of a session's day sets it, and it then runs once a day
 /// (`session::next_sweep`), so a session's day costs that many `setAlarm`s and runs.
 async fn warm_up(instance: &Instance, params: &Params) -> anyhow::Result<Value> {
-    use futures::StreamExt;
     let rounds = if params.quick {
         1
     } else {
@@ -73,25 +72,10 @@ async fn warm_up(instance: &Instance, params: &Params) -> anyhow::Result<Value> 
     };
     poke_actors(instance).await?;
     let before = mark(instance).await?;
-    let url = instance.w.url("/api/chat");
-    let turns = (0..rounds).flat_map(|r| (0..instance.sessions.len()).map(move |s| (r, s)));
-    let outcomes: Vec<Outcome> = futures::stream::iter(turns)
-        .map(|(r, s)| {
-            let url = &url;
-            async move {
-                let (player, session) = &instance.sessions[s];
-                let key = (instance.name != "inline").then(turn_key);
-                let i = r * 1_000_000 + s;
-                chat_turn_keyed(&instance.w.http, url, player, session, i, key.as_deref()).await
-            }
-        })
-        .buffer_unordered(params.cost_connections)
-        .collect()
-        .await;
-    let mut ids = Vec::new();
-    for outcome in outcomes {
-        ids.extend(outcome.map_err(|e| anyhow::anyhow!("a warm-up turn failed: {e}"))?);
-    }
+    let keyed = instance.name != "inline";
+    let mut ids = instance
+        .play_every_session(rounds, params.cost_connections, keyed)
+        .await?;
     eprintln!("counts: warmed up with {} turns", ids.len());
     instance.keep(&mut ids);
     instance.settle().await;
@@ -109,11 +93,19 @@ async fn warm_up(instance: &Instance, params: &Params) -> anyhow::Result<Value> 
 /// Answers how many answers the actors hold: each is a row the alarm writes when it frees
 /// it, a day later, which no measurement of seconds sees happen.
 async fn poke_actors(instance: &Instance) -> anyhow::Result<i64> {
+    poke(instance, instance.sessions.iter().map(|(_, s)| s.as_str())).await
+}
+
+/// [`poke_actors`] for the actors of `sessions`.
+async fn poke<'a>(
+    instance: &Instance,
+    sessions: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<i64> {
     if instance.name == "inline" {
         return Ok(0);
     }
     let mut held = 0;
-    for (_, session) in instance.sessions.iter() {
+    for session in sessions {
         let path = format!("/admin/sessions/{session}");
         let (status, body) = instance.w.admin("GET", &path, None).await;
         anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
@@ -271,13 +263,7 @@ async fn session_start(instance: &Instance, idle: f64, n: usize) -> anyhow::Resu
     // benchmark's, not the start's), and their storage's growth read after it: an actor
     // counts it when it next works.
     let mut after = mark(instance).await?;
-    for (_, session) in &started {
-        if instance.name != "inline" {
-            let path = format!("/admin/sessions/{session}");
-            let (status, body) = instance.w.admin("GET", &path, None).await;
-            anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
-        }
-    }
+    poke(instance, started.iter().map(|(_, s)| s.as_str())).await?;
     after.usage.actor_bytes = usage(instance).await?.actor_bytes;
     let counted = per_turn(&before, &after, &[], n, idle);
     eprintln!("counts session start: {counted}");

@@ -236,9 +236,7 @@ fn rows_written(run: &Value, design: &str) -> Option<f64> {
 
 /// A design's dollars per million turns over the inline-write design's, at list price.
 fn cost_ratio(run: &Value, design: &str) -> Option<f64> {
-    let prices = crate::cost::Prices::load().ok()?;
-    let of = |d: &str| crate::cost::design_per_million(run, d, &prices);
-    ratio(of(design)?, of("inline")?)
+    ratio(per_million(run, design)?, per_million(run, "inline")?)
 }
 
 /// The row of the live scenario at `connections`.

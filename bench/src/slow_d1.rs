@@ -19,7 +19,7 @@ use bench::SLOW_D1_CONNECTIONS as CONNECTIONS;
 async fn load(instance: &Arc<Instance>, params: &Params) -> anyhow::Result<Value> {
     let mut out = Map::new();
     // Every session plays once first: its actor is open, as an ongoing session's is.
-    let mut kept = warm_up(instance).await?;
+    let mut kept = instance.play_every_session(1, 4, false).await?;
     instance.keep(&mut kept);
     for connections in CONNECTIONS {
         // Medians of `runs` loads, as the fixed-connections scenario takes them: a CPU-bound
@@ -64,24 +64,6 @@ async fn load(instance: &Arc<Instance>, params: &Params) -> anyhow::Result<Value
     instance.settle().await;
     instance.check().await?;
     Ok(Value::Object(out))
-}
-
-/// One turn in every session, four at a time: the message ids answered.
-async fn warm_up(instance: &Instance) -> anyhow::Result<Vec<String>> {
-    use futures::StreamExt;
-    let url = instance.w.url("/api/chat");
-    let outcomes: Vec<_> = futures::stream::iter(instance.sessions.iter().enumerate())
-        .map(|(i, (player, session))| {
-            chat_turn_keyed(&instance.w.http, &url, player, session, i, None)
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    let mut ids = Vec::new();
-    for outcome in outcomes {
-        ids.extend(outcome.map_err(|e| anyhow::anyhow!("a warm-up turn failed: {e}"))?);
-    }
-    Ok(ids)
 }
 
 /// The chat (local build: the switch is there) and the inline design, each with D1 late.

@@ -123,6 +123,37 @@ impl Instance {
         })
     }
 
+    /// Plays `rounds` turns in every session, at most `concurrency` at once, each with a
+    /// fresh `Idempotency-Key` when `keyed`: the message ids answered, or the first failure.
+    pub async fn play_every_session(
+        &self,
+        rounds: usize,
+        concurrency: usize,
+        keyed: bool,
+    ) -> anyhow::Result<Vec<String>> {
+        use futures::StreamExt;
+        let url = self.w.url("/api/chat");
+        let turns = (0..rounds).flat_map(|r| (0..self.sessions.len()).map(move |s| (r, s)));
+        let outcomes: Vec<Outcome> = futures::stream::iter(turns)
+            .map(|(r, s)| {
+                let url = &url;
+                async move {
+                    let (player, session) = &self.sessions[s];
+                    let key = keyed.then(turn_key);
+                    let i = r * 1_000_000 + s;
+                    chat_turn_keyed(&self.w.http, url, player, session, i, key.as_deref()).await
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut ids = Vec::new();
+        for outcome in outcomes {
+            ids.extend(outcome.map_err(|e| anyhow::anyhow!("a warm-up turn failed: {e}"))?);
+        }
+        Ok(ids)
+    }
+
     /// Keeps the message ids a measurement got 200s for.
     pub fn keep(&self, ids: &mut Vec<String>) {
         self.answered.lock().unwrap().append(ids);
