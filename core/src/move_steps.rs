@@ -11,6 +11,9 @@
 //!   target, and only then lets the target take the bucket's writes;
 //! - **purge** (once every isolate has seen the flip) deletes the old copy page by page;
 //! - **release** gives up a held move: the bucket's writes go where it is.
+//!
+//! Each database's leaderboard table (`sql::leaders`) follows what it holds: the flip
+//! rebuilds it in both databases, the purge in the one it emptied, once done.
 
 use crate::moves::{self, Flip, Purge};
 use crate::refusal::Refusal;
@@ -81,6 +84,8 @@ pub trait MovePorts {
     /// foreign-key order; how many went (0 once the bucket is gone).
     async fn purge_page(&self, binding: &str, bucket: u8, limit: u32)
         -> Result<usize, Self::Error>;
+    /// Refills `binding`'s leaderboard table from what it holds (`sql::leaders::REBUILD`).
+    async fn rebuild_leaders(&self, binding: &str) -> Result<(), Self::Error>;
 }
 
 /// A hold's answer.
@@ -215,9 +220,13 @@ pub async fn flip<P: MovePorts>(ports: &P, bucket: u8, to: &str) -> Result<Flipp
     let row = ports.row(bucket).await?;
     let from = match moves::flip(bucket, row.as_ref(), to)? {
         Flip::Done => {
-            // An earlier flip wrote the map; make sure its last step, lifting the target's
-            // fence, happened too.
+            // An earlier flip wrote the map; make sure its last steps, lifting the target's
+            // fence and the leaderboards, happened too.
             ports.fence(to, bucket, None, ports.now_ms()).await?;
+            if let Some(from) = row.as_ref().and_then(|r| r.moved_from.as_deref()) {
+                ports.rebuild_leaders(from).await?;
+            }
+            ports.rebuild_leaders(to).await?;
             return Ok(Flipped {
                 moved_from: row.and_then(|r| r.moved_from).unwrap_or_default(),
                 summary: None,
@@ -244,6 +253,9 @@ pub async fn flip<P: MovePorts>(ports: &P, bucket: u8, to: &str) -> Result<Flipp
     // Last: the target takes the bucket's writes. Until then its turns wait; if this fails,
     // the flip is run again (`Flip::Done`).
     ports.fence(to, bucket, None, ports.now_ms()).await?;
+    // The source no longer counts the bucket's players; the target counts them now.
+    ports.rebuild_leaders(&from).await?;
+    ports.rebuild_leaders(to).await?;
     ports.map().await?;
     Ok(Flipped {
         moved_from: from,
@@ -280,6 +292,7 @@ pub async fn purge<P: MovePorts>(ports: &P, bucket: u8, limit: u32) -> Result<Pu
     let deleted = ports.purge_page(&from, bucket, limit).await?;
     let done = deleted == 0;
     if done {
+        ports.rebuild_leaders(&from).await?;
         ports
             .change_map(bucket, done_change, ports.now_ms())
             .await?;

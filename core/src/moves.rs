@@ -264,14 +264,21 @@ pub fn consumer_check(reports: &[ConsumerReport], to: &str, now_ms: i64) -> Cons
             if r.migration.as_deref() == Some(crate::sql::LATEST_MIGRATION) {
                 ConsumerCheck::Reaches
             } else {
-                ConsumerCheck::Refused(refuse(
-                    "migrations_missing",
-                    format!(
-                        "the consumer sees {to} at {}, not {}: apply the migrations to {to}",
-                        r.migration.as_deref().unwrap_or("no migration"),
-                        crate::sql::LATEST_MIGRATION
-                    ),
-                ))
+                // The caller has seen `to` at the newest migration itself (the admin API
+                // checks first), so this answer predates the migration: ask again. A
+                // consumer bound to another database under that name keeps answering so,
+                // and the caller gives up with this message.
+                ConsumerCheck::Probe(Refusal {
+                    retry_after: Some(2),
+                    ..refuse(
+                        "consumer_unconfirmed",
+                        format!(
+                            "the consumer last saw {to} at {}, not {}; asked it to look again: if this lasts, the consumer's {to} is not the chat Worker's database",
+                            r.migration.as_deref().unwrap_or("no migration"),
+                            crate::sql::LATEST_MIGRATION
+                        ),
+                    )
+                })
             }
         }
         _ => ConsumerCheck::Refused(refuse(
@@ -439,9 +446,10 @@ mod tests {
             ConsumerCheck::Refused(r) => assert_eq!(r.code, "consumer_cannot_reach"),
             other => panic!("{other:?}"),
         }
+        // An answer from before the target's newest migration: asked again.
         let old = [report("DB_1", Some("0005_shards.sql"), now - 5)];
         match consumer_check(&old, "DB_1", now) {
-            ConsumerCheck::Refused(r) => assert_eq!(r.code, "migrations_missing"),
+            ConsumerCheck::Probe(r) => assert_eq!(r.code, "consumer_unconfirmed"),
             other => panic!("{other:?}"),
         }
     }

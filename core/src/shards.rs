@@ -303,7 +303,7 @@ pub struct BucketSummary {
     pub total_points: i64,
 }
 
-/// One player on the leaderboard (a row of `sql::shards::LEADERBOARD`).
+/// One player on the leaderboard (a row of `sql::leaders::LEADERBOARD`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leader {
     pub user_id: String,

@@ -247,11 +247,11 @@ fn reconcile_finds_and_fixes_drift() {
 
     // Drift by hand: a wrong total on one user, a deleted snapshot on another.
     conn.execute(
-        "UPDATE user_stats SET total_points = total_points + 500 WHERE rowid = 1",
+        "UPDATE user_stats SET total_points = total_points + 500 WHERE user_id = (SELECT user_id FROM user_stats ORDER BY user_id LIMIT 1)",
         [],
     )
     .unwrap();
-    conn.execute("DELETE FROM user_stats WHERE rowid = 2", [])
+    conn.execute("DELETE FROM user_stats WHERE user_id = (SELECT user_id FROM user_stats ORDER BY user_id LIMIT 1 OFFSET 1)", [])
         .unwrap();
     let found = drift(&conn);
     assert_eq!(found.len(), 2);
@@ -299,7 +299,7 @@ fn reconcile_pages_through_users_and_resumes() {
     apply_turns(&mut conn, &turns).unwrap();
     // Drift on three of the seven users.
     conn.execute(
-        "UPDATE user_stats SET total_points = total_points - 3 WHERE rowid IN (1, 4, 7)",
+        "UPDATE user_stats SET total_points = total_points - 3 WHERE user_id IN (SELECT user_id FROM user_stats ORDER BY user_id LIMIT 3)",
         [],
     )
     .unwrap();

@@ -11,6 +11,8 @@
 //! archive with its class; nothing dropped, nothing left in a queue, and every delivery
 //! handled exactly once (acked or retried). The seed is printed; `SEED=n` repeats a run.
 
+mod common;
+
 use chat_core::backoff::Backoff;
 use chat_core::clock::Clock;
 use chat_core::consumer::faulty::Faulty;
@@ -291,11 +293,7 @@ fn archive_of(sim: &Sim) -> Vec<Archived> {
 
 #[test]
 fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
-    let seed: u64 = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    println!("SEED={seed}");
+    let seed = common::seed();
     let mut sim = Sim {
         rng: StdRng::seed_from_u64(seed),
         dbs: Databases::in_memory(3).unwrap(),

@@ -8,7 +8,7 @@ use chat_core::identity::{AuthProvider, Identity};
 use chat_core::moves::{self, Purge};
 use chat_core::native::{
     apply_turns, bucket_summary, copy_page, fence, leaderboard, open_in_memory, player_stats,
-    purge_page, start_session,
+    purge_page, rebuild_leaders, start_session,
 };
 use chat_core::record::{sample, TurnRecord};
 use chat_core::shards::{bucket, merge_leaders, CopyCursor, Override, OverrideRow, ShardMap};
@@ -259,6 +259,9 @@ fn an_abandoned_move_then_a_real_one_count_every_player_once_at_every_step() {
         ..OverrideRow::default()
     };
     fence(&w.dbs["DB_1"], b, None, T0).unwrap();
+    // The flip's last step (`move_steps::flip`): both leaderboards follow the move.
+    rebuild_leaders(&w.dbs["DB_0"]).unwrap();
+    rebuild_leaders(&w.dbs["DB_1"]).unwrap();
     w.counted_once("flipped");
     // A writer that still holds the map before the flip is refused by DB_0's fence; the new
     // home takes the turns.
@@ -281,6 +284,7 @@ fn an_abandoned_move_then_a_real_one_count_every_player_once_at_every_step() {
         Ok(Purge::Source("DB_0".into()))
     );
     while purge_page(&w.dbs["DB_0"], b, 3).unwrap() > 0 {}
+    rebuild_leaders(&w.dbs["DB_0"]).unwrap();
     w.row.moved_from = None;
     w.counted_once("purged");
     let (lo, hi) = sql::shards::bucket_range(b);

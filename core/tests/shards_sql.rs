@@ -2,6 +2,8 @@
 //! invariants holding in each, a bucket copied (twice, in small pages) and verified, the
 //! source purged, and the leaderboard merged across databases.
 
+mod common;
+
 use chat_core::identity::{AuthProvider, Identity};
 use chat_core::native::{
     apply_turns, bucket_summary, copy_page, leaderboard, open_in_memory, purge_page, start_session,
@@ -45,11 +47,7 @@ fn check_invariants(conn: &Connection, map: &ShardMap, binding: &str) {
 
 #[test]
 fn turns_route_to_their_database_and_a_bucket_moves_whole() {
-    let seed: u64 = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    println!("SEED={seed}");
+    let seed = common::seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let map = ShardMap::parse("0-127=DB_0,128-255=DB_1").unwrap();
     let mut dbs: HashMap<&str, Connection> = HashMap::from([

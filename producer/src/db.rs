@@ -314,6 +314,12 @@ pub async fn reconcile(
         db.prepare(sql::SELECT_DRIFT.as_str()).bind(&page())?,
     ];
     if !request.dry_run {
+        // The repair changes totals outside a batch: the leaderboard table is rebuilt when
+        // it did.
+        statements.push(
+            db.prepare(sql::MARK_LEADERS_IF_DRIFT.as_str())
+                .bind(&page())?,
+        );
         let [after, limit, buckets] = page();
         statements.push(db.prepare(sql::FIX_DRIFT.as_str()).bind(&[
             after,
@@ -321,6 +327,9 @@ pub async fn reconcile(
             buckets,
             number(now_ms),
         ])?);
+        for statement in sql::leaders::REBUILD_MARKED {
+            statements.push(db.prepare(statement));
+        }
     }
     let results = metered_batch(db, statements).await?;
     let span: PageSpan = results
@@ -335,7 +344,7 @@ pub async fn reconcile(
         .transpose()?
         .unwrap_or_default();
     let fixed = results
-        .get(2)
+        .get(3)
         .and_then(|r| r.meta().ok().flatten())
         .and_then(|m| m.changes)
         .unwrap_or(0);

@@ -1,5 +1,5 @@
 //! `GET /api/leaderboard?limit=1..100`: the top players by `total_points`, across every
-//! database. Each database gives its own top `limit` (through the `user_stats_points` index)
+//! database. Each database gives its own top `limit` (from its `leaders` table, kept by the consumer)
 //! among the buckets the live map gives it, so a bucket's copy during a move, or its old copy
 //! before the purge, never shows a player twice; the pages are merged: highest total first,
 //! ties broken by user id. A database that fails is left out and named (`partial`,
@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::services::Services;
 use chat_core::request::leaderboard_limit;
 use chat_core::shards::{merge_leaders, Leader};
-use chat_core::sql::shards::LEADERBOARD;
+use chat_core::sql::leaders::LEADERBOARD;
 use futures_util::future::join_all;
 use serde_json::json;
 use worker::{Request, Response};

@@ -1,11 +1,13 @@
-//! `GET /readyz`: whether every database this Worker is bound to has every migration,
-//! whether or not the bucket map uses it yet. A database that lacks one (a new `DB_k` bound
-//! before `wrangler d1 migrations apply` reached it), or does not answer, makes this 503
-//! with its name, before any move to it or turn for it could fail.
+//! `GET /readyz`: whether every database this Worker is bound to has the migrations the
+//! Workers run on (`sql::SERVING_MIGRATIONS`: schema 1 or 2), whether or not the bucket map
+//! uses it yet. A database that lacks one (a new `DB_k` bound before `wrangler d1
+//! migrations apply` reached it), or does not answer, makes this 503 with its name, before
+//! any move to it or turn for it could fail. A move's target needs schema 2 besides (the
+//! move steps check it).
 
 use crate::databases::database;
 use crate::error::ApiError;
-use chat_core::sql::{APPLIED_MIGRATION, LATEST_MIGRATION};
+use chat_core::sql::{APPLIED_MIGRATION, LATEST_MIGRATION, SERVING_MIGRATIONS};
 use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Response};
@@ -42,10 +44,16 @@ pub async fn check(env: &Env) -> Result<Response, ApiError> {
     for binding in bound {
         match applied_migration(env, &binding).await {
             Ok(applied) => {
-                if applied.as_deref() != Some(LATEST_MIGRATION) {
+                // Schema 1 serves too: a database holding turns keeps it until its
+                // buckets move to a database at schema 2 (docs/operations.md).
+                if !applied
+                    .as_deref()
+                    .is_some_and(|a| SERVING_MIGRATIONS.contains(&a))
+                {
                     missing.push(format!(
-                        "{binding} has {} (needs {LATEST_MIGRATION})",
-                        applied.as_deref().unwrap_or("no migrations")
+                        "{binding} has {} (needs {} or {LATEST_MIGRATION})",
+                        applied.as_deref().unwrap_or("no migrations"),
+                        SERVING_MIGRATIONS[0]
                     ));
                 }
                 databases.insert(binding, json!(applied));

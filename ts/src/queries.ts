@@ -2,7 +2,7 @@
 // databases. Players are sharded: each player's rows live in the database of their bucket
 // (see shards.ts), so every read first picks the binding for the user.
 // `tsc --noEmit` compiles this file in the test suite, so the example in docs/api.md stays true.
-import { and, asc, desc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import * as schema from "./schema";
 import { bucketPrefixesOf, databaseFor, liveShardMap } from "./shards";
@@ -39,20 +39,28 @@ export async function sessionHistory(env: Env, userId: string, sessionId: string
 
 /**
  * The top players by points across every database, ties broken by user id (as the API does).
- * Each database counts only the buckets the live map gives it: during a bucket move, or until
- * its old copy is purged, a player's rows exist in two databases, and must be counted once.
+ * Each database's top comes from its `leaders` table (members ranked above its floor), and
+ * counts only the buckets the live map gives it: during a bucket move, or until its old copy
+ * is purged, a player's rows exist in two databases, and must be counted once.
  */
 export async function leaderboard(env: Env, limit = 10) {
   const map = await liveShardMap(env, env.SHARD_MAP);
   const bindings = [...new Set(map)];
+  const { leaders, leadersFloor: lf } = schema;
+  const aboveFloor = or(
+    isNull(lf.floorPoints),
+    gt(leaders.totalPoints, lf.floorPoints),
+    and(eq(leaders.totalPoints, lf.floorPoints), lt(leaders.userId, lf.floorUser)),
+  );
   const pages = await Promise.all(
     bindings.map((binding) =>
       drizzle(env[binding] as D1Database, { schema })
-        .select({ userId: schema.users.id, name: schema.users.displayName, points: schema.userStats.totalPoints })
-        .from(schema.userStats)
-        .innerJoin(schema.users, eq(schema.users.id, schema.userStats.userId))
-        .where(inArray(sql`substr(${schema.userStats.userId}, 1, 2)`, bucketPrefixesOf(map, binding)))
-        .orderBy(desc(schema.userStats.totalPoints), asc(schema.userStats.userId))
+        .select({ userId: schema.users.id, name: schema.users.displayName, points: leaders.totalPoints })
+        .from(leaders)
+        .innerJoin(lf, eq(lf.id, 1))
+        .innerJoin(schema.users, eq(schema.users.id, leaders.userId))
+        .where(and(aboveFloor, inArray(sql`substr(${leaders.userId}, 1, 2)`, bucketPrefixesOf(map, binding))))
+        .orderBy(desc(leaders.totalPoints), asc(leaders.userId))
         .limit(limit)
         .all(),
     ),

@@ -1,6 +1,8 @@
 // The D1 tables of the chat backend, for TypeScript readers (the Rust Workers own the
 // writes). Mirrors migrations/*.sql; the test suite fails when the two drift apart
 // (tests/tests/drizzle.rs). Times are integer milliseconds since the Unix epoch.
+// At schema 2 (migration 0009) chat_messages, point_events and user_stats are tables
+// WITHOUT ROWID, which Drizzle cannot declare; a reader sees the same columns and keys.
 import { sql } from "drizzle-orm";
 import { check, index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
@@ -62,7 +64,8 @@ export const pointEvents = sqliteTable(
     id: text("id").primaryKey().notNull(),
     userId: text("user_id").notNull().references(() => users.id),
     sessionId: text("session_id").notNull(),
-    messageId: text("message_id").references(() => chatMessages.id),
+    // The turn it came from; not a foreign key at schema 2 (migration 0009).
+    messageId: text("message_id"),
     delta: integer("delta").notNull(),
     reason: text("reason").notNull(),
     metadataJson: text("metadata_json").notNull().default("{}"),
@@ -80,7 +83,31 @@ export const userStats = sqliteTable(
     lastMessageAt: integer("last_message_at"),
     updatedAt: integer("updated_at").notNull(),
   },
-  (t) => [index("user_stats_points").on(sql`${t.totalPoints} DESC`, t.userId)],
+);
+
+/**
+ * Each database's top players (migration 0008), kept by the consumer's batch: the members
+ * ranked above `leadersFloor` are exactly the database's top players. Read the leaderboard
+ * from here; `user_stats` has no index on points (D1 bills every index row a write moves).
+ */
+export const leaders = sqliteTable("leaders", {
+  userId: text("user_id").primaryKey().notNull(),
+  totalPoints: integer("total_points").notNull(),
+});
+
+/** No player missing from `leaders` ranks above (floorPoints, floorUser); null: none is missing. */
+export const leadersFloor = sqliteTable(
+  "leaders_floor",
+  {
+    id: integer("id").primaryKey().notNull(),
+    floorPoints: integer("floor_points"),
+    floorUser: text("floor_user"),
+    refill: integer("refill").notNull().default(0),
+  },
+  (t) => [
+    check("leaders_floor_one_row", sql`${t.id} = 1`),
+    check("leaders_floor_refill", sql`${t.refill} IN (0, 1)`),
+  ],
 );
 
 export const chatSessions = sqliteTable(

@@ -484,4 +484,9 @@ impl<T: Clock> crate::move_steps::MovePorts for Mover<'_, T> {
         let db = self.dbs.db(binding).map_err(storage)?.borrow();
         super::purge_page(&db, bucket, limit as usize).map_err(storage)
     }
+
+    async fn rebuild_leaders(&self, binding: &str) -> Result<(), MoveFailure> {
+        let db = self.dbs.db(binding).map_err(storage)?.borrow();
+        super::rebuild_leaders(&db).map_err(storage)
+    }
 }

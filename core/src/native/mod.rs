@@ -32,8 +32,20 @@ pub fn migration_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Applies every migration to `conn`, with foreign keys enforced as D1 does.
 pub fn migrate(conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
+    migrate_through(conn, "9999")
+}
+
+/// Applies the migrations up to the file named `last` (inclusive) to `conn`: a database at
+/// an older schema, as one created before a migration shipped holds it.
+pub fn migrate_through(conn: &Connection, last: &str) -> Result<(), Box<dyn std::error::Error>> {
     conn.pragma_update(None, "foreign_keys", true)?;
     for file in migration_files(&migrations_dir())? {
+        if file
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().as_ref() > last)
+        {
+            break;
+        }
         let sql = std::fs::read_to_string(&file)?;
         conn.execute_batch(&sql)
             .map_err(|e| format!("{}: {e}", file.display()))?;
@@ -224,6 +236,16 @@ pub fn purge_page(conn: &Connection, bucket: u8, limit: usize) -> rusqlite::Resu
     Ok(0)
 }
 
+/// Refills `conn`'s leaderboard table from what it holds, in one transaction, as the admin
+/// API's flip and purge do (`sql::leaders::REBUILD`).
+pub fn rebuild_leaders(conn: &Connection) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    for statement in sql::leaders::REBUILD {
+        tx.execute(statement, [])?;
+    }
+    tx.commit()
+}
+
 /// The top `limit` players of one database, among the buckets of `prefixes` (a JSON array
 /// of bucket prefixes, `ShardMap::prefixes_json`).
 pub fn leaderboard(
@@ -231,7 +253,7 @@ pub fn leaderboard(
     limit: usize,
     prefixes: &str,
 ) -> rusqlite::Result<Vec<crate::shards::Leader>> {
-    let mut st = conn.prepare(sql::shards::LEADERBOARD)?;
+    let mut st = conn.prepare(sql::leaders::LEADERBOARD)?;
     let rows = st.query_map(rusqlite::params![limit as i64, prefixes], |r| {
         Ok(crate::shards::Leader {
             user_id: r.get(0)?,

@@ -19,10 +19,17 @@
 //! consumer reads the fenced buckets first ([`SELECT_FENCED`]) and holds those turns.
 
 pub mod actor;
+pub mod leaders;
 pub mod shards;
 
-/// The newest migration: every database must have it (`GET /readyz` checks each one).
-pub const LATEST_MIGRATION: &str = "0007_profile_signed_at.sql";
+/// The newest migration: schema 2 (`migrations/0009_without_rowid.sql`). A move's target
+/// must have it, so that every bucket moved lands in the new tables.
+pub const LATEST_MIGRATION: &str = "0009_without_rowid.sql";
+
+/// The migrations a database may have as its newest and serve turns: the same statements
+/// run on schema 1 (rowid tables, as a database holding turns keeps them until its buckets
+/// move) and on schema 2 (`GET /readyz` accepts either).
+pub const SERVING_MIGRATIONS: [&str; 2] = ["0008_leaders.sql", LATEST_MIGRATION];
 
 /// The newest migration wrangler applied to a database.
 pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1";
@@ -182,8 +189,10 @@ WHERE m.id IN (SELECT r.value ->> '$.turn_id' FROM json_each(?1) AS r)";
 
 /// The consumer's whole batch, in order; each statement binds `batch::turns_json` as `?1`.
 /// Every write skips turns already stored, so duplicates and conflicts change nothing, and
-/// turns of fenced buckets, which the consumer holds.
-pub fn apply_turns() -> [&'static str; 7] {
+/// turns of fenced buckets, which the consumer holds. Last, the batch's players' places in
+/// the database's leaderboard ([`leaders::KEEP`]).
+pub fn apply_turns() -> [&'static str; 15] {
+    let [clear, requested, enter, refloor, refill, raise, trim, refilled] = leaders::KEEP;
     [
         SELECT_FENCED,
         SELECT_STORED_TURNS,
@@ -192,6 +201,14 @@ pub fn apply_turns() -> [&'static str; 7] {
         END_SESSIONS,
         INSERT_MESSAGES,
         INSERT_POINT_EVENTS,
+        clear,
+        requested,
+        enter,
+        refloor,
+        refill,
+        raise,
+        trim,
+        refilled,
     ]
 }
 
@@ -373,6 +390,16 @@ ON CONFLICT (user_id) DO UPDATE SET
   intimacy_level = excluded.intimacy_level,
   last_message_at = excluded.last_message_at,
   updated_at = excluded.updated_at",
+        *DRIFT
+    )
+});
+
+/// Marks a refill of the leaderboard table (`leaders::REBUILD_MARKED`, run after the
+/// repair) when the page has drifted users, whose totals [`FIX_DRIFT`] then changes outside
+/// a batch. Run before it, in the same batch. Binds: after, limit, buckets.
+pub static MARK_LEADERS_IF_DRIFT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE leaders_floor SET refill = 1 WHERE id = 1 AND EXISTS (SELECT 1 FROM ({}) AS d)",
         *DRIFT
     )
 });

@@ -165,11 +165,13 @@ FROM page",
         )
     }
 
-    /// Deletes at most `?3` of the bucket's rows (`?1 <= user < ?2`).
+    /// Deletes at most `?3` of the bucket's rows (`?1 <= user < ?2`), by primary key: the
+    /// tables of schema 2 have no rowid.
     pub fn purge_page(&self) -> String {
         format!(
-            "DELETE FROM {name} WHERE rowid IN (SELECT rowid FROM {name} WHERE {user} >= ?1 AND {user} < ?2 LIMIT ?3)",
+            "DELETE FROM {name} WHERE {key} IN (SELECT {key} FROM {name} WHERE {user} >= ?1 AND {user} < ?2 LIMIT ?3)",
             name = self.name,
+            key = self.key,
             user = self.user,
         )
     }
@@ -193,16 +195,6 @@ pub static BUCKET_SUMMARY: LazyLock<String> = LazyLock::new(|| {
         counts.join(",\n")
     )
 });
-
-/// The top `?1` players of one database by `total_points`, ties broken by user id, among
-/// the buckets of `?2` (a JSON array of bucket prefixes: the ones the live map gives this
-/// database), so that a copy in progress or one not purged yet never counts a player twice.
-pub const LEADERBOARD: &str = "\
-SELECT s.user_id, u.display_name, u.x_username, s.total_points, s.intimacy_level
-FROM user_stats AS s JOIN users AS u ON u.id = s.user_id
-WHERE substr(s.user_id, 1, 2) IN (SELECT value FROM json_each(?2))
-ORDER BY s.total_points DESC, s.user_id ASC
-LIMIT ?1";
 
 /// The bucket map's overrides (control database), with the state of each bucket's move.
 pub const SELECT_OVERRIDES: &str = "\

@@ -42,6 +42,7 @@ use std::rc::Rc;
 use worker::wasm_bindgen::JsValue;
 use worker::{D1Database, Request, Response};
 use worker_support::clock::now_ms;
+use worker_support::d1::metered_batch;
 use worker_support::d1::Metered;
 
 async fn request(req: &mut Request, needs_to: bool) -> Result<ShardRequest, ApiError> {
@@ -303,6 +304,18 @@ impl MovePorts for Ports<'_> {
             }
         }
         Ok(0)
+    }
+
+    async fn rebuild_leaders(&self, binding: &str) -> Result<(), ApiError> {
+        let db = database(&self.0.env, binding)?;
+        let statements = chat_core::sql::leaders::REBUILD
+            .iter()
+            .map(|s| db.prepare(*s))
+            .collect();
+        metered_batch(&db, statements)
+            .await
+            .map_err(failed(binding))?;
+        Ok(())
     }
 }
 
