@@ -8,8 +8,12 @@ use std::time::Duration;
 /// The environment variable holding the admin token.
 pub const TOKEN_ENV: &str = "CHAT_ADMIN_TOKEN";
 
-/// A step that cannot run now (409): what the Worker said, and how long to wait when
-/// waiting is the answer.
+/// How a [`Refusal`]'s code starts when the Worker failed (5xx) instead of refusing.
+pub const SERVER_FAILED: &str = "server_";
+
+/// A step that cannot run now (409), or that failed in the Worker (5xx, code
+/// `server_<status>[<code>]`): what the Worker said, and how long to wait when waiting is the
+/// answer.
 #[derive(Debug)]
 pub struct Refusal {
     pub code: String,
@@ -44,8 +48,8 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 
-    /// A step of a bucket move: its answer, or its 409 refusal as data, so that the caller
-    /// can wait and try again when waiting is the answer.
+    /// A step of a bucket move: its answer, or its 409 refusal or 5xx failure as data, so
+    /// that the caller can wait and try again when waiting is the answer.
     pub fn post_step(&self, path: &str, body: &Value) -> anyhow::Result<Result<Value, Refusal>> {
         let response = self
             .http
@@ -54,8 +58,8 @@ impl Client {
             .bearer_auth(&self.token)
             .send()
             .map_err(|e| anyhow!("request to {} failed: {e}", self.base))?;
-        if response.status().as_u16() != 409 {
-            let status = response.status();
+        let status = response.status();
+        if status.as_u16() != 409 && !status.is_server_error() {
             let body: Value = response.json().unwrap_or(Value::Null);
             return self.judge(status, body).map(Ok);
         }
@@ -65,8 +69,14 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let body: Value = response.json().unwrap_or(Value::Null);
+        let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
         Ok(Err(Refusal {
-            code: body["error"]["code"].as_str().unwrap_or("").to_owned(),
+            // A failure of the Worker or of a database (every step can be run again).
+            code: if status.is_server_error() {
+                format!("{SERVER_FAILED}{}{code}", status.as_u16())
+            } else {
+                code
+            },
             message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
             retry_after,
         }))

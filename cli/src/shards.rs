@@ -16,7 +16,7 @@
 //! tool waits and goes on. A step refused for any other reason stops the command with the
 //! Worker's message, which names what to run.
 
-use crate::client::{Client, Refusal};
+use crate::client::{Client, Refusal, SERVER_FAILED};
 use crate::output;
 use anyhow::bail;
 use clap::Subcommand;
@@ -146,9 +146,15 @@ fn finish(as_json: bool, value: Value, text: String) -> anyhow::Result<ExitCode>
 const WAIT_FOR: [&str; 2] = ["grace_not_elapsed", "consumer_unconfirmed"];
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-/// Runs one step, waiting and trying again while the Worker says it is too early.
+/// How often a step the Worker failed (5xx: a database or the Worker itself) is tried in all.
+/// Every step can run again: a hold, copy page, flip, purge page or release repeated ends
+/// where one run would.
+const SERVER_TRIES: u32 = 5;
+
+/// Runs one step, waiting and trying again while the Worker says it is too early, or failed.
 fn step(client: &Client, name: &str, body: &Value, say: &dyn Fn(String)) -> anyhow::Result<Value> {
     let started = Instant::now();
+    let mut failures = 0;
     loop {
         match client.post_step(&format!("/admin/shards/{name}"), body)? {
             Ok(answer) => return Ok(answer),
@@ -157,6 +163,20 @@ fn step(client: &Client, name: &str, body: &Value, say: &dyn Fn(String)) -> anyh
                 message,
                 retry_after,
             }) => {
+                if code.starts_with(SERVER_FAILED) {
+                    failures += 1;
+                    if failures >= SERVER_TRIES {
+                        bail!(
+                            "{name} failed {failures} times ({code}): {message}; check the Worker's logs, then run the same command again: it goes on where it stopped"
+                        );
+                    }
+                    let wait = retry_after.unwrap_or(2).clamp(1, 60);
+                    say(format!(
+                        "{name}: the Worker failed ({code}); trying again in {wait} s"
+                    ));
+                    std::thread::sleep(Duration::from_secs(wait));
+                    continue;
+                }
                 if !WAIT_FOR.contains(&code.as_str()) || started.elapsed() > MAX_WAIT {
                     bail!("{name} refused ({code}): {message}");
                 }

@@ -88,6 +88,10 @@ pub struct Options {
     /// all applied ([`Workers::finish_migrations`] applies the rest). `true` binds it in the
     /// consumer too; `false` leaves the consumer without it, as a deploy that forgot it.
     pub extra_databases: Vec<bool>,
+    /// The map's databases (by number) created at schema 1, every migration but the
+    /// newest: databases that held turns before schema 2 shipped
+    /// ([`Workers::apply_all_migrations`] tries the rest).
+    pub schema_one: Vec<usize>,
 }
 
 impl Default for Options {
@@ -102,6 +106,7 @@ impl Default for Options {
             consumer_vars: Vec::new(),
             first_worker: None,
             extra_databases: Vec::new(),
+            schema_one: Vec::new(),
         }
     }
 }
@@ -129,8 +134,15 @@ fn bindings_of(n: usize) -> Vec<String> {
 
 /// Gives a config `n` local databases (`DB_0` as the file has it, then `DB_1`, … named
 /// `chat-k`), absolutizing every `migrations_dir`, and their bucket map; then the `extra`
-/// databases `DB_n`, … (not in the map), whose migrations come from `partial`.
-fn local_databases(doc: &mut toml_edit::DocumentMut, n: usize, extra: &[usize], partial: &Path) {
+/// databases `DB_n`, … (not in the map), whose migrations come from `partial`, as do those
+/// of the map's databases in `schema_one`.
+fn local_databases(
+    doc: &mut toml_edit::DocumentMut,
+    n: usize,
+    extra: &[usize],
+    schema_one: &[usize],
+    partial: &Path,
+) {
     let dbs = doc["d1_databases"].as_array_of_tables_mut().unwrap();
     let first = dbs.get(0).expect("DB_0").clone();
     for &k in extra {
@@ -149,8 +161,14 @@ fn local_databases(doc: &mut toml_edit::DocumentMut, n: usize, extra: &[usize], 
         more["database_id"] = toml_edit::value(format!("00000000-0000-4000-8000-{k:012}"));
         dbs.push(more);
     }
-    for db in dbs.iter_mut() {
-        if db["migrations_dir"].as_str() != Some(&*partial.to_string_lossy()) {
+    for (k, db) in dbs.iter_mut().enumerate() {
+        let binding = db["binding"].as_str().unwrap_or("").to_owned();
+        let at_schema_one = schema_one
+            .iter()
+            .any(|s| binding == format!("DB_{s}") && k < n + extra.len());
+        if at_schema_one {
+            db["migrations_dir"] = toml_edit::value(partial.to_string_lossy().into_owned());
+        } else if db["migrations_dir"].as_str() != Some(&*partial.to_string_lossy()) {
             db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
         }
     }
@@ -189,6 +207,7 @@ fn chat_config(
     build: &str,
     databases: usize,
     extra: &[usize],
+    schema_one: &[usize],
     first: Option<&str>,
 ) -> PathBuf {
     let (config, code) = match first {
@@ -201,7 +220,13 @@ fn chat_config(
     if doc.contains_key("assets") {
         doc["assets"]["directory"] = toml_edit::value(abs(".", "web/dist"));
     }
-    local_databases(&mut doc, databases, extra, &partial_migrations(dir));
+    local_databases(
+        &mut doc,
+        databases,
+        extra,
+        schema_one,
+        &partial_migrations(dir),
+    );
     let path = dir.join("chat.wrangler.toml");
     std::fs::write(&path, doc.to_string()).unwrap();
     path
@@ -221,7 +246,7 @@ fn consumer_config(
     let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
     doc["main"] = toml_edit::value(abs("consumer", &format!("{build}/index.js")));
-    local_databases(&mut doc, databases, extra, &partial_migrations(dir));
+    local_databases(&mut doc, databases, extra, &[], &partial_migrations(dir));
     for (k, v) in vars {
         doc["vars"][k] = toml_edit::value(v.as_str());
     }
@@ -302,6 +327,7 @@ impl Workers {
             build,
             options.databases,
             &extra,
+            &options.schema_one,
             options.first_worker,
         );
         let mut databases = Vec::new();
@@ -606,25 +632,44 @@ impl Workers {
         conn
     }
 
-    /// Applies to `binding` the migrations it lacks (an extra database is created without
-    /// the newest), recording them as wrangler does.
-    pub fn finish_migrations(&self, binding: &str) {
+    /// Applies to `binding` every migration it lacks, as `wrangler d1 migrations apply`
+    /// does: each file with its record in one transaction, so a file that fails changes
+    /// nothing and the ones after it are not tried. Returns the first failure, named by its
+    /// file. (Done on the database file itself: a second wrangler on the state folder of a
+    /// running `wrangler dev` was seen to stop it.)
+    pub fn apply_all_migrations(&self, binding: &str) -> Result<Vec<String>, String> {
         let conn = self.shard(binding);
+        let mut applied = Vec::new();
         for file in chat_core::native::migration_files(&root().join("migrations")).unwrap() {
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
-            let applied: i64 = conn
+            let done: i64 = conn
                 .query_row(
                     "SELECT COUNT(*) FROM d1_migrations WHERE name = ?1",
                     [&name],
                     |r| r.get(0),
                 )
                 .unwrap();
-            if applied == 0 {
-                conn.execute_batch(&std::fs::read_to_string(&file).unwrap())
-                    .unwrap();
-                conn.execute("INSERT INTO d1_migrations (name) VALUES (?1)", [&name])
-                    .unwrap();
+            if done > 0 {
+                continue;
             }
+            let tx = conn.unchecked_transaction().unwrap();
+            tx.execute_batch(&std::fs::read_to_string(&file).unwrap())
+                .and_then(|()| {
+                    tx.execute("INSERT INTO d1_migrations (name) VALUES (?1)", [&name])
+                        .map(|_| ())
+                })
+                .map_err(|e| format!("{name}: {e}"))?;
+            tx.commit().unwrap();
+            applied.push(name);
+        }
+        Ok(applied)
+    }
+
+    /// Applies to `binding` the migrations it lacks (an extra database is created without
+    /// the newest), recording them as wrangler does.
+    pub fn finish_migrations(&self, binding: &str) {
+        if let Err(e) = self.apply_all_migrations(binding) {
+            panic!("applying the migrations {binding} lacks: {e}");
         }
     }
 
