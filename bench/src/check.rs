@@ -7,9 +7,9 @@ use e2e::{wait_for, Workers};
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// Turns stored so far.
+/// Turns stored so far (a turn's point event names its message; a grant's names none).
 pub fn stored(w: &Workers) -> usize {
-    w.count("SELECT COUNT(*) FROM point_events") as usize
+    w.count("SELECT COUNT(*) FROM point_events WHERE message_id IS NOT NULL") as usize
 }
 
 /// Waits until at least `expected` turns are stored (or `timeout`).
@@ -36,7 +36,8 @@ pub async fn all_stored(w: &Workers, answered: &[String], scenario: &str) -> any
     let drift = w.count(
         "SELECT COUNT(*) FROM user_stats s WHERE s.total_points != (SELECT COALESCE(SUM(delta), 0) FROM point_events p WHERE p.user_id = s.user_id)",
     );
-    let events = w.count("SELECT COUNT(*) FROM point_events") as usize;
+    // Points granted by hand (no turn: `message_id` NULL) are not turns.
+    let events = w.count("SELECT COUNT(*) FROM point_events WHERE message_id IS NOT NULL") as usize;
     eprintln!(
         "check {scenario}: answered {} stored {} lost {lost} drift {drift}",
         unique.len(),

@@ -59,6 +59,49 @@ async fn mark(instance: &Instance) -> anyhow::Result<Mark> {
     })
 }
 
+/// A game in its stride: each database's top [`chat_core::sql::leaders::KEPT`] players are
+/// established ones, far ahead of the benchmark's new players (their points granted by
+/// hand: point events without a turn), as in production, where a database holds thousands of
+/// players and few of them are near its top. Without them every benchmark player would be
+/// in the `leaders` table and write a row there in each batch; with them, none does, as a
+/// player outside the top does not (a player in it writes one more row a batch). The next
+/// batch rebuilds the table (`leaders_floor.refill`).
+fn establish_top(instance: &Instance) -> anyhow::Result<()> {
+    use chat_core::identity::{AuthProvider, Identity};
+    let bindings = instance.w.shards();
+    let map = chat_core::shards::ShardMap::parse(&e2e::shard_map_of(bindings.len()))
+        .map_err(anyhow::Error::msg)?;
+    let now = e2e::now_ms();
+    for binding in bindings {
+        let conn = instance.w.shard(binding);
+        let mut placed = 0;
+        for i in 0.. {
+            if placed == chat_core::sql::leaders::KEPT {
+                break;
+            }
+            let identity = Identity::new(AuthProvider::X, &format!("established-{i}"))?;
+            let user = identity.user_id();
+            if map.binding_of_bucket(chat_core::shards::bucket(&user)) != binding {
+                continue;
+            }
+            let session = uuid::Uuid::now_v7();
+            chat_core::native::start_session(&conn, &identity, session, now)?;
+            let total = 1_000_000 + i64::from(placed);
+            conn.execute(
+                "INSERT INTO user_stats (user_id, total_points, intimacy_level, updated_at) VALUES (?1, ?2, 0, ?3)",
+                rusqlite::params![user.to_string(), total, now],
+            )?;
+            conn.execute(
+                "INSERT INTO point_events (id, user_id, session_id, message_id, delta, reason, created_at) VALUES (?1, ?2, ?3, NULL, ?4, 'grant', ?5)",
+                rusqlite::params![uuid::Uuid::now_v7().to_string(), user.to_string(), session.to_string(), total, now],
+            )?;
+            placed += 1;
+        }
+        conn.execute("UPDATE leaders_floor SET refill = 1", [])?;
+    }
+    Ok(())
+}
+
 /// Plays each session, keyed as the page plays (full run: past the turns its actor keeps,
 /// so that the measured turns pay what every turn of a long session does, pruning the
 /// oldest turn among it; `--quick`: one turn). Answers how many alarms a session set doing
@@ -304,6 +347,7 @@ pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result
     let instance = Arc::new(Instance::start_with(after, params.cost_players, 1, unlimited).await?);
     let idle = idle_rate(&instance, idle_seconds).await;
     out.insert("idleCpuMsPerSecond".into(), json!(idle));
+    establish_top(&instance)?;
     let daily_alarm = warm_up(&instance, params).await?;
     eprintln!("counts alarms of a session's day: {daily_alarm}");
 
@@ -404,6 +448,7 @@ pub async fn run(after: &Spec, inline: &Spec, params: &Params) -> anyhow::Result
 
     let instance = Arc::new(Instance::start(inline, params.cost_players, 1).await?);
     let idle = idle_rate(&instance, idle_seconds).await;
+    establish_top(&instance)?;
     warm_up(&instance, params).await?;
     let start = session_start(&instance, idle, samples).await?;
     let i = instance.clone();

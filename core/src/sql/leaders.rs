@@ -50,6 +50,21 @@ macro_rules! above_floor {
     };
 }
 
+/// True, for the `leaders_floor` row `$lf`, when this batch can have changed the table's
+/// size or a member's rank: a refill is under way, or one of the batch's players (`?1`) is a
+/// member (members sink only by their own turns; new ones enter only by theirs). Most
+/// batches hold no member, and then the statements gated by it read nothing: D1 bills
+/// every row a statement reads, and these would read the whole table in each batch.
+macro_rules! touched {
+    ($lf:literal) => {
+        concat!(
+            "json_array_length(?1) > 0 AND (",
+            $lf,
+            ".refill = 1 OR EXISTS (SELECT 1 FROM leaders AS m WHERE m.user_id IN (SELECT r.value ->> '$.user_id' FROM json_each(?1) AS r)))"
+        )
+    };
+}
+
 /// The batch's players (`?1`, `batch::turns_json`) who are members, or who now rank above
 /// the floor, get their total in `leaders`; a row is written only when it changes.
 pub const ENTER: &str = concat!(
@@ -72,10 +87,10 @@ WHERE leaders.total_points IS NOT excluded.total_points"
 
 /// When fewer than [`SERVED`] members rank above a floor, the floor drops to the player
 /// just below the top [`KEPT`] of `user_stats` (none: NULL) and a refill is marked. The scan
-/// runs only then.
+/// runs only then, and the count only when a member played.
 pub const REFLOOR: &str = concat!(
     "\
-UPDATE leaders_floor
+UPDATE leaders_floor AS lf
 SET refill = 1,
     floor_points = (SELECT s.total_points FROM user_stats AS s WHERE ",
     held!(),
@@ -85,11 +100,12 @@ SET refill = 1,
     held!(),
     "
                   ORDER BY s.total_points DESC, s.user_id LIMIT 1 OFFSET 200)
-WHERE id = 1 AND floor_points IS NOT NULL AND json_array_length(?1) > 0
-  AND (SELECT COUNT(*) FROM leaders AS l, leaders_floor AS lf
-       WHERE lf.id = 1 AND ",
+WHERE lf.id = 1 AND lf.floor_points IS NOT NULL AND ",
+    touched!("lf"),
+    "
+  AND (SELECT COUNT(*) FROM (SELECT 1 FROM leaders AS l WHERE ",
     above_floor!("l.total_points", "l.user_id"),
-    ") < 100"
+    " LIMIT 100)) < 100"
 );
 
 /// Marks a refill whatever the table holds (a [`REBUILD`]'s first step).
@@ -128,7 +144,11 @@ pub const CLEAR_MARKED: &str =
     "DELETE FROM leaders WHERE (SELECT refill FROM leaders_floor WHERE id = 1) = 1";
 
 /// [`CLEAR_MARKED`] at a batch's start: a refill marked then was requested from outside.
-pub const CLEAR_REQUESTED: &str = "DELETE FROM leaders WHERE (SELECT refill FROM leaders_floor WHERE id = 1) = 1 AND json_array_length(?1) > 0";
+/// `leaders_floor` is the outer loop, so that the table is read only then.
+pub const CLEAR_REQUESTED: &str = "\
+DELETE FROM leaders WHERE user_id IN (
+  SELECT l.user_id FROM leaders_floor AS lf CROSS JOIN leaders AS l
+  WHERE lf.id = 1 AND lf.refill = 1 AND json_array_length(?1) > 0)";
 
 /// `INSERT` of the top [`KEPT`] of `user_stats` into `leaders` during a refill, with one more
 /// condition.
@@ -160,20 +180,32 @@ pub const REFILL: &str = refill!("json_array_length(?1) > 0");
 pub const REFILL_MARKED: &str = refill!("true");
 
 /// Past [`KEPT`] members, the floor rises to the best member cut (when it ranks above it).
-pub const RAISE_FLOOR: &str = "\
-UPDATE leaders_floor
-SET floor_points = t.total_points, floor_user = t.user_id
-FROM (SELECT total_points, user_id FROM leaders
-      ORDER BY total_points DESC, user_id LIMIT 1 OFFSET 200) AS t
-WHERE leaders_floor.id = 1 AND json_array_length(?1) > 0
-  AND (leaders_floor.floor_points IS NULL OR t.total_points > leaders_floor.floor_points
-       OR (t.total_points = leaders_floor.floor_points AND t.user_id < leaders_floor.floor_user))";
+pub const RAISE_FLOOR: &str = concat!(
+    "\
+UPDATE leaders_floor AS lf
+SET floor_points = (SELECT total_points FROM leaders ORDER BY total_points DESC, user_id LIMIT 1 OFFSET 200),
+    floor_user = (SELECT user_id FROM leaders ORDER BY total_points DESC, user_id LIMIT 1 OFFSET 200)
+WHERE lf.id = 1 AND ",
+    touched!("lf"),
+    "
+  AND EXISTS (SELECT 1 FROM (SELECT total_points, user_id FROM leaders
+                             ORDER BY total_points DESC, user_id LIMIT 1 OFFSET 200) AS t
+              WHERE ",
+    above_floor!("t.total_points", "t.user_id"),
+    ")"
+);
 
-/// Cuts the members past [`KEPT`] (after [`RAISE_FLOOR`]).
-pub const TRIM: &str = "\
+/// Cuts the members past [`KEPT`] (after [`RAISE_FLOOR`]). `leaders_floor` is the outer
+/// loop, so that the members are ranked only when the batch touched the table.
+pub const TRIM: &str = concat!(
+    "\
 DELETE FROM leaders WHERE user_id IN (
-  SELECT user_id FROM leaders ORDER BY total_points DESC, user_id LIMIT -1 OFFSET 200)
-AND json_array_length(?1) > 0";
+  SELECT t.user_id FROM leaders_floor AS lf CROSS JOIN (
+    SELECT user_id FROM leaders ORDER BY total_points DESC, user_id LIMIT -1 OFFSET 200) AS t
+  WHERE lf.id = 1 AND ",
+    touched!("lf"),
+    ")"
+);
 
 /// Ends a refill.
 pub const REFILLED_MARKED: &str = "UPDATE leaders_floor SET refill = 0 WHERE id = 1 AND refill = 1";
