@@ -1,7 +1,8 @@
 //! Persistence lag: under an open-loop chat load at half the pipeline's capacity, the time
 //! from each answer to its turn being committed in D1. Every turn of the load is a probe:
-//! the bench notes when each answer arrived, and a reader polls the local D1 files for new
-//! rows every 20 ms (so a lag is known to within that), noting when each turn appeared.
+//! the bench notes when each answer arrived, and a reader polls the local D1 files every
+//! 20 ms for the answered turns not seen yet, by message id (so a lag is known to within
+//! that), noting when each turn appeared.
 
 use crate::load::open_loop;
 use crate::target::Target;
@@ -21,7 +22,6 @@ pub async fn run(t: &Target<'_>, params: &Params, rate: f64) -> anyhow::Result<V
     let seen_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
-    // The reader: new user messages in every database, by rowid.
     let files: Vec<rusqlite::Connection> = t
         .instance
         .w
@@ -35,30 +35,37 @@ pub async fn run(t: &Target<'_>, params: &Params, rate: f64) -> anyhow::Result<V
         .map(|db| db.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
         .transpose()?
         .unwrap_or_default();
+    // The reader: each answered turn not seen yet, looked up by its message id (the primary
+    // key) in every database. A turn committed before its answer was read is found at the
+    // first poll after the answer: no lag, within the poll's resolution.
     let reader = {
-        let (seen_at, done) = (seen_at.clone(), done.clone());
+        let (seen_at, answered_at, done) = (seen_at.clone(), answered_at.clone(), done.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let mut last = vec![0i64; files.len()];
-            for (db, last) in files.iter().zip(last.iter_mut()) {
-                *last = db.query_row(
-                    "SELECT COALESCE(MAX(rowid), 0) FROM chat_messages",
-                    [],
-                    |r| r.get(0),
-                )?;
-            }
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                for (db, last) in files.iter().zip(last.iter_mut()) {
-                    let mut st = db.prepare_cached(
-                        "SELECT rowid, id FROM chat_messages WHERE rowid > ?1 AND role = 'user' ORDER BY rowid",
-                    )?;
-                    let rows: Vec<(i64, String)> = st
-                        .query_map([*last], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect::<Result<_, _>>()?;
-                    let now = Instant::now();
-                    let mut seen = seen_at.lock().unwrap();
-                    for (rowid, id) in rows {
-                        *last = (*last).max(rowid);
-                        seen.entry(id).or_insert(now);
+                let pending: Vec<String> = {
+                    let seen = seen_at.lock().unwrap();
+                    answered_at
+                        .lock()
+                        .unwrap()
+                        .keys()
+                        .filter(|id| !seen.contains_key(*id))
+                        .cloned()
+                        .collect()
+                };
+                if !pending.is_empty() {
+                    let ids = serde_json::to_string(&pending)?;
+                    for db in &files {
+                        let mut st = db.prepare_cached(
+                            "SELECT id FROM chat_messages WHERE id IN (SELECT value FROM json_each(?1))",
+                        )?;
+                        let rows: Vec<String> = st
+                            .query_map([&ids], |r| r.get(0))?
+                            .collect::<Result<_, _>>()?;
+                        let now = Instant::now();
+                        let mut seen = seen_at.lock().unwrap();
+                        for id in rows {
+                            seen.entry(id).or_insert(now);
+                        }
                     }
                 }
                 std::thread::sleep(POLL);

@@ -437,7 +437,7 @@ async fn failures_are_dead_lettered_replayed_and_reconciled() {
 
     // Reconcile finds a drift made by hand, a dry run only reports it, a real run repairs it.
     // Its pages walk every database.
-    in_a_database_with_users(&w, false, "UPDATE user_stats SET total_points = total_points + 1000, intimacy_level = 0 WHERE rowid = 1");
+    in_a_database_with_users(&w, false, "UPDATE user_stats SET total_points = total_points + 1000, intimacy_level = 0 WHERE user_id = (SELECT MIN(user_id) FROM user_stats)");
     let (drifted, fixed) = reconcile_all(&w, true).await;
     assert_eq!((drifted, fixed), (1, 0));
     assert_eq!(ledger_drift(&w), 1);
