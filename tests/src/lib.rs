@@ -84,7 +84,7 @@ pub struct Options {
     /// The consumer still runs beside it.
     pub first_worker: Option<&'static str>,
     /// More databases bound in the chat Worker beyond the map's (`DB_n`, `DB_n+1`, …): each
-    /// with every migration but the newest, as a database added before its migrations were
+    /// without the migrations the Workers serve on, as a database added before they were
     /// all applied ([`Workers::finish_migrations`] applies the rest). `true` binds it in the
     /// consumer too; `false` leaves the consumer without it, as a deploy that forgot it.
     pub extra_databases: Vec<bool>,
@@ -134,14 +134,15 @@ fn bindings_of(n: usize) -> Vec<String> {
 
 /// Gives a config `n` local databases (`DB_0` as the file has it, then `DB_1`, … named
 /// `chat-k`), absolutizing every `migrations_dir`, and their bucket map; then the `extra`
-/// databases `DB_n`, … (not in the map), whose migrations come from `partial`, as do those
-/// of the map's databases in `schema_one`.
+/// databases `DB_n`, … (not in the map), whose migrations come from `partial`; those of the
+/// map's databases in `schema_one` come from `schema_one_dir`.
 fn local_databases(
     doc: &mut toml_edit::DocumentMut,
     n: usize,
     extra: &[usize],
     schema_one: &[usize],
     partial: &Path,
+    schema_one_dir: &Path,
 ) {
     let dbs = doc["d1_databases"].as_array_of_tables_mut().unwrap();
     let first = dbs.get(0).expect("DB_0").clone();
@@ -167,7 +168,7 @@ fn local_databases(
             .iter()
             .any(|s| binding == format!("DB_{s}") && k < n + extra.len());
         if at_schema_one {
-            db["migrations_dir"] = toml_edit::value(partial.to_string_lossy().into_owned());
+            db["migrations_dir"] = toml_edit::value(schema_one_dir.to_string_lossy().into_owned());
         } else if db["migrations_dir"].as_str() != Some(&*partial.to_string_lossy()) {
             db["migrations_dir"] = toml_edit::value(abs(".", "migrations"));
         }
@@ -175,15 +176,27 @@ fn local_databases(
     doc["vars"]["SHARD_MAP"] = toml_edit::value(shard_map_of(n));
 }
 
-/// A copy of `migrations/` without the newest file, in `dir`.
-fn partial_migrations(dir: &Path) -> PathBuf {
-    let partial = dir.join("migrations-but-newest");
+/// A copy of `migrations/` in `dir/name` without its newest `leave_out` files.
+fn migrations_but(dir: &Path, name: &str, leave_out: usize) -> PathBuf {
+    let partial = dir.join(name);
     std::fs::create_dir_all(&partial).unwrap();
     let files = chat_core::native::migration_files(&root().join("migrations")).unwrap();
-    for file in &files[..files.len() - 1] {
+    for file in &files[..files.len() - leave_out] {
         std::fs::copy(file, partial.join(file.file_name().unwrap())).unwrap();
     }
     partial
+}
+
+/// The migrations of a database added before they were all applied: without the ones the
+/// Workers serve on (`sql::SERVING_MIGRATIONS`), so that `/readyz` names it.
+fn partial_migrations(dir: &Path) -> PathBuf {
+    let serving = chat_core::sql::SERVING_MIGRATIONS.len();
+    migrations_but(dir, "migrations-unfinished", serving)
+}
+
+/// The migrations of a database created before schema 2: up to `0008_leaders.sql`.
+fn schema_one_migrations(dir: &Path) -> PathBuf {
+    migrations_but(dir, "migrations-schema-1", 1)
 }
 
 /// The folder of the build a run uses, in each Worker's crate.
@@ -226,6 +239,7 @@ fn chat_config(
         extra,
         schema_one,
         &partial_migrations(dir),
+        &schema_one_migrations(dir),
     );
     let path = dir.join("chat.wrangler.toml");
     std::fs::write(&path, doc.to_string()).unwrap();
@@ -246,7 +260,14 @@ fn consumer_config(
     let text = std::fs::read_to_string(root().join("consumer/wrangler.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().expect("consumer/wrangler.toml parses");
     doc["main"] = toml_edit::value(abs("consumer", &format!("{build}/index.js")));
-    local_databases(&mut doc, databases, extra, &[], &partial_migrations(dir));
+    local_databases(
+        &mut doc,
+        databases,
+        extra,
+        &[],
+        &partial_migrations(dir),
+        &schema_one_migrations(dir),
+    );
     for (k, v) in vars {
         doc["vars"][k] = toml_edit::value(v.as_str());
     }
