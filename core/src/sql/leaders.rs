@@ -85,6 +85,19 @@ ON CONFLICT (user_id) DO UPDATE SET total_points = excluded.total_points
 WHERE leaders.total_points IS NOT excluded.total_points"
 );
 
+/// The floor a refill sets: the player just below the top [`KEPT`] of `user_stats` (none:
+/// both NULL), found by one scan for both columns.
+macro_rules! new_floor {
+    () => {
+        concat!(
+            "(floor_points, floor_user) = (SELECT s.total_points, s.user_id FROM user_stats AS s WHERE ",
+            held!(),
+            "
+    ORDER BY s.total_points DESC, s.user_id LIMIT 1 OFFSET 200)"
+        )
+    };
+}
+
 /// When fewer than [`SERVED`] members rank above a floor, the floor drops to the player
 /// just below the top [`KEPT`] of `user_stats` (none: NULL) and a refill is marked. The scan
 /// runs only then, and the count only when a member played.
@@ -92,14 +105,9 @@ pub const REFLOOR: &str = concat!(
     "\
 UPDATE leaders_floor AS lf
 SET refill = 1,
-    floor_points = (SELECT s.total_points FROM user_stats AS s WHERE ",
-    held!(),
+    ",
+    new_floor!(),
     "
-                    ORDER BY s.total_points DESC, s.user_id LIMIT 1 OFFSET 200),
-    floor_user = (SELECT s.user_id FROM user_stats AS s WHERE ",
-    held!(),
-    "
-                  ORDER BY s.total_points DESC, s.user_id LIMIT 1 OFFSET 200)
 WHERE lf.id = 1 AND lf.floor_points IS NOT NULL AND ",
     touched!("lf"),
     "
@@ -117,14 +125,9 @@ macro_rules! refloor_marked {
         concat!(
             "\
 UPDATE leaders_floor
-SET floor_points = (SELECT s.total_points FROM user_stats AS s WHERE ",
-            held!(),
+SET ",
+            new_floor!(),
             "
-                    ORDER BY s.total_points DESC, s.user_id LIMIT 1 OFFSET 200),
-    floor_user = (SELECT s.user_id FROM user_stats AS s WHERE ",
-            held!(),
-            "
-                  ORDER BY s.total_points DESC, s.user_id LIMIT 1 OFFSET 200)
 WHERE id = 1 AND refill = 1 AND ",
             $also
         )
