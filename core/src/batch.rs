@@ -77,6 +77,10 @@ pub struct TurnRow<'a> {
     pub metadata_json: String,
     /// 0 or 1: SQLite has no boolean, and `->>` of JSON `true` is 1 anyway.
     pub game_over: u8,
+    /// How many of the archive's objects covering this turn the consumer looked in and did
+    /// not find it (`sql::archive::SELECT_ARCHIVED`); absent on a first write.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_seen: Option<u32>,
 }
 
 impl<'a> TurnRow<'a> {
@@ -99,6 +103,7 @@ impl<'a> TurnRow<'a> {
             metadata_json: serde_json::to_string(&r.point_event.metadata)
                 .expect("a map serializes"),
             game_over: u8::from(r.game_over),
+            archive_seen: None,
         }
     }
 }
@@ -113,6 +118,19 @@ pub fn is_fenced(fenced: &[String], user: &Uuid) -> bool {
 /// The JSON array bound as `?1` to every statement of `sql::apply_turns`.
 pub fn turns_json<'a>(records: impl IntoIterator<Item = &'a TurnRecord>) -> String {
     let rows: Vec<TurnRow<'_>> = records.into_iter().map(TurnRow::new).collect();
+    serde_json::to_string(&rows).expect("rows always serialize")
+}
+
+/// The JSON array of a second write: turns the consumer looked for in the archive, each with
+/// the number of objects it was not found in.
+pub fn turns_json_seen<'a>(records: impl IntoIterator<Item = (&'a TurnRecord, u32)>) -> String {
+    let rows: Vec<TurnRow<'_>> = records
+        .into_iter()
+        .map(|(r, seen)| TurnRow {
+            archive_seen: Some(seen),
+            ..TurnRow::new(r)
+        })
+        .collect();
     serde_json::to_string(&rows).expect("rows always serialize")
 }
 

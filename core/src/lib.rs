@@ -56,6 +56,7 @@
 //!   operations), counted from the platform's own figures.
 
 pub mod admin;
+pub mod archive;
 pub mod backoff;
 pub mod batch;
 pub mod character;

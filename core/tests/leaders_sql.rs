@@ -9,7 +9,7 @@ mod common;
 
 use chat_core::identity::{AuthProvider, Identity};
 use chat_core::native::{
-    apply_turns, leaderboard, migrate_through, migrations_dir, open_in_memory, purge_page,
+    apply_turns, leaderboard, migrate_schema_one, migrations_dir, open_in_memory, purge_page,
     rebuild_leaders, start_session,
 };
 use chat_core::record::{sample, TurnRecord};
@@ -22,7 +22,6 @@ use rusqlite::Connection;
 use uuid::Uuid;
 
 const T0: i64 = 1_700_000_000_000;
-const SCHEMA_1: &str = "0008_leaders.sql";
 
 fn every_bucket() -> String {
     serde_json::to_string(
@@ -266,7 +265,7 @@ fn without_rowid(conn: &Connection, table: &str) -> bool {
 #[test]
 fn schema_1_and_schema_2_store_the_same_rows() {
     let mut one = Connection::open_in_memory().unwrap();
-    migrate_through(&one, SCHEMA_1).unwrap();
+    migrate_schema_one(&one).unwrap();
     let mut two = open_in_memory().unwrap();
     for table in ["chat_messages", "point_events", "user_stats"] {
         assert!(!without_rowid(&one, table), "{table} at schema 1");
@@ -292,7 +291,7 @@ fn schema_1_and_schema_2_store_the_same_rows() {
 
 /// Runs migration 0009 as wrangler does: the file, then its record, in one transaction.
 fn apply_schema_2(conn: &Connection) -> rusqlite::Result<()> {
-    let file = migrations_dir().join(chat_core::sql::LATEST_MIGRATION);
+    let file = migrations_dir().join("0009_without_rowid.sql");
     let sql = std::fs::read_to_string(file).unwrap();
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(&sql)?;
@@ -302,7 +301,7 @@ fn apply_schema_2(conn: &Connection) -> rusqlite::Result<()> {
 #[test]
 fn schema_2_refuses_a_database_holding_turns_and_applies_once_it_is_emptied() {
     let mut conn = Connection::open_in_memory().unwrap();
-    migrate_through(&conn, SCHEMA_1).unwrap();
+    migrate_schema_one(&conn).unwrap();
     let everyone = players(&conn, 20);
     let mut rng = StdRng::seed_from_u64(3);
     let mut serial = 0;

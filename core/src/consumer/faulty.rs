@@ -60,6 +60,13 @@ impl<P: Ledgers, T: Clock> Ledgers for Faulty<'_, P, T> {
         self.inner.applied_migration(binding).await
     }
 
+    async fn archived_turns(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<crate::batch::StoredTurn>, String> {
+        self.inner.archived_turns(keys).await
+    }
+
     fn refuses(&self, record: &TurnRecord, attempts: u32) -> Option<String> {
         if self
             .faults

@@ -82,6 +82,12 @@ pub enum Event {
         error: String,
         turns: usize,
     },
+    /// The archive's objects covering some turns could not be read: those turns are retried.
+    ArchiveUnreadable {
+        database: String,
+        error: String,
+        turns: usize,
+    },
     /// The judgement and the insert count disagree (a bug, never expected).
     CountsDisagree {
         database: String,
@@ -120,6 +126,7 @@ impl Event {
             Self::ProbeAnswered { .. } => Level::Info,
             Self::ControlUnreadable { .. }
             | Self::WriteFailed { .. }
+            | Self::ArchiveUnreadable { .. }
             | Self::Requeued { .. }
             | Self::DeadLettering { .. }
             | Self::ProbeFailed { .. } => Level::Warn,
@@ -144,6 +151,7 @@ impl Event {
             Self::ControlUnreadable { .. } => "the control database is unreadable: routing with the last bucket map read (or SHARD_MAP); fenced databases refuse what a stale map misroutes, and those turns wait",
             Self::Unbound { .. } => "the bucket map names a database this Worker has no binding for: its turns wait in the queue; bind it in consumer/wrangler.toml and deploy",
             Self::WriteFailed { .. } => "D1 batch failed",
+            Self::ArchiveUnreadable { .. } => "the archive could not be read for turns its objects cover; retrying them",
             Self::CountsDisagree { .. } => "applied counts disagree",
             Self::Requeued { .. } => "turns of a moving bucket re-queued after their last delivery",
             Self::RequeueFailed { .. } => "turns of a moving bucket could not be re-queued; the queue may dead-letter them (replay them after the move)",
@@ -165,6 +173,7 @@ impl std::fmt::Display for Event {
             Self::ControlUnreadable { error, cached } => write!(f, "the control database is unreadable ({error}): routing with the {} (fenced databases refuse what a stale map misroutes, and those turns wait)", if *cached { "last bucket map read" } else { "SHARD_MAP" }),
             Self::Unbound { database, turns } => write!(f, "the bucket map names {database}, which this Worker has no binding for: its {turns} turns wait in the queue; bind it in consumer/wrangler.toml and deploy"),
             Self::WriteFailed { database, error, turns } => write!(f, "the write of {turns} turns to {database} failed: {error}"),
+            Self::ArchiveUnreadable { database, error, turns } => write!(f, "{turns} turns of {database} fall in archived time and the archive could not be read ({error}); retrying them"),
             Self::CountsDisagree { database, judged, inserted } => write!(f, "applied counts disagree in {database}: {judged} judged, {inserted} inserted"),
             Self::Requeued { turns } => write!(f, "{turns} turns of a moving bucket re-queued after their last delivery"),
             Self::RequeueFailed { error, turns } => write!(f, "{turns} turns of a moving bucket could not be re-queued ({error}); the queue may dead-letter them (replay them after the move)"),

@@ -22,9 +22,9 @@
 //! Dead letters go to the dead-letter queue in an envelope with their class and error, and
 //! their message is acked only once that send succeeded: nothing is dropped.
 
-use super::ports::{Control, Delivery, Ledgers, Queues, Write};
+use super::ports::{Control, Delivery, Ledgers, Queues, Stored, Write};
 use super::{retry_later, Event, Settings};
-use crate::batch::{is_fenced, judge, turn_chunks, Outcome};
+use crate::batch::{first_arrivals, is_fenced, judge, turn_chunks, turns_json_seen, Outcome};
 use crate::clock::Clock;
 use crate::d1_limits::MAX_BOUND_JSON_BYTES;
 use crate::dead_letter::Envelope;
@@ -33,7 +33,7 @@ use crate::live_map::MapCache;
 use crate::probe::Probe;
 use crate::record::TurnRecord;
 use futures_util::future::join_all;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// What a batch did: its counts, and what its log says.
 #[derive(Debug, Default, Clone)]
@@ -47,6 +47,8 @@ pub struct Report {
     pub retried: usize,
     pub held: usize,
     pub dead_lettered: usize,
+    /// Deliveries of turns found in the archive (counted as duplicates too).
+    pub archived: usize,
     /// Chunks written, and statements sent in them.
     pub chunks: usize,
     pub statements: usize,
@@ -64,6 +66,7 @@ impl Report {
         self.duplicate += part.duplicate;
         self.conflict += part.conflict;
         self.retried += part.retried;
+        self.archived += part.archived;
         self.chunks += part.chunks;
         self.statements += part.statements;
         self.write_ms = self.write_ms.max(part.write_ms);
@@ -317,37 +320,27 @@ where
         match outcome {
             Ok(stored) => {
                 part.statements += stored.statements;
-                // A fenced bucket's turns were not written here: they wait for the map that
-                // sends them to the bucket's home.
-                let (fenced, deliveries): (Vec<&Valid<'a, D>>, Vec<&Valid<'a, D>>) = deliveries
-                    .into_iter()
-                    .partition(|d| is_fenced(&stored.fenced, &d.1.user.id));
-                held.extend(fenced.iter().map(|d| d.0));
-                let mut applied = 0;
-                let outcomes = judge(&deliveries, |d| &d.1, &stored.before);
-                for ((m, r), o) in deliveries.iter().map(|d| (d.0, &d.1)).zip(outcomes) {
-                    match o {
-                        Outcome::Applied => applied += 1,
-                        Outcome::Duplicate => part.duplicate += 1,
-                        Outcome::Conflict => {
-                            part.conflict += 1;
-                            let error =
-                                format!("turn {} is stored with a different turn", r.turn_id);
-                            let now = clock.now_ms();
-                            letters
-                                .push((m, letter(m, FailureClass::Conflict, &error, now, clock)));
-                            continue;
-                        }
-                    }
-                    m.ack();
-                }
-                part.applied += applied;
-                if applied != stored.inserted {
-                    part.events.push(Event::CountsDisagree {
-                        database: binding.to_owned(),
-                        judged: applied,
-                        inserted: stored.inserted,
-                    });
+                let covered = settle(
+                    binding,
+                    deliveries,
+                    &stored,
+                    clock,
+                    &mut part,
+                    &mut letters,
+                    &mut held,
+                );
+                if !covered.is_empty() {
+                    archived(
+                        binding,
+                        covered,
+                        &stored,
+                        ports,
+                        settings,
+                        &mut part,
+                        &mut letters,
+                        &mut held,
+                    )
+                    .await;
                 }
             }
             Err(error) => {
@@ -368,6 +361,148 @@ where
         }
     }
     (part, letters, held)
+}
+
+/// Judges a chunk's deliveries against what its write found, acks the stored and the
+/// duplicates, letters the conflicts, and holds a fenced bucket's turns. Returns the turns
+/// an object of the archive covers, which the write skipped: they may be archived already.
+fn settle<'a, 'b, D: Delivery, T: Clock>(
+    binding: &str,
+    deliveries: Vec<&'b Valid<'a, D>>,
+    stored: &Stored,
+    clock: &T,
+    part: &mut Report,
+    letters: &mut Letters<'a, D>,
+    held: &mut Vec<&'a D>,
+) -> Vec<&'b Valid<'a, D>> {
+    // A fenced bucket's turns were not written here: they wait for the map that sends them
+    // to the bucket's home.
+    let (fenced, deliveries): (Vec<&Valid<'a, D>>, Vec<&Valid<'a, D>>) = deliveries
+        .into_iter()
+        .partition(|d| is_fenced(&stored.fenced, &d.1.user.id));
+    held.extend(fenced.iter().map(|d| d.0));
+    let covered_ids: HashSet<&str> = stored.archived.iter().map(|h| h.turn_id.as_str()).collect();
+    let (covered, deliveries): (Vec<&Valid<'a, D>>, Vec<&Valid<'a, D>>) = deliveries
+        .into_iter()
+        .partition(|d| covered_ids.contains(d.1.turn_id.to_string().as_str()));
+    let mut applied = 0;
+    let outcomes = judge(&deliveries, |d| &d.1, &stored.before);
+    for ((m, r), o) in deliveries.iter().map(|d| (d.0, &d.1)).zip(outcomes) {
+        match o {
+            Outcome::Applied => applied += 1,
+            Outcome::Duplicate => part.duplicate += 1,
+            Outcome::Conflict => {
+                part.conflict += 1;
+                let error = format!("turn {} is stored with a different turn", r.turn_id);
+                let now = clock.now_ms();
+                letters.push((m, letter(m, FailureClass::Conflict, &error, now, clock)));
+                continue;
+            }
+        }
+        m.ack();
+    }
+    part.applied += applied;
+    if applied != stored.inserted {
+        part.events.push(Event::CountsDisagree {
+            database: binding.to_owned(),
+            judged: applied,
+            inserted: stored.inserted,
+        });
+    }
+    covered
+}
+
+/// Turns an object of the archive covers (their time falls in its range) and that D1 does
+/// not hold: each is looked for in those objects. One found there was applied before it was
+/// archived: a duplicate (or a conflict). One not found is written, its row saying how
+/// many objects it was checked against, so that the write skips it only if another object
+/// was committed since; then it is held for a later delivery. An archive that cannot be
+/// read retries them.
+#[allow(clippy::too_many_arguments)]
+async fn archived<'a, 'b, D, L, C, Q, T>(
+    binding: &str,
+    covered: Vec<&'b Valid<'a, D>>,
+    stored: &Stored,
+    ports: &Ports<'_, L, C, Q, T>,
+    settings: &Settings,
+    part: &mut Report,
+    letters: &mut Letters<'a, D>,
+    held: &mut Vec<&'a D>,
+) where
+    D: Delivery,
+    L: Ledgers,
+    T: Clock,
+{
+    let clock = ports.clock;
+    let mut keys: Vec<String> = stored.archived.iter().map(|h| h.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let found = match ports.ledgers.archived_turns(&keys).await {
+        Ok(found) => found,
+        Err(error) => {
+            part.events.push(Event::ArchiveUnreadable {
+                database: binding.to_owned(),
+                error: error.clone(),
+                turns: covered.len(),
+            });
+            failed(&covered, &error, settings, clock, part, letters);
+            return;
+        }
+    };
+    let found_ids: HashSet<&str> = found.iter().map(|t| t.id.as_str()).collect();
+    let (in_archive, fresh): (Vec<&Valid<'a, D>>, Vec<&Valid<'a, D>>) = covered
+        .into_iter()
+        .partition(|d| found_ids.contains(d.1.turn_id.to_string().as_str()));
+    part.archived += in_archive.len();
+    let outcomes = judge(&in_archive, |d| &d.1, &found);
+    for ((m, r), o) in in_archive.iter().map(|d| (d.0, &d.1)).zip(outcomes) {
+        if o == Outcome::Conflict {
+            part.conflict += 1;
+            let error = format!("turn {} is archived with a different turn", r.turn_id);
+            letters.push((
+                m,
+                letter(m, FailureClass::Conflict, &error, clock.now_ms(), clock),
+            ));
+            continue;
+        }
+        part.duplicate += 1;
+        m.ack();
+    }
+    if fresh.is_empty() {
+        return;
+    }
+    let seen = |turn: &str| {
+        stored
+            .archived
+            .iter()
+            .find(|h| h.turn_id == turn)
+            .map_or(0, |h| h.covering)
+    };
+    let firsts = first_arrivals(&fresh, |d| &d.1);
+    let json = turns_json_seen(firsts.iter().map(|&i| {
+        let r = &fresh[i].1;
+        (r, seen(&r.turn_id.to_string()))
+    }));
+    let write = Write {
+        json: &json,
+        turns: fresh.iter().map(|(m, r)| (r, m.attempts())).collect(),
+    };
+    match ports.ledgers.apply_turns(binding, &write).await {
+        Ok(again) => {
+            part.statements += again.statements;
+            // Covered again: an object was committed since the look. It waits.
+            let covered = settle(binding, fresh, &again, clock, part, letters, held);
+            held.extend(covered.iter().map(|d| d.0));
+        }
+        Err(error) => {
+            part.events.push(Event::WriteFailed {
+                database: binding.to_owned(),
+                error: error.clone(),
+                turns: fresh.len(),
+            });
+            failed(&fresh, &error, settings, clock, part, letters);
+        }
+    }
 }
 
 /// Deliveries whose write failed: each is retried with backoff, or dead-lettered as

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 /// One SQLite database per binding, every migration applied.
 pub struct Databases {
     pub dbs: BTreeMap<String, RefCell<Connection>>,
+    /// The archive (R2) their older turns move to.
+    pub archive: super::archive::MemoryStore,
 }
 
 impl Databases {
@@ -23,10 +25,13 @@ impl Databases {
         for k in 0..n {
             dbs.insert(format!("DB_{k}"), RefCell::new(super::open_in_memory()?));
         }
-        Ok(Self { dbs })
+        Ok(Self {
+            dbs,
+            archive: Default::default(),
+        })
     }
 
-    fn db(&self, binding: &str) -> Result<&RefCell<Connection>, String> {
+    pub(crate) fn db(&self, binding: &str) -> Result<&RefCell<Connection>, String> {
         self.dbs
             .get(binding)
             .ok_or_else(|| format!("no binding {binding}"))
@@ -56,6 +61,13 @@ impl Ledgers for Databases {
     async fn apply_turns(&self, binding: &str, write: &Write<'_>) -> Result<Stored, String> {
         crate::d1_limits::check_value("the batch's turns", write.json.len())?;
         super::store_chunk(&mut self.db(binding)?.borrow_mut(), write.json).map_err(text)
+    }
+
+    async fn archived_turns(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<crate::batch::StoredTurn>, String> {
+        crate::archive::stored_turns(&self.archive, keys).await
     }
 
     async fn applied_migration(&self, binding: &str) -> Result<Option<String>, String> {

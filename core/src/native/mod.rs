@@ -4,8 +4,11 @@
 //!
 //! - [`actor`]: the session actor's flow on SQLite, with an in-memory queue and faults.
 //! - [`consumer`]: the consumer's ports on SQLite databases and in-memory queues.
+//! - [`archive`]: the archiver's ports on those databases and an in-memory object store
+//!   with faults.
 
 pub mod actor;
+pub mod archive;
 pub mod consumer;
 
 use crate::batch::{judge, turn_chunks, Outcome, StoredTurn};
@@ -50,6 +53,16 @@ pub fn migrate_through(conn: &Connection, last: &str) -> Result<(), Box<dyn std:
         conn.execute_batch(&sql)
             .map_err(|e| format!("{}: {e}", file.display()))?;
     }
+    Ok(())
+}
+
+/// A database created before schema 2, as it serves this round: the migrations through
+/// `0008_leaders.sql`, and the archive's table added by hand (`sql::ARCHIVE_TABLE`: the
+/// operator's `wrangler d1 execute --file migrations/0010_archive.sql`).
+pub fn migrate_schema_one(conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
+    migrate_through(conn, "0008_leaders.sql")?;
+    let sql = std::fs::read_to_string(migrations_dir().join(sql::LATEST_MIGRATION))?;
+    conn.execute_batch(&sql)?;
     Ok(())
 }
 
@@ -158,6 +171,16 @@ pub fn store_chunk(conn: &mut Connection, json: &str) -> rusqlite::Result<Stored
         if i == sql::FENCED_STATEMENT {
             stored.fenced = st
                 .query_map([json], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+        } else if i == sql::ARCHIVED_STATEMENT {
+            stored.archived = st
+                .query_map([json], |r| {
+                    Ok(crate::consumer::ports::ArchivedHit {
+                        turn_id: r.get(0)?,
+                        key: r.get(1)?,
+                        covering: r.get(2)?,
+                    })
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
         } else if i == sql::STORED_STATEMENT {
             stored.before = st

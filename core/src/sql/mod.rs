@@ -19,20 +19,32 @@
 //! consumer reads the fenced buckets first ([`SELECT_FENCED`]) and holds those turns.
 
 pub mod actor;
+pub mod archive;
 pub mod leaders;
 pub mod shards;
 
-/// The newest migration: schema 2 (`migrations/0009_without_rowid.sql`). A move's target
-/// must have it, so that every bucket moved lands in the new tables.
-pub const LATEST_MIGRATION: &str = "0009_without_rowid.sql";
+/// The newest migration: schema 2 with the archive's index (`migrations/0010_archive.sql`).
+/// A move's target must have it, so that every bucket moved lands in the new tables.
+pub const LATEST_MIGRATION: &str = "0010_archive.sql";
 
 /// The migrations a database may have as its newest and serve turns: the same statements
 /// run on schema 1 (rowid tables, as a database holding turns keeps them until its buckets
-/// move) and on schema 2 (`GET /readyz` accepts either).
+/// move; 0010's table added to it by hand, see [`SCHEMA_CHECK`]) and on schema 2.
 pub const SERVING_MIGRATIONS: [&str; 2] = ["0008_leaders.sql", LATEST_MIGRATION];
+
+/// The table every statement of this round needs (0010). A schema-1 database cannot take
+/// 0010 as a migration (0009 comes first and refuses a database holding turns), so an
+/// operator adds it with `wrangler d1 execute --file migrations/0010_archive.sql`.
+pub const ARCHIVE_TABLE: &str = "archive_parts";
 
 /// The newest migration wrangler applied to a database.
 pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1";
+
+/// What `GET /readyz` asks each database: its newest migration, and whether it has the
+/// archive's table ([`ARCHIVE_TABLE`]).
+pub const SCHEMA_CHECK: &str = "\
+SELECT (SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1) AS name,
+       EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'archive_parts') AS archive";
 
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
@@ -41,6 +53,19 @@ use std::sync::LazyLock;
 macro_rules! unfenced {
     () => {
         "NOT EXISTS (SELECT 1 FROM bucket_fences AS f WHERE f.bucket = substr(r.value ->> '$.user_id', 1, 2))"
+    };
+}
+
+/// True for a row `r` of `json_each(?1)` whose turn may be written: no object of the
+/// archive covers its time in its session, beyond the ones the consumer already looked in
+/// (`archive_seen`; see `archive::SELECT_ARCHIVED`). A turn an object covers may be
+/// archived already: the consumer looks for it in R2 first.
+macro_rules! unarchived {
+    () => {
+        "(SELECT COUNT(*) FROM archive_parts AS a
+        WHERE a.session_id = r.value ->> '$.session_id'
+          AND a.first_at <= r.value ->> '$.user_at' AND a.last_at >= r.value ->> '$.user_at')
+       <= COALESCE(r.value ->> '$.archive_seen', 0)"
     };
 }
 
@@ -111,6 +136,7 @@ FROM (
   FROM json_each(?1) AS r
   WHERE NOT EXISTS (SELECT 1 FROM point_events AS p WHERE p.id = r.value ->> '$.event_id')
     AND {unfenced}
+    AND {unarchived}
 ) AS n
 GROUP BY n.user_id
 ON CONFLICT (user_id) DO UPDATE SET
@@ -121,6 +147,7 @@ ON CONFLICT (user_id) DO UPDATE SET
         insert_level = level_of("SUM(n.delta)"),
         update_level = level_of("(user_stats.total_points + excluded.total_points)"),
         unfenced = unfenced!(),
+        unarchived = unarchived!(),
     )
 });
 
@@ -135,6 +162,8 @@ SELECT r.value ->> '$.turn_id', r.value ->> '$.user_id', r.value ->> '$.session_
 FROM json_each(?1) AS r
 WHERE ",
     unfenced!(),
+    " AND ",
+    unarchived!(),
     "
 UNION ALL
 SELECT r.value ->> '$.agent_id', r.value ->> '$.user_id', r.value ->> '$.session_id', 'agent',
@@ -142,6 +171,8 @@ SELECT r.value ->> '$.agent_id', r.value ->> '$.user_id', r.value ->> '$.session
 FROM json_each(?1) AS r
 WHERE ",
     unfenced!(),
+    " AND ",
+    unarchived!(),
     "
 ON CONFLICT (id) DO NOTHING"
 );
@@ -155,6 +186,8 @@ SELECT r.value ->> '$.event_id', r.value ->> '$.user_id', r.value ->> '$.session
 FROM json_each(?1) AS r
 WHERE ",
     unfenced!(),
+    " AND ",
+    unarchived!(),
     "
 ON CONFLICT (id) DO NOTHING"
 );
@@ -173,6 +206,8 @@ FROM (
     AND NOT EXISTS (SELECT 1 FROM point_events AS p WHERE p.id = r.value ->> '$.event_id')
     AND ",
     unfenced!(),
+    " AND ",
+    unarchived!(),
     "
   GROUP BY r.value ->> '$.session_id'
 ) AS g
@@ -191,11 +226,12 @@ WHERE m.id IN (SELECT r.value ->> '$.turn_id' FROM json_each(?1) AS r)";
 /// Every write skips turns already stored, so duplicates and conflicts change nothing, and
 /// turns of fenced buckets, which the consumer holds. Last, the batch's players' places in
 /// the database's leaderboard ([`leaders::KEEP`]).
-pub fn apply_turns() -> [&'static str; 15] {
+pub fn apply_turns() -> [&'static str; 16] {
     let [clear, requested, enter, refloor, refill, raise, trim, refilled] = leaders::KEEP;
     [
         SELECT_FENCED,
         SELECT_STORED_TURNS,
+        archive::SELECT_ARCHIVED,
         UPSERT_USERS,
         ADD_NEW_POINTS.as_str(),
         END_SESSIONS,
@@ -216,8 +252,11 @@ pub fn apply_turns() -> [&'static str; 15] {
 pub const FENCED_STATEMENT: usize = 0;
 /// Position of [`SELECT_STORED_TURNS`] in [`apply_turns`]: its rows are the pre-batch state.
 pub const STORED_STATEMENT: usize = 1;
+/// Position of [`archive::SELECT_ARCHIVED`] in [`apply_turns`]: the turns the consumer must
+/// look for in the archive before it writes them.
+pub const ARCHIVED_STATEMENT: usize = 2;
 /// Position of [`INSERT_POINT_EVENTS`] in [`apply_turns`]: its `changes` count new turns.
-pub const APPLIED_STATEMENT: usize = 6;
+pub const APPLIED_STATEMENT: usize = 7;
 
 /// Archives the dead-letter envelopes of `?1` (`dead_letter::Envelope`, camelCase) at time
 /// `?2`. A letter delivered again widens its failure window and keeps its status.

@@ -1,0 +1,184 @@
+//! `POST /admin/archive`: the request, parsed once at the edge, and the cursor a run goes
+//! on from.
+
+use crate::refusal::Refusal;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The longest `olderThanSeconds` taken: 100 years (anything older is everything).
+pub const MAX_OLDER_THAN_SECONDS: i64 = 100 * 365 * 86_400;
+
+/// Where a run goes on: a database (its binding) and the last session done in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveCursor {
+    pub database: String,
+    /// `None`: the database's first session.
+    pub after: Option<Uuid>,
+}
+
+impl ArchiveCursor {
+    /// `DB_1/` or `DB_1/<session id>`.
+    pub fn encode(&self) -> String {
+        match self.after {
+            Some(s) => format!("{}/{s}", self.database),
+            None => format!("{}/", self.database),
+        }
+    }
+
+    /// A cursor this API gave out, naming a database of `bindings`.
+    pub fn parse(s: &str, bindings: &[String]) -> Option<Self> {
+        let (database, after) = s.split_once('/')?;
+        if !bindings.iter().any(|b| b == database) {
+            return None;
+        }
+        let after = match after {
+            "" => None,
+            id if id.len() == 36 => Some(Uuid::try_parse(id).ok()?),
+            _ => return None,
+        };
+        Some(Self {
+            database: database.to_owned(),
+            after,
+        })
+    }
+}
+
+/// `{ "olderThanSeconds": N, "cursor"?: string | null, "dryRun"?: bool }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveRequest {
+    pub older_than_seconds: i64,
+    /// `None`: the first database's first session.
+    pub cursor: Option<ArchiveCursor>,
+    pub dry_run: bool,
+}
+
+impl ArchiveRequest {
+    /// Parses the body; `bindings` are the databases of the bucket map, in order.
+    pub fn parse(body: &Value, bindings: &[String]) -> Result<Self, Refusal> {
+        let body = body
+            .as_object()
+            .ok_or_else(|| Refusal::invalid("invalid_body", "the body must be a JSON object"))?;
+        let older_than_seconds = body
+            .get("olderThanSeconds")
+            .and_then(Value::as_i64)
+            .filter(|n| (0..=MAX_OLDER_THAN_SECONDS).contains(n))
+            .ok_or_else(|| {
+                Refusal::invalid(
+                    "invalid_older_than",
+                    format!("'olderThanSeconds' must be a whole number from 0 to {MAX_OLDER_THAN_SECONDS}"),
+                )
+            })?;
+        let cursor = match body.get("cursor") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(ArchiveCursor::parse(s, bindings).ok_or_else(|| {
+                Refusal::invalid(
+                    "invalid_cursor",
+                    "'cursor' must be a nextCursor value this API gave out",
+                )
+            })?),
+            Some(_) => {
+                return Err(Refusal::invalid(
+                    "invalid_cursor",
+                    "'cursor' must be a string or null",
+                ))
+            }
+        };
+        let dry_run = match body.get("dryRun") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(Refusal::invalid(
+                    "invalid_body",
+                    "'dryRun' must be true or false",
+                ))
+            }
+        };
+        Ok(Self {
+            older_than_seconds,
+            cursor,
+            dry_run,
+        })
+    }
+
+    /// The cutoff: turns older than this (ms) are archived.
+    pub fn cutoff(&self, now_ms: i64) -> i64 {
+        now_ms - self.older_than_seconds * 1000
+    }
+}
+
+/// The text of the smallest UUIDv7 of `ms`: every id made at or after `ms` sorts at or
+/// above it, every id made before sorts below (`sql::archive::SESSIONS_TO_ARCHIVE`).
+pub fn v7_floor(ms: i64) -> String {
+    let ms = ms.clamp(0, (1 << 48) - 1) as u64;
+    format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dbs() -> Vec<String> {
+        vec!["DB_0".into(), "DB_1".into()]
+    }
+
+    #[test]
+    fn requests_parse_or_refuse_with_a_code() {
+        let r = ArchiveRequest::parse(&json!({"olderThanSeconds": 0}), &dbs()).unwrap();
+        assert_eq!(
+            (r.older_than_seconds, r.cursor, r.dry_run),
+            (0, None, false)
+        );
+        let c = ArchiveCursor {
+            database: "DB_1".into(),
+            after: Some(Uuid::from_u128(7)),
+        };
+        let r = ArchiveRequest::parse(
+            &json!({"olderThanSeconds": 60, "cursor": c.encode(), "dryRun": true}),
+            &dbs(),
+        )
+        .unwrap();
+        assert_eq!(r.cursor, Some(c));
+        for (body, code) in [
+            (json!({}), "invalid_older_than"),
+            (json!({"olderThanSeconds": -1}), "invalid_older_than"),
+            (json!({"olderThanSeconds": "30d"}), "invalid_older_than"),
+            (json!({"olderThanSeconds": 1.5}), "invalid_older_than"),
+            (
+                json!({"olderThanSeconds": 1, "cursor": "DB_9/"}),
+                "invalid_cursor",
+            ),
+            (
+                json!({"olderThanSeconds": 1, "cursor": "DB_0/nope"}),
+                "invalid_cursor",
+            ),
+            (
+                json!({"olderThanSeconds": 1, "cursor": 3}),
+                "invalid_cursor",
+            ),
+            (
+                json!({"olderThanSeconds": 1, "dryRun": "yes"}),
+                "invalid_body",
+            ),
+            (json!([]), "invalid_body"),
+        ] {
+            assert_eq!(
+                ArchiveRequest::parse(&body, &dbs()).unwrap_err().code,
+                code,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_v7_floor_splits_ids_by_time() {
+        let at = 1_700_000_000_000;
+        let floor = v7_floor(at);
+        let id = |ms| {
+            crate::ids::TurnIds::random(ms, [0xff; 10])
+                .user_message
+                .to_string()
+        };
+        assert!(id(at - 1) < floor && floor.as_str() <= id(at).as_str());
+    }
+}
