@@ -68,6 +68,7 @@ pub async fn turns(messages: &[Incoming], env: &Env, config: &Config) {
         probes = report.probes,
         applied = report.applied,
         duplicate = report.duplicate,
+        archived = report.archived,
         conflict = report.conflict,
         invalid = report.invalid,
         dead_lettered = report.dead_lettered,

@@ -127,6 +127,10 @@ impl Ledgers for Bindings<'_> {
             Some(r) => r.results().map_err(text)?,
             None => Vec::new(),
         };
+        let archived = match results.get(sql::ARCHIVED_STATEMENT) {
+            Some(r) => r.results().map_err(text)?,
+            None => Vec::new(),
+        };
         let inserted = results
             .get(sql::APPLIED_STATEMENT)
             .and_then(|r| r.meta().ok().flatten())
@@ -135,9 +139,18 @@ impl Ledgers for Bindings<'_> {
         Ok(Stored {
             fenced,
             before,
+            archived,
             inserted,
             statements: count,
         })
+    }
+
+    async fn archived_turns(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<chat_core::batch::StoredTurn>, String> {
+        let store = worker_support::r2::R2Store::from_env(self.env)?;
+        chat_core::archive::stored_turns(&store, keys).await
     }
 
     async fn applied_migration(&self, binding: &str) -> Result<Option<String>, String> {

@@ -198,18 +198,49 @@ pub const MAX_HISTORY_PAGE: u32 = 1000;
 pub struct MessageCursor {
     pub created_at: i64,
     pub id: Uuid,
+    /// A hash of the session the cursor was given out for: a cursor of another session is
+    /// refused, never read against this one.
+    pub session_tag: u32,
+}
+
+/// The first 4 bytes of SHA-256("history-cursor\n" + session id).
+fn session_tag(session: Uuid) -> u32 {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("history-cursor\n{session}").as_bytes());
+    u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]])
 }
 
 impl MessageCursor {
+    /// The cursor before the message `(created_at, id)` of `session`.
+    pub fn new(created_at: i64, id: Uuid, session: Uuid) -> Self {
+        Self {
+            created_at,
+            id,
+            session_tag: session_tag(session),
+        }
+    }
+
+    /// Whether this cursor was given out for `session`.
+    pub fn belongs_to(&self, session: Uuid) -> bool {
+        self.session_tag == session_tag(session)
+    }
+
+    /// `<created_at>.<id>.<tag>`: the time and id name a message, never a tier, so the same
+    /// cursor reads on whether the message is in D1 or in the archive by then.
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.created_at, self.id)
+        format!("{}.{}.{:08x}", self.created_at, self.id, self.session_tag)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        let (at, id) = s.split_once('.')?;
+        let mut parts = s.split('.');
+        let (at, id, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || tag.len() != 8 {
+            return None;
+        }
         Some(Self {
             created_at: at.parse().ok().filter(|t: &i64| *t >= 0)?,
             id: parse_id(id)?,
+            session_tag: u32::from_str_radix(tag, 16).ok()?,
         })
     }
 }
@@ -405,10 +436,8 @@ mod tests {
     fn history_queries_page_backwards_strictly() {
         let q = HistoryQuery::parse([]).unwrap();
         assert_eq!((q.limit, q.before), (MAX_HISTORY_PAGE, None));
-        let cursor = MessageCursor {
-            created_at: 1_700_000_000_123,
-            id: Uuid::from_u128(42),
-        };
+        let cursor = MessageCursor::new(1_700_000_000_123, Uuid::from_u128(42), Uuid::from_u128(7));
+        assert!(cursor.belongs_to(Uuid::from_u128(7)) && !cursor.belongs_to(Uuid::from_u128(8)));
         let text = cursor.encode();
         let q =
             HistoryQuery::parse([("limit", "7"), ("before", text.as_str()), ("x", "y")]).unwrap();
@@ -423,6 +452,13 @@ mod tests {
             ("before", "abc.00000000-0000-0000-0000-00000000002a"),
             ("before", "-5.00000000-0000-0000-0000-00000000002a"),
             ("before", "5.not-a-uuid"),
+            ("before", "5.00000000-0000-0000-0000-00000000002a"),
+            ("before", "5.00000000-0000-0000-0000-00000000002a.xyz"),
+            ("before", "5.00000000-0000-0000-0000-00000000002a.0000000g"),
+            (
+                "before",
+                "5.00000000-0000-0000-0000-00000000002a.00000001.1",
+            ),
         ] {
             let err = HistoryQuery::parse([(k, v)]).unwrap_err();
             assert_eq!(err.code, "invalid_query", "{k}={v}");

@@ -45,7 +45,7 @@ pub fn bucket_range(bucket: u8) -> (String, String) {
 
 /// How many tables a bucket's copy goes through (`sql::shards::TABLES`, whose length is
 /// this constant, so the two cannot disagree).
-pub const COPIED_TABLES: usize = 5;
+pub const COPIED_TABLES: usize = 6;
 
 /// Whether `name` is a player database binding: `DB_` and a number.
 pub fn valid_binding(name: &str) -> bool {
@@ -299,6 +299,9 @@ pub struct BucketSummary {
     pub chat_messages: i64,
     pub point_events: i64,
     pub user_stats: i64,
+    /// The archive's index rows (`#[serde(default)]`: a summary from before the archive).
+    #[serde(default)]
+    pub archive_parts: i64,
     pub points: i64,
     pub total_points: i64,
 }

@@ -17,7 +17,7 @@ mod common;
 use chat_core::archive::cursor::ArchiveCursor;
 use chat_core::archive::format::{EventRow, MessageRow};
 use chat_core::archive::ports::{ArchiveLedgers, Commit, PartCommit, SessionRef};
-use chat_core::archive::run::{run_page, ArchiveFailure, Limits, Plan};
+use chat_core::archive::run::{run_page, ArchiveFailure, Limits, Plan, Step};
 use chat_core::clock::Clock;
 use chat_core::consumer::turns::{consume, Ports};
 use chat_core::consumer::Settings;
@@ -228,17 +228,14 @@ impl Sim {
         let mut cursor: Option<ArchiveCursor> = None;
         let mut parts = 0;
         loop {
-            let page = run_page(
-                ledgers,
-                &self.dbs.archive,
-                &plan,
-                cursor.as_ref(),
+            let step = Step {
+                cursor: cursor.as_ref(),
                 cutoff,
-                false,
-                self.now(),
+                dry_run: false,
+                now_ms: self.now(),
                 limits,
-            )
-            .await?;
+            };
+            let page = run_page(ledgers, &self.dbs.archive, &plan, &step).await?;
             parts += page.parts;
             match page.next_cursor {
                 None => return Ok(parts),
@@ -391,7 +388,7 @@ fn every_turn_is_stored_once_across_both_tiers_through_faults_and_races() {
         if round > 10 && sim.rng.gen_bool(0.3) {
             let at = T0 + sim.rng.gen_range(0..(now - T0));
             let r = sim.new_turn(at);
-            assert_eq!(sim.deliver(&[r.clone()]), 1, "a late turn is applied once");
+            assert_eq!(sim.deliver(std::slice::from_ref(&r)), 1, "a late turn is applied once");
             sim.applied.insert(r.turn_id, r);
             late += 1;
         }

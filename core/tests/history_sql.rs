@@ -73,10 +73,7 @@ fn pages_walk_back_through_every_message_once() {
             seen.splice(0..0, rows);
             match oldest {
                 Some((id, at)) if more => {
-                    let cursor = MessageCursor {
-                        created_at: at,
-                        id: id.parse().unwrap(),
-                    };
+                    let cursor = MessageCursor::new(at, id.parse().unwrap(), session);
                     before = MessageCursor::parse(&cursor.encode());
                     assert_eq!(before, Some(cursor));
                 }

@@ -7,7 +7,7 @@ use crate::services::Db;
 use chat_core::admin::{Cursor, LetterFilter, LetterStatus, ReconcileRequest};
 use chat_core::batch::{user_json, StoredTurn};
 use chat_core::identity::Identity;
-use chat_core::request::{MessageCursor, NewSession};
+use chat_core::request::NewSession;
 use chat_core::sql;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -105,32 +105,6 @@ pub async fn read_stats(db: &Db, user_id: Uuid) -> Result<Option<StatsRow>, ApiE
         .metered_first()
         .await
         .map_err(&fail)
-}
-
-/// One page of a session's messages, oldest first: the newest `limit` before `before`.
-pub async fn list_messages(
-    db: &Db,
-    user_id: Uuid,
-    session_id: Uuid,
-    before: Option<MessageCursor>,
-    limit: u32,
-) -> Result<Vec<MessageRow>, ApiError> {
-    let fail = failed(&db.binding);
-    let result = db
-        .db
-        .prepare(sql::SELECT_SESSION_MESSAGES)
-        .bind(&[
-            text(user_id),
-            text(session_id),
-            before.map_or(JsValue::NULL, |c| number(c.created_at)),
-            before.map_or(JsValue::NULL, |c| text(c.id)),
-            number(i64::from(limit)),
-        ])
-        .map_err(&fail)?
-        .metered_all()
-        .await
-        .map_err(&fail)?;
-    result.results().map_err(&fail)
 }
 
 // ---- Admin -------------------------------------------------------------------------------

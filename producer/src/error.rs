@@ -22,6 +22,8 @@ pub enum ApiError {
     BucketMoving,
     /// 503: the player's database failed; retry in a few seconds. The text is logged only.
     DatabaseUnavailable(String),
+    /// 503: the archive (R2) failed; nothing was deleted. The text is logged only.
+    ArchiveUnavailable(String),
     /// 500: anything else. The text is logged only.
     Internal(String),
 }
@@ -64,6 +66,9 @@ impl ApiError {
             Self::DatabaseUnavailable(detail) => {
                 tracing::error!(error = %detail, "database unavailable")
             }
+            Self::ArchiveUnavailable(detail) => {
+                tracing::error!(error = %detail, "archive unavailable")
+            }
             _ => {}
         }
     }
@@ -101,6 +106,11 @@ impl ApiError {
                 "this player's database is not answering; retry in a few seconds",
             )
             .retry_after(5),
+            Self::ArchiveUnavailable(_) => unavailable(
+                "archive_unavailable",
+                "the archive of older history is not answering; retry in a little while",
+            )
+            .retry_after(30),
             Self::Internal(_) => Refusal::internal(),
         }
     }

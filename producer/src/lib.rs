@@ -7,6 +7,8 @@
 //! - [`actor`]: `SessionActor`, the Durable Object of one session (its turns over every
 //!   transport, its rows, its live sockets), and how the Worker calls it.
 //! - [`admin`]: the operators' API under `/admin` (dead letters, replay, reconcile).
+//! - [`archive`]: the archiver (its Cron Trigger and `POST /admin/archive`) over D1 and R2,
+//!   and history read across both tiers.
 //! - [`routes`]: method + path → handler, 404 and 405.
 //! - [`config`]: every binding name, and every variable and secret read once per isolate
 //!   into one typed value.
@@ -32,6 +34,7 @@
 
 mod actor;
 mod admin;
+mod archive;
 mod auth;
 mod body;
 mod chat;
@@ -53,7 +56,7 @@ mod shard_map;
 mod stats;
 
 pub use actor::SessionActor;
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(start)]
 fn start() {
@@ -70,4 +73,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     }
     faults::slow_d1(&env);
     Ok(routes::handle(req, &env).await)
+}
+
+/// The Cron Trigger (`[triggers]` in wrangler.toml): the archiver.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    faults::slow_d1(&env);
+    archive::scheduled(&env).await;
 }

@@ -1,5 +1,6 @@
 //! `GET /readyz`: whether every database this Worker is bound to has the migrations the
-//! Workers run on (`sql::SERVING_MIGRATIONS`: schema 1 or 2), whether or not the bucket map
+//! Workers run on (`sql::SERVING_MIGRATIONS`: schema 1 or 2) and the archive's table
+//! (`sql::ARCHIVE_TABLE`, which a schema-1 database is given by hand), whether or not the bucket map
 //! uses it yet. A database that lacks one (a new `DB_k` bound before `wrangler d1
 //! migrations apply` reached it), or does not answer, makes this 503 with its name, before
 //! any move to it or turn for it could fail. A move's target needs schema 2 besides (the
@@ -7,7 +8,9 @@
 
 use crate::databases::database;
 use crate::error::ApiError;
-use chat_core::sql::{APPLIED_MIGRATION, LATEST_MIGRATION, SERVING_MIGRATIONS};
+use chat_core::sql::{
+    APPLIED_MIGRATION, ARCHIVE_TABLE, LATEST_MIGRATION, SCHEMA_CHECK, SERVING_MIGRATIONS,
+};
 use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Response};
@@ -29,6 +32,23 @@ pub async fn applied_migration(env: &Env, binding: &str) -> Result<Option<String
         .map_err(|e| e.to_string())
 }
 
+#[derive(Deserialize)]
+struct Schema {
+    name: Option<String>,
+    archive: i64,
+}
+
+/// The newest migration applied to `binding` and whether it has the archive's table.
+async fn schema(env: &Env, binding: &str) -> Result<(Option<String>, bool), String> {
+    let db = database(env, binding).map_err(|e| format!("{e:?}"))?;
+    let row = db
+        .prepare(SCHEMA_CHECK)
+        .metered_first::<Schema>()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.map_or((None, false), |r| (r.name, r.archive == 1)))
+}
+
 pub async fn check(env: &Env) -> Result<Response, ApiError> {
     let mut databases = serde_json::Map::new();
     let mut missing = Vec::new();
@@ -42,8 +62,8 @@ pub async fn check(env: &Env) -> Result<Response, ApiError> {
         }
     }
     for binding in bound {
-        match applied_migration(env, &binding).await {
-            Ok(applied) => {
+        match schema(env, &binding).await {
+            Ok((applied, archive)) => {
                 // Schema 1 serves too: a database holding turns keeps it until its
                 // buckets move to a database at schema 2 (docs/operations.md).
                 if !applied
@@ -54,6 +74,10 @@ pub async fn check(env: &Env) -> Result<Response, ApiError> {
                         "{binding} has {} (needs {} or {LATEST_MIGRATION})",
                         applied.as_deref().unwrap_or("no migrations"),
                         SERVING_MIGRATIONS[0]
+                    ));
+                } else if !archive {
+                    missing.push(format!(
+                        "{binding} has no {ARCHIVE_TABLE} table (wrangler d1 execute {binding} --file migrations/{LATEST_MIGRATION})"
                     ));
                 }
                 databases.insert(binding, json!(applied));

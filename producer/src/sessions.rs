@@ -1,6 +1,7 @@
 //! `POST /api/sessions` (the one synchronous D1 write: starting a session is rare, and
 //! limited per player; it also starts the session's actor) and
-//! `GET /api/sessions/{id}/messages` (from D1, the system of record).
+//! `GET /api/sessions/{id}/messages` (from D1, the system of record, and from the archive
+//! in R2 for turns older than `HOT_DAYS`).
 
 use crate::actor;
 use crate::body;
@@ -113,28 +114,32 @@ pub async fn messages(
     let url = req.url()?;
     let pairs: Vec<_> = url.query_pairs().collect();
     let query = HistoryQuery::parse(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))?;
+    if query.before.is_some_and(|c| !c.belongs_to(id.uuid())) {
+        return Err(ApiError::invalid(
+            "invalid_query",
+            "'before' is a cursor of another session: use the nextBefore this session's pages gave",
+        ));
+    }
     owned(services, &identity, id).await?;
-    // One more than asked tells whether an older page exists.
-    let mut rows = db::list_messages(
+    // D1 and the archive, merged (`crate::archive::history`).
+    let (rows, more) = crate::archive::history(
+        services,
         &services.player_db(identity.user_id()).await?,
         identity.user_id(),
         id.uuid(),
-        query.before,
-        query.limit + 1,
+        query.before.map(|c| (c.created_at, c.id)),
+        query.limit,
     )
     .await?;
-    let more = rows.len() > query.limit as usize;
-    if more {
-        rows.remove(0);
-    }
     let next_before = match rows.first() {
         Some(oldest) if more => Some(
-            MessageCursor {
-                created_at: oldest.created_at,
-                id: oldest.id.parse().map_err(|_| {
+            MessageCursor::new(
+                oldest.created_at,
+                oldest.id.parse().map_err(|_| {
                     ApiError::Internal(format!("message id {} is not a UUID", oldest.id))
                 })?,
-            }
+                id.uuid(),
+            )
             .encode(),
         ),
         _ => None,

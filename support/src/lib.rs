@@ -3,6 +3,7 @@
 //! - [`logging`]: `tracing` events as one JSON line each on the console (Workers Logs).
 //! - [`clock`]: the time and random bytes, which `std` cannot give on wasm32.
 //! - [`queue`]: sending many messages within `sendBatch`'s limits.
+//! - [`r2`]: the archive's object store over its R2 bucket.
 //! - [`env`]: reading a variable or secret.
 //! - [`deadline`]: waiting on the network for at most a set time.
 //! - [`memory`]: the wasm instance's linear memory, the soak test's leak signal.
@@ -19,5 +20,6 @@ pub mod logging;
 pub mod memory;
 pub mod privy_auth;
 pub mod queue;
+pub mod r2;
 pub mod usage;
 pub mod webcrypto;

@@ -53,6 +53,13 @@ pub struct ArchiveRequest {
 }
 
 impl ArchiveRequest {
+    /// Parses the body's bytes; `bindings` are the databases of the bucket map, in order.
+    pub fn parse_bytes(body: &[u8], bindings: &[String]) -> Result<Self, Refusal> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|_| Refusal::invalid("invalid_body", "the body must be a JSON object"))?;
+        Self::parse(&value, bindings)
+    }
+
     /// Parses the body; `bindings` are the databases of the bucket map, in order.
     pub fn parse(body: &Value, bindings: &[String]) -> Result<Self, Refusal> {
         let body = body

@@ -48,6 +48,32 @@ pub struct Plan {
     pub databases: Vec<(String, Vec<String>)>,
 }
 
+impl Plan {
+    /// Every database of `map`, in order, each with the buckets it holds that are not
+    /// moving: a bucket that is moving is archived once its move ends.
+    pub fn of(map: &crate::shards::ShardMap) -> Self {
+        Self {
+            databases: map
+                .bindings()
+                .into_iter()
+                .map(|b| {
+                    let buckets = map
+                        .buckets_of(b)
+                        .into_iter()
+                        .filter(|&k| !map.bucket_is_moving(k))
+                        .map(crate::shards::bucket_prefix)
+                        .collect();
+                    (b.to_owned(), buckets)
+                })
+                .collect(),
+        }
+    }
+
+    pub fn bindings(&self) -> Vec<String> {
+        self.databases.iter().map(|(b, _)| b.clone()).collect()
+    }
+}
+
 /// A database a page skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
@@ -84,17 +110,32 @@ pub enum ArchiveFailure {
     Store(String),
 }
 
-/// Runs one page from `cursor` (`None`: the first database's start).
+/// What one page is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// Where the run stands (`None`: the first database's start).
+    pub cursor: Option<&'a ArchiveCursor>,
+    /// Turns older than this (ms) are archived.
+    pub cutoff: i64,
+    pub dry_run: bool,
+    pub now_ms: i64,
+    pub limits: Limits,
+}
+
+/// Runs one page of a run.
 pub async fn run_page<L: ArchiveLedgers, S: ObjectStore>(
     ledgers: &L,
     store: &S,
     plan: &Plan,
-    cursor: Option<&ArchiveCursor>,
-    cutoff: i64,
-    dry_run: bool,
-    now_ms: i64,
-    limits: Limits,
+    step: &Step<'_>,
 ) -> Result<PageReport, ArchiveFailure> {
+    let Step {
+        cursor,
+        cutoff,
+        dry_run,
+        limits,
+        ..
+    } = *step;
     let index = match cursor {
         Some(c) => plan
             .databases
@@ -147,19 +188,7 @@ pub async fn run_page<L: ArchiveLedgers, S: ObjectStore>(
     let full = sessions.len() == limits.sessions;
     let mut done: Option<&SessionRef> = None;
     for session in &sessions {
-        match archive_session(
-            ledgers,
-            store,
-            db,
-            session,
-            cutoff,
-            dry_run,
-            now_ms,
-            limits,
-            &mut report,
-        )
-        .await?
-        {
+        match archive_session(ledgers, store, db, session, step, &mut report).await? {
             SessionEnd::Done => done = Some(session),
             SessionEnd::PageFull => {
                 // Go on from this session next page (what is done of it is gone from D1).
@@ -199,18 +228,21 @@ enum SessionEnd {
     DatabaseFailed(String),
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn archive_session<L: ArchiveLedgers, S: ObjectStore>(
     ledgers: &L,
     store: &S,
     db: &str,
     session: &SessionRef,
-    cutoff: i64,
-    dry_run: bool,
-    now_ms: i64,
-    limits: Limits,
+    step: &Step<'_>,
     report: &mut PageReport,
 ) -> Result<SessionEnd, ArchiveFailure> {
+    let Step {
+        cutoff,
+        dry_run,
+        now_ms,
+        limits,
+        ..
+    } = *step;
     let mut after: Option<(i64, String)> = None;
     loop {
         if report.parts >= limits.parts {

@@ -238,6 +238,7 @@ pub fn bucket_summary(
             users: r.get("users")?,
             chat_sessions: r.get("chat_sessions")?,
             chat_messages: r.get("chat_messages")?,
+            archive_parts: r.get("archive_parts")?,
             point_events: r.get("point_events")?,
             user_stats: r.get("user_stats")?,
             points: r.get("points")?,

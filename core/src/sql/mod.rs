@@ -375,8 +375,9 @@ SELECT id FROM users
 WHERE id > COALESCE(?1, '') AND substr(id, 1, 2) IN (SELECT value FROM json_each(?3))
 ORDER BY id LIMIT ?2";
 
-/// The users of one page whose `user_stats` snapshot differs from what `point_events`
-/// (total, level) and `chat_messages` (last message) say, with both sides. Each user's
+/// The users of one page whose `user_stats` snapshot differs from what the ledger (total,
+/// level) and the messages (last message) say, with both sides. Both span the two tiers:
+/// the archive's index rows carry each object's points, event count and newest time. Each user's
 /// ledger is read through the per-user indexes, so a page of 1,000 users stays far inside
 /// D1's 30 s statement limit whatever the database's size.
 static DRIFT: LazyLock<String> = LazyLock::new(|| {
@@ -385,11 +386,15 @@ static DRIFT: LazyLock<String> = LazyLock::new(|| {
 WITH d AS (
   SELECT u.id AS user_id,
          s.total_points AS stored_total,
-         (SELECT COALESCE(SUM(delta), 0) FROM point_events WHERE user_id = u.id) AS ledger_total,
-         (SELECT COUNT(*) FROM point_events WHERE user_id = u.id) AS events,
+         (SELECT COALESCE(SUM(delta), 0) FROM point_events WHERE user_id = u.id)
+           + (SELECT COALESCE(SUM(points), 0) FROM archive_parts WHERE user_id = u.id) AS ledger_total,
+         (SELECT COUNT(*) FROM point_events WHERE user_id = u.id)
+           + (SELECT COALESCE(SUM(point_events), 0) FROM archive_parts WHERE user_id = u.id) AS events,
          s.intimacy_level AS stored_level,
          s.last_message_at AS stored_last,
-         (SELECT MAX(created_at) FROM chat_messages WHERE user_id = u.id) AS expected_last,
+         (SELECT MAX(t) FROM (SELECT MAX(created_at) AS t FROM chat_messages WHERE user_id = u.id
+                              UNION ALL
+                              SELECT MAX(last_at) FROM archive_parts WHERE user_id = u.id)) AS expected_last,
          s.user_id IS NULL AS missing
   FROM ({USER_PAGE}) AS u
   LEFT JOIN user_stats AS s ON s.user_id = u.id
@@ -451,7 +456,9 @@ pub const PLAYER_STATS: &str = "\
 WITH b(prefix) AS (SELECT value FROM json_each(?1))
 SELECT (SELECT COUNT(*) FROM users WHERE substr(id, 1, 2) IN (SELECT prefix FROM b)) AS users,
        (SELECT COUNT(*) FROM chat_sessions WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS sessions,
-       (SELECT COUNT(*) FROM point_events WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS turns,
+       (SELECT COUNT(*) FROM point_events WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b))
+         + (SELECT COALESCE(SUM(point_events), 0) FROM archive_parts
+            WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS turns,
        (SELECT COALESCE(SUM(total_points), 0) FROM user_stats
         WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS total_points";
 

@@ -106,6 +106,26 @@ pub const TABLES: [Table; COPIED_TABLES] = [
             "updated_at",
         ],
     },
+    // The archive's index moves with the bucket; the objects in R2 are keyed by player and
+    // session, so they stay where they are.
+    Table {
+        name: "archive_parts",
+        user: "user_id",
+        key: "key",
+        columns: &[
+            "key",
+            "user_id",
+            "session_id",
+            "first_at",
+            "last_at",
+            "turns",
+            "messages",
+            "point_events",
+            "points",
+            "bytes",
+            "archived_at",
+        ],
+    },
 ];
 
 impl Table {

@@ -5,6 +5,8 @@
 //! - [`letters`]: list, show, replay (with dry run) and discard dead letters.
 //! - [`ops`]: reconcile stats with the ledger, enqueue raw turn records, figures.
 //! - [`shards`]: the bucket map, and moving a bucket to another database.
+//! - `archive`: one page of an archive run (`chat_core::archive`), and
+//!   `players/{userId}/archived-events`: a player's point events in the archive.
 //! - `sessions/{id}`: what a session's actor holds (its state, turns and keys kept).
 //! - `runtime`: this isolate's wasm memory (the soak test's leak signal).
 //! - `usage`: this isolate's counts in billed units since it started
@@ -84,6 +86,14 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
                     "no such shard step: hold, copy, verify, flip, purge or release",
                 )),
             }
+        }
+        ["archive"] => {
+            only("POST", Method::Post)?;
+            crate::archive::run(req, &services()?).await
+        }
+        ["players", user, "archived-events"] => {
+            only("GET", Method::Get)?;
+            crate::archive::archived_events(req, &services()?, user).await
         }
         ["usage"] => {
             only("GET", Method::Get)?;

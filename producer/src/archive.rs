@@ -1,0 +1,365 @@
+//! The archive on this Worker: the archiver's ports over D1 and R2, its Cron Trigger, the
+//! operators' `POST /admin/archive` and `GET /admin/players/{userId}/archived-events`, and
+//! a session's history read across both tiers. The flows are `chat_core::archive`'s.
+
+use crate::body;
+use crate::databases::database;
+use crate::error::ApiError;
+use crate::services::Services;
+use chat_core::admin::MAX_ADMIN_BODY_BYTES;
+use chat_core::archive::cursor::{v7_floor, ArchiveRequest};
+use chat_core::archive::format::{EventRow, MessageRow, Part};
+use chat_core::archive::history::{merge_page, PartRef};
+use chat_core::archive::ports::{ArchiveLedgers, Commit, PartCommit, SessionRef};
+use chat_core::archive::run::{run_page, ArchiveFailure, Limits, PageReport, Plan, Step};
+use chat_core::sql::archive as sql;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use worker::wasm_bindgen::JsValue;
+use worker::{Env, Request, Response};
+use worker_support::clock::now_ms;
+use worker_support::d1::{metered_batch, Metered};
+use worker_support::r2::R2Store;
+
+/// The players' databases, as the archiver uses them.
+pub struct D1Ledgers<'a> {
+    pub env: &'a Env,
+}
+
+fn failed(db: &str) -> impl Fn(worker::Error) -> String + '_ {
+    move |e| format!("{db}: {e}")
+}
+
+fn api(e: ApiError) -> String {
+    format!("{:?}", e)
+}
+
+impl ArchiveLedgers for D1Ledgers<'_> {
+    async fn sessions(
+        &self,
+        db: &str,
+        after: &str,
+        cutoff: i64,
+        buckets: &[String],
+        limit: usize,
+    ) -> Result<Vec<SessionRef>, String> {
+        let d1 = database(self.env, db).map_err(api)?;
+        let buckets = serde_json::to_string(buckets).expect("strings serialize");
+        d1.prepare(sql::SESSIONS_TO_ARCHIVE)
+            .bind(&[
+                after.into(),
+                v7_floor(cutoff).into(),
+                JsValue::from_f64(cutoff as f64),
+                buckets.into(),
+                JsValue::from_f64(limit as f64),
+            ])
+            .map_err(failed(db))?
+            .metered_all()
+            .await
+            .map_err(failed(db))?
+            .results()
+            .map_err(failed(db))
+    }
+
+    async fn old_turns(
+        &self,
+        db: &str,
+        session: &SessionRef,
+        cutoff: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<(Vec<MessageRow>, Vec<EventRow>), String> {
+        let d1 = database(self.env, db).map_err(api)?;
+        let (at, id) = after.unzip();
+        let params = [
+            session.user_id.as_str().into(),
+            session.session_id.as_str().into(),
+            JsValue::from_f64(cutoff as f64),
+            JsValue::from_f64(limit as f64),
+            at.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64)),
+            id.map_or(JsValue::NULL, |i| i.into()),
+        ];
+        // One batch: the messages and the events of the same turns, in one snapshot.
+        let statements = [sql::OLD_TURN_MESSAGES, sql::OLD_TURN_EVENTS]
+            .iter()
+            .map(|s| d1.prepare(*s).bind(&params))
+            .collect::<worker::Result<Vec<_>>>()
+            .map_err(failed(db))?;
+        let results = metered_batch(&d1, statements).await.map_err(failed(db))?;
+        let messages = results[0].results().map_err(failed(db))?;
+        let events = results[1].results().map_err(failed(db))?;
+        Ok((messages, events))
+    }
+
+    async fn commit(&self, db: &str, part: &PartCommit) -> Result<Commit, String> {
+        let json = serde_json::to_string(part).expect("a part serializes");
+        chat_core::d1_limits::check_value("an archive commit", json.len())?;
+        let d1 = database(self.env, db).map_err(api)?;
+        let param = [JsValue::from_str(&json)];
+        let statements = sql::COMMIT
+            .iter()
+            .map(|s| d1.prepare(*s).bind(&param))
+            .collect::<worker::Result<Vec<_>>>()
+            .map_err(failed(db))?;
+        let results = metered_batch(&d1, statements).await.map_err(failed(db))?;
+        let inserted = results[0]
+            .meta()
+            .ok()
+            .flatten()
+            .and_then(|m| m.changes)
+            .unwrap_or(0);
+        #[derive(Deserialize)]
+        struct Committed {
+            committed: i64,
+        }
+        let committed = results[3]
+            .results::<Committed>()
+            .map_err(failed(db))?
+            .first()
+            .is_some_and(|c| c.committed == 1);
+        Ok(match (inserted, committed) {
+            (1, _) => Commit::Committed,
+            (_, true) => Commit::AlreadyCommitted,
+            _ => Commit::Lost,
+        })
+    }
+}
+
+/// How much one page does on this Worker: within an invocation's subrequests (each object
+/// is 3 D1 calls and 2 R2 calls).
+const LIMITS: Limits = Limits {
+    sessions: 50,
+    turns: 200,
+    parts: 60,
+};
+
+async fn page(
+    env: &Env,
+    plan: &Plan,
+    request: &ArchiveRequest,
+    now: i64,
+) -> Result<PageReport, ApiError> {
+    let store = R2Store::from_env(env).map_err(ApiError::Internal)?;
+    let step = Step {
+        cursor: request.cursor.as_ref(),
+        cutoff: request.cutoff(now),
+        dry_run: request.dry_run,
+        now_ms: now,
+        limits: LIMITS,
+    };
+    run_page(&D1Ledgers { env }, &store, plan, &step)
+        .await
+        .map_err(|ArchiveFailure::Store(e)| ApiError::ArchiveUnavailable(e))
+}
+
+/// `POST /admin/archive`: one page of a run.
+pub async fn run(mut req: Request, services: &Services) -> Result<Response, ApiError> {
+    let body = body::read_json(&mut req, MAX_ADMIN_BODY_BYTES).await?;
+    let map = crate::shard_map::refresh(&services.env).await?;
+    let plan = Plan::of(&map);
+    let request = ArchiveRequest::parse_bytes(&body, &plan.bindings())?;
+    let report = page(&services.env, &plan, &request, now_ms()).await?;
+    log(&report);
+    Ok(Response::from_json(&report)?)
+}
+
+fn log(report: &PageReport) {
+    for s in &report.skipped {
+        tracing::warn!(database = %s.database, error = %s.error, "archive: database skipped");
+    }
+    tracing::info!(
+        database = %report.database,
+        sessions = report.sessions,
+        parts = report.parts,
+        turns = report.turns,
+        bytes = report.bytes,
+        lost = report.lost,
+        dry_run = report.dry_run,
+        "archive page"
+    );
+}
+
+/// The Cron Trigger: archives every turn older than `HOT_DAYS`, page after page, until the
+/// run is done or the invocation's budget of pages is spent (the next trigger goes on: a
+/// session already archived costs one index probe).
+pub async fn scheduled(env: &Env) {
+    let hot_days = crate::config::Config::of(env).hot_days;
+    let map = match crate::shard_map::refresh(env).await {
+        Ok(map) => map,
+        Err(e) => {
+            tracing::error!(error = ?e, "archive: the bucket map cannot be read; next trigger");
+            return;
+        }
+    };
+    let plan = Plan::of(&map);
+    let mut request = ArchiveRequest {
+        older_than_seconds: i64::from(hot_days) * 86_400,
+        cursor: None,
+        dry_run: false,
+    };
+    let now = now_ms();
+    for _ in 0..crate::config::ARCHIVE_PAGES_PER_TRIGGER {
+        match page(env, &plan, &request, now).await {
+            Ok(report) => {
+                log(&report);
+                match report.next_cursor.as_deref() {
+                    None => return,
+                    Some(c) => {
+                        request.cursor =
+                            chat_core::archive::cursor::ArchiveCursor::parse(c, &plan.bindings())
+                    }
+                }
+            }
+            Err(e) => {
+                // R2 down: nothing was deleted; the next trigger tries again.
+                tracing::error!(error = ?e, "archive: run stopped");
+                return;
+            }
+        }
+    }
+}
+
+/// `GET /admin/players/{userId}/archived-events?cursor=`: a player's point events in the
+/// archive, object by object (`cursor`: the last object's key), oldest object first.
+pub async fn archived_events(
+    req: Request,
+    services: &Services,
+    user: &str,
+) -> Result<Response, ApiError> {
+    let user = Uuid::try_parse(user)
+        .ok()
+        .filter(|_| user.len() == 36)
+        .ok_or_else(|| ApiError::invalid("invalid_user_id", "the user id must be a UUID"))?;
+    let url = req.url()?;
+    let after = url
+        .query_pairs()
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let prefix = format!("{user}/");
+    if !after.is_empty() && !after.starts_with(&prefix) {
+        return Err(ApiError::invalid(
+            "invalid_cursor",
+            "'cursor' must be a nextCursor value this API gave out for this player",
+        ));
+    }
+    let db = services.player_db(user).await?;
+    #[derive(Deserialize)]
+    struct Key {
+        key: String,
+        points: i64,
+    }
+    const OBJECTS: usize = 20;
+    let keys: Vec<Key> = db
+        .db
+        .prepare(sql::USER_PARTS.as_str())
+        .bind(&[
+            user.to_string().into(),
+            after.as_str().into(),
+            JsValue::from_f64((OBJECTS + 1) as f64),
+        ])?
+        .metered_all()
+        .await
+        .map_err(crate::databases::failed(&db.binding))?
+        .results()
+        .map_err(crate::databases::failed(&db.binding))?;
+    let more = keys.len() > OBJECTS;
+    let store = R2Store::from_env(&services.env).map_err(ApiError::Internal)?;
+    let mut events = Vec::new();
+    let mut archived_points = 0;
+    for k in keys.iter().take(OBJECTS) {
+        let bytes = chat_core::archive::ports::ObjectReader::get(&store, &k.key)
+            .await
+            .map_err(ApiError::ArchiveUnavailable)?
+            .ok_or_else(|| ApiError::Internal(format!("archive object {} is missing", k.key)))?;
+        let part = Part::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+        archived_points += k.points;
+        events.extend(part.events.into_iter().map(|e| {
+            json!({
+                "id": e.id, "sessionId": e.session_id, "messageId": e.message_id,
+                "delta": e.delta, "reason": e.reason, "metadataJson": e.metadata_json,
+                "createdAt": e.created_at, "object": k.key,
+            })
+        }));
+    }
+    let next = more.then(|| keys[OBJECTS - 1].key.clone());
+    Ok(Response::from_json(&json!({
+        "userId": user,
+        "events": events,
+        "points": archived_points,
+        "nextCursor": next,
+    }))?)
+}
+
+/// A page of a session's history over both tiers: D1's newest `limit + 1` before the cursor
+/// and the session's objects, in one batch (one snapshot), merged.
+pub async fn history(
+    services: &Services,
+    db: &crate::services::Db,
+    user: Uuid,
+    session: Uuid,
+    before: Option<(i64, Uuid)>,
+    limit: u32,
+) -> Result<(Vec<MessageRow>, bool), ApiError> {
+    let fail = crate::databases::failed(&db.binding);
+    let (at, id) = before.unzip();
+    let at = at.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
+    let statements = vec![
+        db.db
+            .prepare(chat_core::sql::SELECT_SESSION_MESSAGES)
+            .bind(&[
+                user.to_string().into(),
+                session.to_string().into(),
+                at.clone(),
+                id.map_or(JsValue::NULL, |i| i.to_string().into()),
+                JsValue::from_f64(f64::from(limit + 1)),
+            ])?,
+        db.db.prepare(sql::SESSION_PARTS.as_str()).bind(&[
+            user.to_string().into(),
+            session.to_string().into(),
+            at,
+            JsValue::from_f64(sql::PARTS_PER_PAGE as f64),
+        ])?,
+    ];
+    let results = metered_batch(&db.db, statements).await.map_err(&fail)?;
+    let d1: Vec<crate::db::MessageRow> = results[0].results().map_err(&fail)?;
+    let parts: Vec<PartRef> = results[1].results().map_err(&fail)?;
+    let d1 = d1
+        .into_iter()
+        .map(|m| MessageRow {
+            id: m.id,
+            user_id: user.to_string(),
+            session_id: session.to_string(),
+            role: m.role,
+            content: m.content,
+            score_raw: m.score_raw,
+            score_adjusted: m.score_adjusted,
+            emotion: m.emotion,
+            created_at: m.created_at,
+        })
+        .collect();
+    if parts.is_empty() {
+        // No object: the D1 rows are the page (no R2 call on the common path).
+        let mut rows: Vec<MessageRow> = d1;
+        let more = rows.len() > limit as usize;
+        if more {
+            rows.remove(0);
+        }
+        return Ok((rows, more));
+    }
+    let store = R2Store::from_env(&services.env).map_err(ApiError::Internal)?;
+    let before = before.map(|(at, id)| (at, id.to_string()));
+    merge_page(
+        &store,
+        d1,
+        &parts,
+        before.as_ref().map(|(at, id)| (*at, id.as_str())),
+        limit as usize,
+    )
+    .await
+    .map_err(|e| match e {
+        chat_core::archive::history::HistoryFailure::Store(e) => ApiError::ArchiveUnavailable(e),
+        other => ApiError::Internal(other.to_string()),
+    })
+}

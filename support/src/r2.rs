@@ -1,0 +1,40 @@
+//! The archive's object store (`chat_core::archive::ports`) over an R2 bucket binding.
+
+use chat_core::archive::ports::{ObjectReader, ObjectStore};
+use worker::{Bucket, Env};
+
+/// The binding of the archive's bucket, in both Workers' wrangler.toml.
+pub const ARCHIVE: &str = "ARCHIVE";
+
+/// An R2 bucket, as the archive's flows take it.
+pub struct R2Store(pub Bucket);
+
+impl R2Store {
+    /// The archive bucket, or why this Worker has none.
+    pub fn from_env(env: &Env) -> Result<Self, String> {
+        env.bucket(ARCHIVE).map(Self).map_err(|_| {
+            format!("this Worker has no R2 binding {ARCHIVE}: bind it in wrangler.toml")
+        })
+    }
+}
+
+impl ObjectReader for R2Store {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let Some(object) = self.0.get(key).execute().await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let body = object.body().ok_or_else(|| format!("{key} has no body"))?;
+        body.bytes().await.map(Some).map_err(|e| e.to_string())
+    }
+}
+
+impl ObjectStore for R2Store {
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+        self.0
+            .put(key, bytes.to_vec())
+            .execute()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
