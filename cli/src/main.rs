@@ -4,6 +4,7 @@
 //! - [`replay`]: a resumable, rate-limited replay (or dry run) with progress.
 //! - [`output`]: tables for people, `--json` for programs.
 //! - [`shards`]: the bucket map, and moving a bucket to another database.
+//! - [`archive`]: moving old turns out of D1 into R2, and a player's archived events.
 //!
 //! ```text
 //! export CHAT_ADMIN_TOKEN=…            # the Worker's ADMIN_TOKEN
@@ -13,8 +14,10 @@
 //! chat-admin reconcile --dry-run
 //! chat-admin stats
 //! chat-admin shards move --bucket 17 --to DB_1
+//! chat-admin archive run --older-than 30d --dry-run
 //! ```
 
+mod archive;
 mod client;
 mod output;
 mod replay;
@@ -137,6 +140,9 @@ enum Command {
     /// The bucket map over the D1 databases, and bucket moves.
     #[command(subcommand)]
     Shards(shards::ShardsCommand),
+    /// The archive: turns older than an age move out of D1 into R2.
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -225,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Shards(command) => return shards::run(&client, &command, cli.json),
+        Command::Archive(command) => return archive::run(&client, &command, cli.json),
         Command::Stats => {
             let stats = client.get("/admin/stats", &[])?;
             if cli.json {

@@ -209,3 +209,58 @@ async fn operators_list_dry_run_replay_and_read_stats() {
         err(&bad_filter)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_archive_with_a_dry_run_first_and_read_archived_events() {
+    let w = Workers::start().await;
+    let url = w.base.clone();
+    let run = |args: &[&str]| cli(&url, Some(ADMIN_TOKEN), args);
+    let session = w.session("x:keeper", "kai").await;
+    for i in 0..3 {
+        w.chat_ok("x:keeper", &session, &format!("turn {i}")).await;
+    }
+    assert!(wait_for(Duration::from_secs(30), || w.stored_in(&session) == 3).await);
+
+    // Nothing is 30 days old yet.
+    let o = run(&["archive", "run", "--older-than", "30d"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("archived 0 turns"), "{}", out(&o));
+    let o = run(&["--json", "archive", "run", "--older-than", "0", "--dry-run"]);
+    let dry: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(
+        (dry["turns"].as_i64(), dry["dryRun"].as_bool()),
+        (Some(3), Some(true))
+    );
+    assert_eq!(w.stored_in(&session), 3, "a dry run changes nothing");
+    let o = run(&["archive", "run", "--older-than", "0s"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("archived 3 turns of 1 sessions"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(w.stored_in(&session), 0);
+
+    let user = chat_core::identity::Identity::new(chat_core::identity::AuthProvider::X, "keeper")
+        .unwrap()
+        .user_id()
+        .to_string();
+    let o = run(&["--json", "archive", "events", &user]);
+    assert!(o.status.success(), "{}", err(&o));
+    let events: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(3));
+    let (_, stats) = w.get("/api/me/stats", "x:keeper").await;
+    assert_eq!(events["points"], stats["totalPoints"]);
+
+    // Bad ages never reach the Worker.
+    for bad in ["30", "3w", "1.5d"] {
+        let arg = format!("--older-than={bad}");
+        let o = run(&["archive", "run", &arg]);
+        if bad == "30" {
+            assert!(o.status.success(), "whole seconds are an age: {}", err(&o));
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", err(&o));
+        assert!(err(&o).contains("d, h, m or s"), "{}", err(&o));
+    }
+}

@@ -388,7 +388,11 @@ fn every_turn_is_stored_once_across_both_tiers_through_faults_and_races() {
         if round > 10 && sim.rng.gen_bool(0.3) {
             let at = T0 + sim.rng.gen_range(0..(now - T0));
             let r = sim.new_turn(at);
-            assert_eq!(sim.deliver(std::slice::from_ref(&r)), 1, "a late turn is applied once");
+            assert_eq!(
+                sim.deliver(std::slice::from_ref(&r)),
+                1,
+                "a late turn is applied once"
+            );
             sim.applied.insert(r.turn_id, r);
             late += 1;
         }
