@@ -98,25 +98,37 @@ pub fn run(client: &Client, command: &ArchiveCommand, as_json: bool) -> anyhow::
             )
         }
         ArchiveCommand::Events { user_id } => {
+            // Every page, each event once by its id (an object a run did not commit may
+            // repeat events another object holds).
             let mut cursor: Option<String> = None;
-            let mut events: Vec<Value> = Vec::new();
-            let mut points = 0;
+            let mut by_id: std::collections::BTreeMap<String, Value> = Default::default();
+            let mut archived: Value;
             loop {
                 let query: Vec<(&str, String)> =
                     cursor.iter().map(|c| ("cursor", c.clone())).collect();
                 let page =
                     client.get(&format!("/admin/players/{user_id}/archived-events"), &query)?;
-                events.extend(page["events"].as_array().cloned().unwrap_or_default());
-                points += page["points"].as_i64().unwrap_or(0);
+                for e in page["events"].as_array().into_iter().flatten() {
+                    let id = e["id"].as_str().unwrap_or_default().to_owned();
+                    by_id.entry(id).or_insert_with(|| e.clone());
+                }
+                archived = page["archived"].clone();
                 cursor = page["nextCursor"].as_str().map(str::to_owned);
                 if cursor.is_none() {
                     break;
                 }
             }
+            let mut events: Vec<Value> = by_id.into_values().collect();
+            events.sort_by_key(|e| e["createdAt"].as_i64().unwrap_or(0));
+            let points: i64 = events
+                .iter()
+                .map(|e| e["delta"].as_i64().unwrap_or(0))
+                .sum();
+            // What D1 counts of the player's archive must be what the events add up to.
+            let counted = archived["points"].as_i64().unwrap_or(0);
             if as_json {
-                output::print_json(
-                    &json!({ "userId": user_id, "events": events, "points": points }),
-                );
+                output::print_json(&json!({ "userId": user_id, "events": events,
+                    "points": points, "archived": archived }));
             } else {
                 for e in &events {
                     println!(
@@ -128,6 +140,10 @@ pub fn run(client: &Client, command: &ArchiveCommand, as_json: bool) -> anyhow::
                     );
                 }
                 println!("{} archived events, {points} points", events.len());
+            }
+            if counted != points {
+                eprintln!("the archive's events add up to {points} points where D1 counts {counted}: run chat-admin reconcile --dry-run");
+                return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -250,7 +250,7 @@ async fn operators_archive_with_a_dry_run_first_and_read_archived_events() {
     let events: Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(events["events"].as_array().map(Vec::len), Some(3));
     let (_, stats) = w.get("/api/me/stats", "x:keeper").await;
-    assert_eq!(events["points"], stats["totalPoints"]);
+    assert_eq!(events["points"], stats["totalPoints"], "{events}");
 
     // Bad ages never reach the Worker.
     for bad in ["30", "3w", "1.5d"] {

@@ -147,10 +147,10 @@ impl Ledgers for Bindings<'_> {
 
     async fn archived_turns(
         &self,
-        keys: &[String],
+        lookups: &[chat_core::archive::Lookup],
     ) -> Result<Vec<chat_core::batch::StoredTurn>, String> {
         let store = worker_support::r2::R2Store::from_env(self.env)?;
-        chat_core::archive::stored_turns(&store, keys).await
+        chat_core::archive::stored_turns(&store, lookups).await
     }
 
     async fn applied_migration(&self, binding: &str) -> Result<Option<String>, String> {

@@ -299,9 +299,9 @@ pub struct BucketSummary {
     pub chat_messages: i64,
     pub point_events: i64,
     pub user_stats: i64,
-    /// The archive's index rows (`#[serde(default)]`: a summary from before the archive).
+    /// Players with something archived (`#[serde(default)]`: a summary from before the archive).
     #[serde(default)]
-    pub archive_parts: i64,
+    pub archive_players: i64,
     pub points: i64,
     pub total_points: i64,
 }

@@ -15,8 +15,8 @@
 mod common;
 
 use chat_core::archive::cursor::ArchiveCursor;
-use chat_core::archive::format::{EventRow, MessageRow};
-use chat_core::archive::ports::{ArchiveLedgers, Commit, PartCommit, SessionRef};
+use chat_core::archive::format::MessageRow;
+use chat_core::archive::ports::{ArchiveLedgers, Commit, OldTurns, PartCommit, SessionRef};
 use chat_core::archive::run::{run_page, ArchiveFailure, Limits, Plan, Step};
 use chat_core::clock::Clock;
 use chat_core::consumer::turns::{consume, Ports};
@@ -63,7 +63,7 @@ impl ArchiveLedgers for FaultyLedgers<'_> {
     async fn sessions(
         &self,
         db: &str,
-        after: &str,
+        after: &(String, String),
         cutoff: i64,
         buckets: &[String],
         limit: usize,
@@ -78,7 +78,7 @@ impl ArchiveLedgers for FaultyLedgers<'_> {
         cutoff: i64,
         after: Option<(i64, String)>,
         limit: usize,
-    ) -> Result<(Vec<MessageRow>, Vec<EventRow>), String> {
+    ) -> Result<OldTurns, String> {
         self.roll("old turns")?;
         self.inner
             .old_turns(db, session, cutoff, after, limit)
@@ -244,28 +244,41 @@ impl Sim {
         }
     }
 
-    /// Every turn applied is stored exactly once across both tiers; nothing else is; every
-    /// ledger balances.
+    /// Every turn applied is in one tier or both (an object a run did not commit may repeat
+    /// rows), identical wherever it is, and nothing else is; every turn is counted once
+    /// (D1's rows plus what `archive_players` counts); every ledger balances.
     fn check(&self) {
-        let mut messages: BTreeMap<String, usize> = BTreeMap::new();
-        let mut events: BTreeMap<String, usize> = BTreeMap::new();
+        let mut messages = BTreeMap::new();
+        let mut events = BTreeMap::new();
+        let mut sessions = BTreeMap::new();
         for db in ["DB_0", "DB_1"] {
-            let (m, e) = both_tiers(&self.dbs, db).unwrap();
-            for row in m {
-                *messages.entry(row.id).or_default() += 1;
-            }
-            for row in e {
-                *events.entry(row.id).or_default() += 1;
-            }
+            let (m, e, s) = both_tiers(&self.dbs, db).unwrap();
+            messages.extend(m);
+            events.extend(e);
+            sessions.extend(s);
         }
+        // Every session's row is in D1 or went to an object with its last turns: not both.
+        let started: BTreeSet<String> = self
+            .players
+            .iter()
+            .flat_map(|p| p.sessions.iter().map(|s| s.to_string()))
+            .collect();
+        assert_eq!(sessions.keys().cloned().collect::<BTreeSet<_>>(), started);
         let mut expected_messages = BTreeSet::new();
         let mut expected_events = BTreeSet::new();
         let mut points: BTreeMap<String, i64> = BTreeMap::new();
+        let mut turns: BTreeMap<String, i64> = BTreeMap::new();
         for r in self.applied.values() {
             expected_messages.insert(r.turn_id.to_string());
             expected_messages.insert(r.agent_message.id.to_string());
             expected_events.insert(r.point_event.id.to_string());
             *points.entry(r.user.id.to_string()).or_default() += i64::from(r.point_event.delta);
+            *turns.entry(r.user.id.to_string()).or_default() += 1;
+            let stored = &messages[&r.turn_id.to_string()];
+            assert_eq!(
+                stored.content, r.user_message.content,
+                "the turn's words, wherever it is"
+            );
         }
         assert_eq!(
             messages.keys().cloned().collect::<BTreeSet<_>>(),
@@ -275,24 +288,60 @@ impl Sim {
             events.keys().cloned().collect::<BTreeSet<_>>(),
             expected_events
         );
-        assert!(messages.values().all(|&n| n == 1), "a message stored twice");
-        assert!(events.values().all(|&n| n == 1), "an event stored twice");
+        // Reconcile finds no drift: totals, levels and last-message times span both tiers.
+        let every: Vec<String> = (0..=255u8).map(bucket_prefix).collect();
+        let every = serde_json::to_string(&every).unwrap();
+        for db in ["DB_0", "DB_1"] {
+            let conn = self.dbs.dbs[db].borrow();
+            let drifted: Vec<String> = conn
+                .prepare(&chat_core::sql::SELECT_DRIFT)
+                .unwrap()
+                .query_map(rusqlite::params!["", 10_000, every], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                drifted.is_empty(),
+                "{db}: reconcile sees drift in {drifted:?}"
+            );
+            let scratch: i64 = conn
+                .query_row("SELECT COUNT(*) FROM archive_commits", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                scratch, 0,
+                "the commit's scratch table is empty between batches"
+            );
+        }
         for p in &self.players {
             let db = self
                 .map
                 .binding(&Uuid::parse_str(&p.user).unwrap())
                 .to_owned();
             let conn = self.dbs.dbs[&db].borrow();
-            let (stored, archived, hot): (i64, i64, i64) = conn
+            let row: (i64, i64, i64, i64, i64, i64, i64) = conn
                 .query_row(
                     "SELECT COALESCE((SELECT total_points FROM user_stats WHERE user_id = ?1), 0),
-                            (SELECT COALESCE(SUM(points), 0) FROM archive_parts WHERE user_id = ?1),
-                            (SELECT COALESCE(SUM(delta), 0) FROM point_events WHERE user_id = ?1)",
+                            (SELECT COALESCE(SUM(points), 0) FROM archive_players WHERE user_id = ?1),
+                            (SELECT COALESCE(SUM(delta), 0) FROM point_events WHERE user_id = ?1),
+                            (SELECT COALESCE(SUM(point_events), 0) FROM archive_players WHERE user_id = ?1),
+                            (SELECT COUNT(*) FROM point_events WHERE user_id = ?1),
+                            (SELECT COALESCE(SUM(messages), 0) FROM archive_players WHERE user_id = ?1),
+                            (SELECT COUNT(*) FROM chat_messages WHERE user_id = ?1)",
                     [&p.user],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
                 )
                 .unwrap();
+            let (
+                stored,
+                archived,
+                hot,
+                archived_events,
+                hot_events,
+                archived_messages,
+                hot_messages,
+            ) = row;
             let told = points.get(&p.user).copied().unwrap_or(0);
+            let played = turns.get(&p.user).copied().unwrap_or(0);
             assert_eq!(
                 stored, told,
                 "{}: the total is what the player was told",
@@ -302,6 +351,18 @@ impl Sim {
                 stored,
                 archived + hot,
                 "{}: the ledger balances across tiers",
+                p.name
+            );
+            assert_eq!(
+                archived_events + hot_events,
+                played,
+                "{}: each turn counted once",
+                p.name
+            );
+            assert_eq!(
+                archived_messages + hot_messages,
+                2 * played,
+                "{}: each message once",
                 p.name
             );
         }
@@ -454,6 +515,14 @@ fn every_turn_is_stored_once_across_both_tiers_through_faults_and_races() {
             .query_row("SELECT COUNT(*) FROM chat_messages", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0, "{db}: every turn older than the cutoff left D1");
+        let sessions: i64 = sim.dbs.dbs[db]
+            .borrow()
+            .query_row("SELECT COUNT(*) FROM chat_sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            sessions, 0,
+            "{db}: each session's row went with its last turns"
+        );
     }
     // Redelivered now, every turn is recognised in the archive.
     let all: Vec<TurnRecord> = sim.applied.values().cloned().collect();
@@ -485,9 +554,11 @@ fn every_turn_is_stored_once_across_both_tiers_through_faults_and_races() {
             assert_eq!(got, expected, "{} {s}", p.name);
         }
     }
+    let objects = sim.dbs.archive.objects.borrow().len() as i64;
     println!(
-        "seed {seed}: {} turns, {late} late, {redelivered_archived} archived turns delivered again, {archived_turns} objects committed, {failures} runs stopped by faults",
-        sim.applied.len()
+        "seed {seed}: {} turns, {late} late, {redelivered_archived} archived turns delivered again, {archived_turns} objects committed, {} left uncommitted by faults and races, {failures} runs stopped by faults",
+        sim.applied.len(),
+        objects - parts(&sim)
     );
     assert!(
         failures > 0 && late > 0 && redelivered_archived > 0,
@@ -501,9 +572,11 @@ fn parts(sim: &Sim) -> i64 {
         .values()
         .map(|c| {
             c.borrow()
-                .query_row("SELECT COUNT(*) FROM archive_parts", [], |r| {
-                    r.get::<_, i64>(0)
-                })
+                .query_row(
+                    "SELECT COALESCE(SUM(objects), 0) FROM archive_players",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
                 .unwrap()
         })
         .sum()

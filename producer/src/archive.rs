@@ -7,10 +7,12 @@ use crate::databases::database;
 use crate::error::ApiError;
 use crate::services::Services;
 use chat_core::admin::MAX_ADMIN_BODY_BYTES;
-use chat_core::archive::cursor::{v7_floor, ArchiveRequest};
-use chat_core::archive::format::{EventRow, MessageRow, Part};
-use chat_core::archive::history::{merge_page, PartRef};
-use chat_core::archive::ports::{ArchiveLedgers, Commit, PartCommit, SessionRef};
+use chat_core::archive::cursor::ArchiveRequest;
+use chat_core::archive::format::{session_prefix, user_prefix, MessageRow, Part, SessionRow};
+use chat_core::archive::history::{candidates, merge_page};
+use chat_core::archive::ports::{
+    ArchiveLedgers, Commit, ObjectReader, OldTurns, PartCommit, SessionRef,
+};
 use chat_core::archive::run::{run_page, ArchiveFailure, Limits, PageReport, Plan, Step};
 use chat_core::sql::archive as sql;
 use serde::Deserialize;
@@ -39,7 +41,7 @@ impl ArchiveLedgers for D1Ledgers<'_> {
     async fn sessions(
         &self,
         db: &str,
-        after: &str,
+        after: &(String, String),
         cutoff: i64,
         buckets: &[String],
         limit: usize,
@@ -48,8 +50,8 @@ impl ArchiveLedgers for D1Ledgers<'_> {
         let buckets = serde_json::to_string(buckets).expect("strings serialize");
         d1.prepare(sql::SESSIONS_TO_ARCHIVE)
             .bind(&[
-                after.into(),
-                v7_floor(cutoff).into(),
+                after.0.as_str().into(),
+                after.1.as_str().into(),
                 JsValue::from_f64(cutoff as f64),
                 buckets.into(),
                 JsValue::from_f64(limit as f64),
@@ -69,27 +71,69 @@ impl ArchiveLedgers for D1Ledgers<'_> {
         cutoff: i64,
         after: Option<(i64, String)>,
         limit: usize,
-    ) -> Result<(Vec<MessageRow>, Vec<EventRow>), String> {
+    ) -> Result<OldTurns, String> {
         let d1 = database(self.env, db).map_err(api)?;
         let (at, id) = after.unzip();
+        let user: JsValue = session.user_id.as_str().into();
+        let id_of_session: JsValue = session.session_id.as_str().into();
+        let cutoff = JsValue::from_f64(cutoff as f64);
         let params = [
-            session.user_id.as_str().into(),
-            session.session_id.as_str().into(),
-            JsValue::from_f64(cutoff as f64),
+            user.clone(),
+            id_of_session.clone(),
+            cutoff.clone(),
             JsValue::from_f64(limit as f64),
             at.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64)),
             id.map_or(JsValue::NULL, |i| i.into()),
         ];
-        // One batch: the messages and the events of the same turns, in one snapshot.
-        let statements = [sql::OLD_TURN_MESSAGES, sql::OLD_TURN_EVENTS]
-            .iter()
-            .map(|s| d1.prepare(*s).bind(&params))
-            .collect::<worker::Result<Vec<_>>>()
-            .map_err(failed(db))?;
+        // One batch: the messages, the events and the session's row, in one snapshot.
+        let statements = vec![
+            d1.prepare(sql::OLD_TURN_MESSAGES).bind(&params),
+            d1.prepare(sql::OLD_TURN_EVENTS).bind(&params),
+            d1.prepare(sql::SESSION_TAIL)
+                .bind(&[user, id_of_session, cutoff]),
+        ]
+        .into_iter()
+        .collect::<worker::Result<Vec<_>>>()
+        .map_err(failed(db))?;
         let results = metered_batch(&d1, statements).await.map_err(failed(db))?;
-        let messages = results[0].results().map_err(failed(db))?;
-        let events = results[1].results().map_err(failed(db))?;
-        Ok((messages, events))
+        // Every column named (no `flatten`: D1's numbers reach serde as floats, which a
+        // flattened struct's buffering would not turn into integers).
+        #[derive(Deserialize)]
+        struct Tail {
+            id: String,
+            user_id: String,
+            character_type: String,
+            username: String,
+            locale: String,
+            created_at: i64,
+            ended_at: Option<i64>,
+            messages: usize,
+        }
+        let tail: Option<Tail> = results[2]
+            .results::<Tail>()
+            .map_err(failed(db))?
+            .into_iter()
+            .next();
+        let (session, session_messages) = tail
+            .map(|t| {
+                let row = SessionRow {
+                    id: t.id,
+                    user_id: t.user_id,
+                    character_type: t.character_type,
+                    username: t.username,
+                    locale: t.locale,
+                    created_at: t.created_at,
+                    ended_at: t.ended_at,
+                };
+                (row, t.messages)
+            })
+            .unzip();
+        Ok(OldTurns {
+            messages: results[0].results().map_err(failed(db))?,
+            events: results[1].results().map_err(failed(db))?,
+            session,
+            session_messages: session_messages.unwrap_or(0),
+        })
     }
 
     async fn commit(&self, db: &str, part: &PartCommit) -> Result<Commit, String> {
@@ -103,25 +147,19 @@ impl ArchiveLedgers for D1Ledgers<'_> {
             .collect::<worker::Result<Vec<_>>>()
             .map_err(failed(db))?;
         let results = metered_batch(&d1, statements).await.map_err(failed(db))?;
-        let inserted = results[0]
-            .meta()
-            .ok()
-            .flatten()
-            .and_then(|m| m.changes)
-            .unwrap_or(0);
         #[derive(Deserialize)]
         struct Committed {
             committed: i64,
         }
-        let committed = results[3]
+        let committed = results[sql::COMMITTED_STATEMENT]
             .results::<Committed>()
             .map_err(failed(db))?
             .first()
             .is_some_and(|c| c.committed == 1);
-        Ok(match (inserted, committed) {
-            (1, _) => Commit::Committed,
-            (_, true) => Commit::AlreadyCommitted,
-            _ => Commit::Lost,
+        Ok(if committed {
+            Commit::Committed
+        } else {
+            Commit::Lost
         })
     }
 }
@@ -220,8 +258,25 @@ pub async fn scheduled(env: &Env) {
     }
 }
 
+/// What the archive holds of a player (their `archive_players` row).
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all(serialize = "camelCase"))]
+pub struct PlayerArchive {
+    pub objects: i64,
+    pub sessions: i64,
+    pub turns: i64,
+    pub messages: i64,
+    pub point_events: i64,
+    pub points: i64,
+    pub bytes: i64,
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
 /// `GET /admin/players/{userId}/archived-events?cursor=`: a player's point events in the
-/// archive, object by object (`cursor`: the last object's key), oldest object first.
+/// archive, oldest object first, up to 20 objects a page (`cursor`: the last object's key),
+/// each event once within a page, with what D1 counts of their archive (`archived`: its
+/// `points` is the balance the events add up to).
 pub async fn archived_events(
     req: Request,
     services: &Services,
@@ -237,7 +292,7 @@ pub async fn archived_events(
         .find(|(k, _)| k == "cursor")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let prefix = format!("{user}/");
+    let prefix = user_prefix(&user.to_string());
     if !after.is_empty() && !after.starts_with(&prefix) {
         return Err(ApiError::invalid(
             "invalid_cursor",
@@ -245,87 +300,83 @@ pub async fn archived_events(
         ));
     }
     let db = services.player_db(user).await?;
-    #[derive(Deserialize)]
-    struct Key {
-        key: String,
-        points: i64,
-    }
-    const OBJECTS: usize = 20;
-    let keys: Vec<Key> = db
+    let archived: Option<PlayerArchive> = db
         .db
-        .prepare(sql::USER_PARTS.as_str())
-        .bind(&[
-            user.to_string().into(),
-            after.as_str().into(),
-            JsValue::from_f64((OBJECTS + 1) as f64),
-        ])?
-        .metered_all()
+        .prepare(sql::PLAYER_ARCHIVE)
+        .bind(&[user.to_string().into()])?
+        .metered_first()
         .await
-        .map_err(crate::databases::failed(&db.binding))?
-        .results()
         .map_err(crate::databases::failed(&db.binding))?;
-    let more = keys.len() > OBJECTS;
+    const OBJECTS: usize = 20;
     let store = R2Store::from_env(&services.env).map_err(ApiError::Internal)?;
-    let mut events = Vec::new();
-    let mut archived_points = 0;
-    for k in keys.iter().take(OBJECTS) {
-        let bytes = chat_core::archive::ports::ObjectReader::get(&store, &k.key)
+    let keys: Vec<String> = store
+        .list(&prefix)
+        .await
+        .map_err(ApiError::ArchiveUnavailable)?
+        .into_iter()
+        .filter(|k| k.as_str() > after.as_str())
+        .collect();
+    let more = keys.len() > OBJECTS;
+    let mut events = std::collections::BTreeMap::new();
+    for key in keys.iter().take(OBJECTS) {
+        let bytes = store
+            .get(key)
             .await
             .map_err(ApiError::ArchiveUnavailable)?
-            .ok_or_else(|| ApiError::Internal(format!("archive object {} is missing", k.key)))?;
+            .ok_or_else(|| ApiError::Internal(format!("archive object {key} is missing")))?;
         let part = Part::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-        archived_points += k.points;
-        events.extend(part.events.into_iter().map(|e| {
-            json!({
-                "id": e.id, "sessionId": e.session_id, "messageId": e.message_id,
-                "delta": e.delta, "reason": e.reason, "metadataJson": e.metadata_json,
-                "createdAt": e.created_at, "object": k.key,
-            })
-        }));
+        for e in part.events {
+            events.entry(e.id.clone()).or_insert_with(|| {
+                json!({
+                    "id": e.id, "sessionId": e.session_id, "messageId": e.message_id,
+                    "delta": e.delta, "reason": e.reason, "metadataJson": e.metadata_json,
+                    "createdAt": e.created_at, "object": key,
+                })
+            });
+        }
     }
-    let next = more.then(|| keys[OBJECTS - 1].key.clone());
+    let next = more.then(|| keys[OBJECTS - 1].clone());
     Ok(Response::from_json(&json!({
         "userId": user,
-        "events": events,
-        "points": archived_points,
+        "archived": archived.unwrap_or_default(),
+        "events": events.into_values().collect::<Vec<_>>(),
         "nextCursor": next,
     }))?)
 }
 
 /// A page of a session's history over both tiers: D1's newest `limit + 1` before the cursor
-/// and the session's objects, in one batch (one snapshot), merged.
+/// and what the archive holds of the player, in one batch; the session's objects are listed
+/// and read only when the archive may hold some of the page (`started`: when the session
+/// began, if D1 still has its row).
 pub async fn history(
     services: &Services,
     db: &crate::services::Db,
     user: Uuid,
     session: Uuid,
+    started: Option<i64>,
     before: Option<(i64, Uuid)>,
     limit: u32,
 ) -> Result<(Vec<MessageRow>, bool), ApiError> {
     let fail = crate::databases::failed(&db.binding);
     let (at, id) = before.unzip();
-    let at = at.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
     let statements = vec![
         db.db
             .prepare(chat_core::sql::SELECT_SESSION_MESSAGES)
             .bind(&[
                 user.to_string().into(),
                 session.to_string().into(),
-                at.clone(),
+                at.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64)),
                 id.map_or(JsValue::NULL, |i| i.to_string().into()),
                 JsValue::from_f64(f64::from(limit + 1)),
             ])?,
-        db.db.prepare(sql::SESSION_PARTS.as_str()).bind(&[
-            user.to_string().into(),
-            session.to_string().into(),
-            at,
-            JsValue::from_f64(sql::PARTS_PER_PAGE as f64),
-        ])?,
+        db.db
+            .prepare(sql::PLAYER_ARCHIVE)
+            .bind(&[user.to_string().into()])?,
     ];
     let results = metered_batch(&db.db, statements).await.map_err(&fail)?;
     let d1: Vec<crate::db::MessageRow> = results[0].results().map_err(&fail)?;
-    let parts: Vec<PartRef> = results[1].results().map_err(&fail)?;
-    let d1 = d1
+    let archived: Option<PlayerArchive> = results[1].results().map_err(&fail)?.into_iter().next();
+    let mut d1: Vec<MessageRow> = d1
         .into_iter()
         .map(|m| MessageRow {
             id: m.id,
@@ -339,16 +390,30 @@ pub async fn history(
             created_at: m.created_at,
         })
         .collect();
-    if parts.is_empty() {
-        // No object: the D1 rows are the page (no R2 call on the common path).
-        let mut rows: Vec<MessageRow> = d1;
-        let more = rows.len() > limit as usize;
-        if more {
-            rows.remove(0);
+    // The archive holds nothing of the page when it holds nothing of the player since the
+    // session began, or only what is older than every D1 row of a full page.
+    let newest_archived = archived.as_ref().map(|a| a.last_at);
+    let needs_archive = match newest_archived {
+        None => false,
+        Some(last) => {
+            started.is_none_or(|s| s <= last)
+                && (d1.len() <= limit as usize || d1.first().is_some_and(|m| m.created_at <= last))
         }
-        return Ok((rows, more));
+    };
+    if !needs_archive {
+        let more = d1.len() > limit as usize;
+        if more {
+            d1.remove(0);
+        }
+        return Ok((d1, more));
     }
     let store = R2Store::from_env(&services.env).map_err(ApiError::Internal)?;
+    let prefix = session_prefix(&user.to_string(), &session.to_string());
+    let keys = store
+        .list(&prefix)
+        .await
+        .map_err(ApiError::ArchiveUnavailable)?;
+    let parts = candidates(&keys, &prefix, before.map(|(at, _)| at));
     let before = before.map(|(at, id)| (at, id.to_string()));
     merge_page(
         &store,
@@ -362,4 +427,19 @@ pub async fn history(
         chat_core::archive::history::HistoryFailure::Store(e) => ApiError::ArchiveUnavailable(e),
         other => ApiError::Internal(other.to_string()),
     })
+}
+
+/// Whether the archive holds objects of `session` under `user`: a session whose row went to
+/// the archive with its last turns is still the player's (the key names them both).
+pub async fn holds_session(
+    services: &Services,
+    user: Uuid,
+    session: Uuid,
+) -> Result<bool, ApiError> {
+    let store = R2Store::from_env(&services.env).map_err(ApiError::Internal)?;
+    let keys = store
+        .list(&session_prefix(&user.to_string(), &session.to_string()))
+        .await
+        .map_err(ApiError::ArchiveUnavailable)?;
+    Ok(!keys.is_empty())
 }

@@ -95,12 +95,34 @@ pub async fn owned(
     db::find_session(&services.player_db(identity.user_id()).await?, id.uuid())
         .await?
         .filter(|s| s.user_id == identity.user_id().to_string())
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "session_not_found",
-                "no session with this id for this player",
-            )
-        })
+        .ok_or_else(not_found)
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found(
+        "session_not_found",
+        "no session with this id for this player",
+    )
+}
+
+/// When the player's session `id` began, if D1 holds its row, or `None` if its row went to
+/// the archive with its last turns; "not found" if it is neither.
+async fn owned_here_or_archived(
+    services: &Services,
+    identity: &Identity,
+    id: SessionId,
+) -> Result<Option<i64>, ApiError> {
+    match owned(services, identity, id).await {
+        Ok(row) => Ok(Some(row.created_at)),
+        Err(ApiError::Refused(r)) if r.code == "session_not_found" => {
+            if crate::archive::holds_session(services, identity.user_id(), id.uuid()).await? {
+                Ok(None)
+            } else {
+                Err(not_found())
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A page of the session's history, oldest first. Without `before` it is the newest page;
@@ -120,13 +142,14 @@ pub async fn messages(
             "'before' is a cursor of another session: use the nextBefore this session's pages gave",
         ));
     }
-    owned(services, &identity, id).await?;
+    let started = owned_here_or_archived(services, &identity, id).await?;
     // D1 and the archive, merged (`crate::archive::history`).
     let (rows, more) = crate::archive::history(
         services,
         &services.player_db(identity.user_id()).await?,
         identity.user_id(),
         id.uuid(),
+        started,
         query.before.map(|c| (c.created_at, c.id)),
         query.limit,
     )

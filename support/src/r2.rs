@@ -26,6 +26,23 @@ impl ObjectReader for R2Store {
         let body = object.body().ok_or_else(|| format!("{key} has no body"))?;
         body.bytes().await.map(Some).map_err(|e| e.to_string())
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, String> {
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut list = self.0.list().prefix(prefix);
+            if let Some(c) = cursor.take() {
+                list = list.cursor(c);
+            }
+            let page = list.execute().await.map_err(|e| e.to_string())?;
+            keys.extend(page.objects().iter().map(|o| o.key()));
+            match page.cursor() {
+                Some(c) if page.truncated() => cursor = Some(c),
+                _ => return Ok(keys),
+            }
+        }
+    }
 }
 
 impl ObjectStore for R2Store {

@@ -137,9 +137,10 @@ async fn history_and_the_ledger_span_d1_and_the_archive() {
     assert_eq!(dry.0, 10, "{dry:?}");
     assert_eq!((dry.1, dry.2), (20, 10));
     assert_eq!(w.count("SELECT COUNT(*) FROM chat_messages"), d1_messages);
-    assert_eq!(w.count("SELECT COUNT(*) FROM archive_parts"), 0);
+    assert_eq!(w.count("SELECT COUNT(*) FROM archive_players"), 0);
 
-    // The run moves every turn; D1 keeps their index row, the points move with them.
+    // The run moves every turn, and the session's row with its last turn; D1 keeps one row
+    // for the player: what the archive holds of them, their archived points among it.
     let done = archive(&w, 0, false).await;
     assert_eq!((done.0, done.1, done.2), (10, 20, 10), "{done:?}");
     assert!(done.3 > 0);
@@ -151,10 +152,21 @@ async fn history_and_the_ledger_span_d1_and_the_archive() {
     );
     assert_eq!(w.stored_in(&session), 0);
     assert_eq!(
-        w.count("SELECT COALESCE(SUM(points), 0) FROM archive_parts"),
+        w.count(&format!(
+            "SELECT COUNT(*) FROM chat_sessions WHERE id = '{session}'"
+        )),
+        0,
+        "the session's row went with its last turn"
+    );
+    assert_eq!(
+        w.count("SELECT COALESCE(SUM(points), 0) FROM archive_players"),
         points,
         "the archived balance is the total"
     );
+    let (status, stats) = w.admin("GET", "/admin/stats", None).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["sessions"], json!(1), "{stats}");
+    assert_eq!(stats["turns"], json!(10), "{stats}");
     // A second run finds nothing.
     assert_eq!(archive(&w, 0, false).await.0, 0);
     assert_eq!(
@@ -224,7 +236,11 @@ async fn history_and_the_ledger_span_d1_and_the_archive() {
     let listed = events["events"].as_array().unwrap();
     assert_eq!(listed.len(), 14);
     let sum: i64 = listed.iter().map(|e| e["delta"].as_i64().unwrap()).sum();
-    assert_eq!((sum, events["points"].as_i64().unwrap()), (points, points));
+    assert_eq!(
+        (sum, events["archived"]["points"].as_i64().unwrap()),
+        (points, points)
+    );
+    assert_eq!(events["nextCursor"], Value::Null);
     assert_eq!(total(&w).await, points);
 
     // Bad input: a stable code, nothing changed.

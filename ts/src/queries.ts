@@ -26,7 +26,11 @@ export async function playerStats(env: Env, userId: string): Promise<schema.User
   return db.select().from(schema.userStats).where(eq(schema.userStats.userId, userId)).get();
 }
 
-/** A session's messages, oldest first, as the chat Worker's own history route orders them. */
+/**
+ * A session's messages still in D1, oldest first, as the chat Worker's own history route
+ * orders them. Turns older than HOT_DAYS (30 by default) are in the archive instead: see
+ * `archivedSummary`. The chat Worker's `GET /api/sessions/{id}/messages` reads both.
+ */
 export async function sessionHistory(env: Env, userId: string, sessionId: string): Promise<schema.ChatMessage[]> {
   const db = await databaseOf(env, userId);
   return db
@@ -35,6 +39,18 @@ export async function sessionHistory(env: Env, userId: string, sessionId: string
     .where(and(eq(schema.chatMessages.userId, userId), eq(schema.chatMessages.sessionId, sessionId)))
     .orderBy(asc(schema.chatMessages.createdAt), asc(schema.chatMessages.id))
     .all();
+}
+
+/**
+ * What the archive holds of a player: their archived points (their balance is these plus
+ * their point events still in D1), turns and the time range. The turns themselves are R2
+ * objects (bucket `chat-archive`) under `<userId>/<sessionId>/`: list that prefix, and read
+ * one with `new Response(object.body.pipeThrough(new DecompressionStream("gzip"))).text()`,
+ * JSON lines with D1's column names. Take each row once by its id.
+ */
+export async function archivedSummary(env: Env, userId: string): Promise<schema.ArchivePlayer | undefined> {
+  const db = await databaseOf(env, userId);
+  return db.select().from(schema.archivePlayers).where(eq(schema.archivePlayers.userId, userId)).get();
 }
 
 /**

@@ -124,6 +124,30 @@ export const chatSessions = sqliteTable(
   (t) => [index("chat_sessions_user_created").on(t.userId, t.createdAt)],
 );
 
+// What the archive holds of each player (migration 0010). Turns older than HOT_DAYS live in
+// R2 (bucket `chat-archive`), keyed `<user_id>/<session_id>/<first_at>-<last_at>-<hash>.jsonl.gz`:
+// gzip JSON lines, a header, then `chat_messages`, `point_events` (and, with a session's last
+// turns, its `chat_sessions` row) with these tables' columns. A player's balance is `points`
+// here plus SUM(delta) of their point events in D1.
+export const archivePlayers = sqliteTable("archive_players", {
+  userId: text("user_id").primaryKey().notNull(),
+  objects: integer("objects").notNull(),
+  sessions: integer("sessions").notNull(),
+  turns: integer("turns").notNull(),
+  messages: integer("messages").notNull(),
+  pointEvents: integer("point_events").notNull(),
+  points: integer("points").notNull(),
+  bytes: integer("bytes").notNull(),
+  firstAt: integer("first_at").notNull(),
+  lastAt: integer("last_at").notNull(),
+  archivedAt: integer("archived_at").notNull(),
+});
+
+// Scratch of an archive commit's batch: always empty between batches.
+export const archiveCommits = sqliteTable("archive_commits", {
+  key: text("key").primaryKey().notNull(),
+});
+
 export const deadLetters = sqliteTable(
   "dead_letters",
   {
@@ -196,3 +220,4 @@ export type UserStats = typeof userStats.$inferSelect;
 export type ChatSession = typeof chatSessions.$inferSelect;
 export type DeadLetter = typeof deadLetters.$inferSelect;
 export type ReplayRun = typeof replayRuns.$inferSelect;
+export type ArchivePlayer = typeof archivePlayers.$inferSelect;

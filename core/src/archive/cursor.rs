@@ -12,15 +12,15 @@ pub const MAX_OLDER_THAN_SECONDS: i64 = 100 * 365 * 86_400;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveCursor {
     pub database: String,
-    /// `None`: the database's first session.
-    pub after: Option<Uuid>,
+    /// The last (user, session) done; `None`: the database's first session.
+    pub after: Option<(Uuid, Uuid)>,
 }
 
 impl ArchiveCursor {
-    /// `DB_1/` or `DB_1/<session id>`.
+    /// `DB_1/` or `DB_1/<user id>/<session id>`.
     pub fn encode(&self) -> String {
         match self.after {
-            Some(s) => format!("{}/{s}", self.database),
+            Some((u, s)) => format!("{}/{u}/{s}", self.database),
             None => format!("{}/", self.database),
         }
     }
@@ -31,10 +31,11 @@ impl ArchiveCursor {
         if !bindings.iter().any(|b| b == database) {
             return None;
         }
-        let after = match after {
-            "" => None,
-            id if id.len() == 36 => Some(Uuid::try_parse(id).ok()?),
-            _ => return None,
+        let id = |s: &str| (s.len() == 36).then(|| Uuid::try_parse(s).ok()).flatten();
+        let after = match after.split_once('/') {
+            None if after.is_empty() => None,
+            Some((user, session)) => Some((id(user)?, id(session)?)),
+            None => return None,
         };
         Some(Self {
             database: database.to_owned(),
@@ -113,13 +114,6 @@ impl ArchiveRequest {
     }
 }
 
-/// The text of the smallest UUIDv7 of `ms`: every id made at or after `ms` sorts at or
-/// above it, every id made before sorts below (`sql::archive::SESSIONS_TO_ARCHIVE`).
-pub fn v7_floor(ms: i64) -> String {
-    let ms = ms.clamp(0, (1 << 48) - 1) as u64;
-    format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +132,7 @@ mod tests {
         );
         let c = ArchiveCursor {
             database: "DB_1".into(),
-            after: Some(Uuid::from_u128(7)),
+            after: Some((Uuid::from_u128(6), Uuid::from_u128(7))),
         };
         let r = ArchiveRequest::parse(
             &json!({"olderThanSeconds": 60, "cursor": c.encode(), "dryRun": true}),
@@ -175,17 +169,5 @@ mod tests {
                 "{body}"
             );
         }
-    }
-
-    #[test]
-    fn the_v7_floor_splits_ids_by_time() {
-        let at = 1_700_000_000_000;
-        let floor = v7_floor(at);
-        let id = |ms| {
-            crate::ids::TurnIds::random(ms, [0xff; 10])
-                .user_message
-                .to_string()
-        };
-        assert!(id(at - 1) < floor && floor.as_str() <= id(at).as_str());
     }
 }

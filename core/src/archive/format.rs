@@ -1,14 +1,20 @@
 //! An archive object: one session's oldest turns, as gzip-compressed JSON lines.
 //!
 //! The first line is a [`Header`] (format, player, session, counts, the time range, the
-//! points); then one line per row, `chat_messages` rows first and `point_events` rows
-//! after, each oldest first, with D1's own column names (`"table"` says which). JSON lines
-//! read with `zcat | jq` and any language's gzip; gzip halves the text of a turn or better.
+//! points); then one line per row, `chat_messages` rows first, `point_events` rows after,
+//! each oldest first, and the session's `chat_sessions` row last when the object took it
+//! (with its last turns), with D1's own column names (`"table"` says which). JSON lines
+//! read with `zcat | jq` and any language's gzip.
 //!
-//! The key is `<user_id>/<session_id>/<first_at>-<hash>.jsonl.gz`: by player and session,
-//! never by database, so a bucket move never touches R2, and a player's objects are one
-//! prefix (export and erasure list it). The hash is of the uncompressed lines, so a run
-//! that writes the same rows again writes the same key.
+//! The key is `<user_id>/<session_id>/<first_at>-<last_at>-<hash>.jsonl.gz`: by player and
+//! session, never by database, so a bucket move never touches R2, a player's objects are one
+//! prefix (export and erasure list it), and a session's one prefix whose listing gives each
+//! object's time range without reading it. The hash is of the uncompressed lines, so a run
+//! that writes the same rows again writes the same key and the same bytes.
+//!
+//! An object a run wrote but did not commit (it stopped, or lost a race to a run that read
+//! more rows) may hold rows another object holds too; never a row that is nowhere else. So
+//! every reader takes a row once by its id.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -44,6 +50,18 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
+/// A `chat_sessions` row, as D1 holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub character_type: String,
+    pub username: String,
+    pub locale: String,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
 /// The first line of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -65,6 +83,7 @@ pub struct Header {
 enum Line {
     ChatMessages(MessageRow),
     PointEvents(EventRow),
+    ChatSessions(SessionRow),
 }
 
 /// One object's content.
@@ -73,6 +92,8 @@ pub struct Part {
     pub header: Header,
     pub messages: Vec<MessageRow>,
     pub events: Vec<EventRow>,
+    /// The session's row, when the object took the session's last turns in D1.
+    pub session: Option<SessionRow>,
 }
 
 /// An object that cannot be read back as an archive object.
@@ -83,7 +104,11 @@ pub struct Unreadable(pub String);
 impl Part {
     /// The object of one session's turns (`messages` and `events` as the SQL read them).
     /// `None` when there is nothing to archive.
-    pub fn new(messages: Vec<MessageRow>, events: Vec<EventRow>) -> Option<Self> {
+    pub fn new(
+        messages: Vec<MessageRow>,
+        events: Vec<EventRow>,
+        session: Option<SessionRow>,
+    ) -> Option<Self> {
         let first = messages.first()?;
         let times = messages
             .iter()
@@ -104,6 +129,7 @@ impl Part {
             },
             messages,
             events,
+            session,
         })
     }
 
@@ -123,6 +149,12 @@ impl Part {
             );
             out.push('\n');
         }
+        if let Some(row) = &self.session {
+            out.push_str(
+                &serde_json::to_string(&Line::ChatSessions(row.clone())).expect("rows serialize"),
+            );
+            out.push('\n');
+        }
         out
     }
 
@@ -132,8 +164,8 @@ impl Part {
         let hash = Sha256::digest(lines.as_bytes());
         let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
         let key = format!(
-            "{}/{}/{:013}-{hex}.jsonl.gz",
-            self.header.user_id, self.header.session_id, self.header.first_at
+            "{}/{}/{:013}-{:013}-{hex}.jsonl.gz",
+            self.header.user_id, self.header.session_id, self.header.first_at, self.header.last_at
         );
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(lines.as_bytes()).expect("writing to memory");
@@ -152,11 +184,12 @@ impl Part {
         if header.format != FORMAT {
             return Err(Unreadable(format!("unknown format {}", header.format)));
         }
-        let (mut messages, mut events) = (Vec::new(), Vec::new());
+        let (mut messages, mut events, mut session) = (Vec::new(), Vec::new(), None);
         for line in lines {
             match serde_json::from_str(line).map_err(|e| Unreadable(format!("row: {e}")))? {
                 Line::ChatMessages(m) => messages.push(m),
                 Line::PointEvents(e) => events.push(e),
+                Line::ChatSessions(s) => session = Some(s),
             }
         }
         if messages.len() != header.messages || events.len() != header.point_events {
@@ -166,6 +199,7 @@ impl Part {
             header,
             messages,
             events,
+            session,
         })
     }
 }
@@ -173,6 +207,36 @@ impl Part {
 /// The prefix of a player's objects.
 pub fn user_prefix(user_id: &str) -> String {
     format!("{user_id}/")
+}
+
+/// The prefix of a session's objects.
+pub fn session_prefix(user_id: &str, session_id: &str) -> String {
+    format!("{user_id}/{session_id}/")
+}
+
+/// An object's key as a listing gives it: the time range of its rows, read from the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKey {
+    pub key: String,
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
+impl ObjectKey {
+    /// A key of [`Part::encode`]'s shape under `prefix`; anything else is not ours.
+    pub fn parse(key: &str, prefix: &str) -> Option<Self> {
+        let name = key.strip_prefix(prefix)?.strip_suffix(".jsonl.gz")?;
+        let mut parts = name.split('-');
+        let (first, last, hash) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || hash.len() != 16 || first.len() != 13 || last.len() != 13 {
+            return None;
+        }
+        Some(Self {
+            key: key.to_owned(),
+            first_at: first.parse().ok()?,
+            last_at: last.parse().ok()?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -205,21 +269,37 @@ mod tests {
             metadata_json: "{}".into(),
             created_at: 12,
         }];
+        let session = SessionRow {
+            id: "s".into(),
+            user_id: "u".into(),
+            character_type: "kai".into(),
+            username: "n".into(),
+            locale: "en".into(),
+            created_at: 1,
+            ended_at: None,
+        };
         let part = Part::new(
             vec![message("a", "user", 10), message("b", "agent", 12)],
             events,
+            Some(session),
         )
         .unwrap();
         assert_eq!((part.header.turns, part.header.points), (1, -4));
         assert_eq!((part.header.first_at, part.header.last_at), (10, 12));
         let (key, bytes) = part.encode();
-        assert!(key.starts_with("u/s/0000000000010-"), "{key}");
-        assert_eq!(Part::decode(&bytes).unwrap(), part);
+        assert!(key.starts_with("u/s/0000000000010-0000000000012-"), "{key}");
+        let listed = ObjectKey::parse(&key, &session_prefix("u", "s")).unwrap();
+        assert_eq!((listed.first_at, listed.last_at), (10, 12));
+        assert_eq!(ObjectKey::parse(&key, "u/t/"), None);
+        assert_eq!(ObjectKey::parse("u/s/notes.txt", "u/s/"), None);
+        let back = Part::decode(&bytes).unwrap();
+        assert_eq!(back, part);
+        assert!(back.session.is_some(), "the session's row reads back");
         assert_eq!(part.encode().0, key, "the same rows, the same key");
         let mut other = part.clone();
         other.messages[0].content.push('!');
         assert_ne!(other.encode().0, key);
         assert!(Part::decode(b"not gzip").is_err());
-        assert!(Part::new(Vec::new(), Vec::new()).is_none());
+        assert!(Part::new(Vec::new(), Vec::new(), None).is_none());
     }
 }

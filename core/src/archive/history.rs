@@ -3,21 +3,25 @@
 //!
 //! The cursor names a message's time and id, never a tier, and archiving moves a message
 //! without changing either, so a walk back sees every message once whether the archiver ran
-//! between two pages or not. Within a page, the D1 rows and the list of objects are read in
-//! one D1 batch (one snapshot): a message is in one or the other, and one that is in both
-//! (a commit between two reads) is counted once, by id.
+//! between two pages or not. Within a page, D1 is read first and the session's objects are
+//! listed after: a message leaves D1 only once its object is written, so it is in one or
+//! the other, and one in both (a commit between the two reads, or an object a run did not
+//! commit) is taken once, by its id.
 
-use super::format::{MessageRow, Part};
+use super::format::{MessageRow, ObjectKey, Part};
 use super::ports::ObjectReader;
 use std::collections::BTreeMap;
 
-/// An object of the session that may hold messages before the cursor (a row of
-/// `sql::archive::SESSION_PARTS`, newest `last_at` first).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct PartRef {
-    pub key: String,
-    pub first_at: i64,
-    pub last_at: i64,
+/// The objects of a listing (`keys` under `prefix`) that may hold messages before
+/// `before_at` (all with `None`), newest `last_at` first: the order a page reads them in.
+pub fn candidates(keys: &[String], prefix: &str, before_at: Option<i64>) -> Vec<ObjectKey> {
+    let mut out: Vec<ObjectKey> = keys
+        .iter()
+        .filter_map(|k| ObjectKey::parse(k, prefix))
+        .filter(|k| before_at.is_none_or(|at| k.first_at <= at))
+        .collect();
+    out.sort_by(|a, b| (b.last_at, &b.key).cmp(&(a.last_at, &a.key)));
+    out
 }
 
 /// Why a page could not be read.
@@ -33,12 +37,12 @@ pub enum HistoryFailure {
 
 /// The newest `limit` messages before `before` across both tiers, oldest first, and whether
 /// older ones remain. `d1` holds the newest `limit + 1` of D1 before the cursor; `parts` are
-/// the session's objects that start before it, newest `last_at` first (`more_parts` reads
-/// the next ones after the last given, when those run out first).
+/// the session's objects that start before it, newest `last_at` first ([`candidates`]). It
+/// reads objects until the rest are older than the page it holds.
 pub async fn merge_page<R: ObjectReader>(
     store: &R,
     d1: Vec<MessageRow>,
-    parts: &[PartRef],
+    parts: &[ObjectKey],
     before: Option<(i64, &str)>,
     limit: usize,
 ) -> Result<(Vec<MessageRow>, bool), HistoryFailure> {

@@ -10,7 +10,7 @@
 //! - [`stored_turns`]: the turns of some objects, for the consumer's dedup across tiers.
 //!
 //! The ledger across tiers: a player's `user_stats.total_points` is the `points` of their
-//! objects (`archive_parts`) plus the `delta` of their point events still in D1. A commit
+//! `archive_players` row plus the `delta` of their point events still in D1. A commit
 //! moves a turn's event from one side to the other in one D1 transaction, so the sum never
 //! changes, and `user_stats` is never written by the archiver.
 
@@ -23,33 +23,62 @@ pub mod run;
 pub use format::{EventRow, MessageRow, Part};
 
 use crate::batch::StoredTurn;
+use format::{session_prefix, ObjectKey};
 use ports::ObjectReader;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// The turns (player messages) of the objects `keys`, as the consumer judges with: a turn
-/// redelivered after it was archived is found here. A key with no object is an error: an
-/// index row names only objects written and read back before it was committed.
+/// A turn to look for in the archive: its player, session and time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Lookup {
+    pub user_id: String,
+    pub session_id: String,
+    pub at: i64,
+}
+
+/// The turns (player messages) of the objects that may hold the turns `lookups` name: each
+/// session's objects are listed once, and only those whose time range covers a turn are
+/// read. The consumer judges a turn delivered again after it was archived with them.
 pub async fn stored_turns<R: ObjectReader>(
     store: &R,
-    keys: &[String],
+    lookups: &[Lookup],
 ) -> Result<Vec<StoredTurn>, String> {
-    let mut turns = Vec::new();
+    let mut by_session: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
+    for l in lookups {
+        by_session
+            .entry((&l.user_id, &l.session_id))
+            .or_default()
+            .push(l.at);
+    }
+    let mut keys = BTreeSet::new();
+    for ((user, session), times) in by_session {
+        let prefix = session_prefix(user, session);
+        for key in store.list(&prefix).await? {
+            if let Some(k) = ObjectKey::parse(&key, &prefix) {
+                if times.iter().any(|&t| k.first_at <= t && t <= k.last_at) {
+                    keys.insert(k.key);
+                }
+            }
+        }
+    }
+    let mut turns: BTreeMap<String, StoredTurn> = BTreeMap::new();
     for key in keys {
+        // Listed a moment ago and never deleted but by an erasure: missing is an error.
         let bytes = store
-            .get(key)
+            .get(&key)
             .await?
             .ok_or_else(|| format!("archive object {key} is missing"))?;
         let part = Part::decode(&bytes).map_err(|e| format!("{key}: {e}"))?;
-        turns.extend(
-            part.messages
-                .into_iter()
-                .filter(|m| m.role == "user")
-                .map(|m| StoredTurn {
+        for m in part.messages.into_iter().filter(|m| m.role == "user") {
+            turns.insert(
+                m.id.clone(),
+                StoredTurn {
                     id: m.id,
                     user_id: m.user_id,
                     session_id: m.session_id,
                     content: m.content,
-                }),
-        );
+                },
+            );
+        }
     }
-    Ok(turns)
+    Ok(turns.into_values().collect())
 }

@@ -7,17 +7,18 @@
 //!    rows make the same key and the same bytes.
 //! 2. **Read it back** and compare the bytes. Nothing is deleted for an object that cannot
 //!    be read, so R2 down deletes nothing.
-//! 3. **Commit** in one D1 batch: the index row, written only if every row the object holds
-//!    is still in the database (and the bucket is not fenced by a move), then the deletes,
-//!    which run only if the index row exists. Two runs that read the same rows write the
-//!    same key, and the second commit changes nothing; two runs that read different rows
-//!    (new turns came between) race, and the loser's guard fails, so no row is ever in two
-//!    committed objects. The loser's object is never named by an index row, and nothing
-//!    reads it.
+//! 3. **Commit** in one D1 batch, only if every row the object holds is still in the
+//!    database (and the bucket is not fenced by a move, and the session's row, if taken, is
+//!    unchanged): the rows deleted, and what they hold added to the player's row. Two runs
+//!    that read the same rows write the same key, and the second commit changes nothing;
+//!    two runs that read different rows (a late turn came between) race, the loser's guard
+//!    fails and it changes nothing. Every row leaves D1 once, with the one commit that
+//!    counts it. The loser's object holds only rows that another object holds too; readers
+//!    take a row once by its id.
 
-use super::cursor::{v7_floor, ArchiveCursor};
+use super::cursor::ArchiveCursor;
 use super::format::Part;
-use super::ports::{ArchiveLedgers, Commit, ObjectStore, PartCommit, SessionRef};
+use super::ports::{ArchiveLedgers, Commit, ObjectStore, OldTurns, PartCommit, SessionRef};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -94,7 +95,9 @@ pub struct PageReport {
     pub points: i64,
     /// Compressed bytes written (or that would be).
     pub bytes: usize,
-    /// Objects another run committed first (their rows were archived once, by it).
+    /// Sessions whose row went with their last turns.
+    pub session_rows: usize,
+    /// Objects not committed: their rows had been archived by another commit first.
     pub lost: usize,
     pub skipped: Vec<Skipped>,
     pub dry_run: bool,
@@ -163,9 +166,8 @@ pub async fn run_page<L: ArchiveLedgers, S: ObjectStore>(
     };
     let after = cursor
         .and_then(|c| c.after)
-        .map(|s| s.to_string())
+        .map(|(u, s)| (u.to_string(), s.to_string()))
         .unwrap_or_default();
-    let bound = v7_floor(cutoff);
     let sessions = match ledgers
         .sessions(db, &after, cutoff, buckets, limits.sessions)
         .await
@@ -180,11 +182,6 @@ pub async fn run_page<L: ArchiveLedgers, S: ObjectStore>(
             return Ok(report);
         }
     };
-    // Sessions started at or after the cutoff hold no turn before it.
-    let sessions: Vec<SessionRef> = sessions
-        .into_iter()
-        .filter(|s| s.session_id < bound)
-        .collect();
     let full = sessions.len() == limits.sessions;
     let mut done: Option<&SessionRef> = None;
     for session in &sessions {
@@ -217,7 +214,12 @@ pub async fn run_page<L: ArchiveLedgers, S: ObjectStore>(
 fn cursor_after(db: &str, done: Option<&SessionRef>) -> String {
     ArchiveCursor {
         database: db.to_owned(),
-        after: done.and_then(|s| Uuid::try_parse(&s.session_id).ok()),
+        after: done.and_then(|s| {
+            Some((
+                Uuid::try_parse(&s.user_id).ok()?,
+                Uuid::try_parse(&s.session_id).ok()?,
+            ))
+        }),
     }
     .encode()
 }
@@ -248,14 +250,23 @@ async fn archive_session<L: ArchiveLedgers, S: ObjectStore>(
         if report.parts >= limits.parts {
             return Ok(SessionEnd::PageFull);
         }
-        let (messages, events) = match ledgers
+        let OldTurns {
+            messages,
+            events,
+            session: row,
+            session_messages,
+        } = match ledgers
             .old_turns(db, session, cutoff, after.clone(), limits.turns)
             .await
         {
             Ok(rows) => rows,
             Err(e) => return Ok(SessionEnd::DatabaseFailed(e)),
         };
-        let Some(part) = Part::new(messages, events) else {
+        // The session's row goes with its last messages in D1 (not in a dry run's later
+        // objects, whose earlier rows were counted, not moved).
+        let takes_row = after.is_none() && row.is_some() && session_messages == messages.len();
+        let ended_at = row.as_ref().and_then(|r| r.ended_at);
+        let Some(part) = Part::new(messages, events, row.filter(|_| takes_row)) else {
             return Ok(SessionEnd::Done);
         };
         let last_turn = part
@@ -297,12 +308,12 @@ async fn archive_session<L: ArchiveLedgers, S: ObjectStore>(
                 archived_at: now_ms,
                 message_ids: part.messages.iter().map(|m| m.id.clone()).collect(),
                 event_ids: part.events.iter().map(|e| e.id.clone()).collect(),
+                session_archived: u8::from(part.session.is_some()),
+                session_ended_at: ended_at,
             };
             match ledgers.commit(db, &commit).await {
                 Ok(Commit::Committed) => count(report, &part, bytes.len()),
-                // Archived once already, by the run that committed it; the rest of the
-                // session waits for the next run.
-                Ok(Commit::AlreadyCommitted) => return Ok(SessionEnd::Done),
+                // Archived by another commit (or changed): the rest waits for the next run.
                 Ok(Commit::Lost) => {
                     report.lost += 1;
                     return Ok(SessionEnd::Done);
@@ -320,6 +331,7 @@ async fn archive_session<L: ArchiveLedgers, S: ObjectStore>(
 
 fn count(report: &mut PageReport, part: &Part, bytes: usize) {
     report.parts += 1;
+    report.session_rows += usize::from(part.session.is_some());
     report.turns += part.header.turns;
     report.messages += part.header.messages;
     report.point_events += part.header.point_events;

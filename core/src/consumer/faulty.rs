@@ -62,9 +62,9 @@ impl<P: Ledgers, T: Clock> Ledgers for Faulty<'_, P, T> {
 
     async fn archived_turns(
         &self,
-        keys: &[String],
+        lookups: &[crate::archive::Lookup],
     ) -> Result<Vec<crate::batch::StoredTurn>, String> {
-        self.inner.archived_turns(keys).await
+        self.inner.archived_turns(lookups).await
     }
 
     fn refuses(&self, record: &TurnRecord, attempts: u32) -> Option<String> {

@@ -39,8 +39,8 @@ pub struct Stored {
     pub fenced: Vec<String>,
     /// The turns already stored under the chunk's turn ids, before it ran.
     pub before: Vec<StoredTurn>,
-    /// Turns of the chunk that D1 does not hold and that objects of the archive cover: one
-    /// row per (turn, object). The write skipped them (`sql::archive::SELECT_ARCHIVED`).
+    /// Turns of the chunk that D1 does not hold and whose time falls in what the archive
+    /// holds of their player. The write skipped them (`sql::archive::SELECT_ARCHIVED`).
     pub archived: Vec<ArchivedHit>,
     /// Turns newly inserted (the point-event statement's `changes`).
     pub inserted: usize,
@@ -48,13 +48,12 @@ pub struct Stored {
     pub statements: usize,
 }
 
-/// A turn an object of the archive covers (a row of `sql::archive::SELECT_ARCHIVED`).
+/// A turn that may be archived (a row of `sql::archive::SELECT_ARCHIVED`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct ArchivedHit {
     pub turn_id: String,
-    pub key: String,
-    /// How many objects cover the turn's time in its session.
-    pub covering: u32,
+    /// The player's objects committed so far (`archive_players.objects`).
+    pub objects: u32,
 }
 
 /// The players' databases (the ledger), each by its binding name, and the archive that
@@ -69,8 +68,11 @@ pub trait Ledgers {
     async fn apply_turns(&self, binding: &str, write: &Write<'_>) -> Result<Stored, String>;
     /// The newest migration applied to `binding` (`None` if it has none).
     async fn applied_migration(&self, binding: &str) -> Result<Option<String>, String>;
-    /// The player messages of the archive's objects `keys` (`archive::lookup`).
-    async fn archived_turns(&self, keys: &[String]) -> Result<Vec<StoredTurn>, String>;
+    /// The turns the archive holds of those `lookups` name (`archive::stored_turns`).
+    async fn archived_turns(
+        &self,
+        lookups: &[crate::archive::Lookup],
+    ) -> Result<Vec<StoredTurn>, String>;
     /// Why this delivery of a turn cannot be written now, before any write; it then fails
     /// alone, as a failed write would. The real databases never refuse this way; the local
     /// build's fault switch does.
@@ -120,8 +122,11 @@ impl<P: Ledgers> Ledgers for &P {
     async fn applied_migration(&self, binding: &str) -> Result<Option<String>, String> {
         (**self).applied_migration(binding).await
     }
-    async fn archived_turns(&self, keys: &[String]) -> Result<Vec<StoredTurn>, String> {
-        (**self).archived_turns(keys).await
+    async fn archived_turns(
+        &self,
+        lookups: &[crate::archive::Lookup],
+    ) -> Result<Vec<StoredTurn>, String> {
+        (**self).archived_turns(lookups).await
     }
     fn refuses(&self, record: &TurnRecord, attempts: u32) -> Option<String> {
         (**self).refuses(record, attempts)

@@ -412,12 +412,12 @@ fn settle<'a, 'b, D: Delivery, T: Clock>(
     covered
 }
 
-/// Turns an object of the archive covers (their time falls in its range) and that D1 does
-/// not hold: each is looked for in those objects. One found there was applied before it was
-/// archived: a duplicate (or a conflict). One not found is written, its row saying how
-/// many objects it was checked against, so that the write skips it only if another object
-/// was committed since; then it is held for a later delivery. An archive that cannot be
-/// read retries them.
+/// Turns D1 does not hold whose time falls in what the archive holds of their player:
+/// each is looked for in the objects of its session that cover its time. One found there
+/// was applied before it was archived: a duplicate (or a conflict). One not found is
+/// written, its row saying how many of the player's objects were committed when the
+/// consumer looked, so that the write skips it only if another was committed since; then
+/// it is held for a later delivery. An archive that cannot be read retries them.
 #[allow(clippy::too_many_arguments)]
 async fn archived<'a, 'b, D, L, C, Q, T>(
     binding: &str,
@@ -434,10 +434,15 @@ async fn archived<'a, 'b, D, L, C, Q, T>(
     T: Clock,
 {
     let clock = ports.clock;
-    let mut keys: Vec<String> = stored.archived.iter().map(|h| h.key.clone()).collect();
-    keys.sort();
-    keys.dedup();
-    let found = match ports.ledgers.archived_turns(&keys).await {
+    let lookups: Vec<crate::archive::Lookup> = covered
+        .iter()
+        .map(|(_, r)| crate::archive::Lookup {
+            user_id: r.user.id.to_string(),
+            session_id: r.session_id.to_string(),
+            at: r.user_message.created_at,
+        })
+        .collect();
+    let found = match ports.ledgers.archived_turns(&lookups).await {
         Ok(found) => found,
         Err(error) => {
             part.events.push(Event::ArchiveUnreadable {
@@ -476,7 +481,7 @@ async fn archived<'a, 'b, D, L, C, Q, T>(
             .archived
             .iter()
             .find(|h| h.turn_id == turn)
-            .map_or(0, |h| h.covering)
+            .map_or(0, |h| h.objects)
     };
     let firsts = first_arrivals(&fresh, |d| &d.1);
     let json = turns_json_seen(firsts.iter().map(|&i| {

@@ -3,9 +3,9 @@
 //! write's answer, and pause between steps so that two runs interleave.
 
 use super::consumer::Databases;
-use crate::archive::format::{EventRow, MessageRow};
+use crate::archive::format::{EventRow, MessageRow, SessionRow};
 use crate::archive::ports::{
-    ArchiveLedgers, Commit, ObjectReader, ObjectStore, PartCommit, SessionRef,
+    ArchiveLedgers, Commit, ObjectReader, ObjectStore, OldTurns, PartCommit, SessionRef,
 };
 use crate::sql::archive as sql;
 use std::cell::{Cell, RefCell};
@@ -63,6 +63,17 @@ impl ObjectReader for MemoryStore {
         self.gets.set(self.gets.get() + 1);
         Ok(self.objects.borrow().get(key).cloned())
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, String> {
+        self.step().await?;
+        Ok(self
+            .objects
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
 }
 
 impl ObjectStore for MemoryStore {
@@ -114,24 +125,23 @@ impl ArchiveLedgers for Databases {
     async fn sessions(
         &self,
         db: &str,
-        after: &str,
+        after: &(String, String),
         cutoff: i64,
         buckets: &[String],
         limit: usize,
     ) -> Result<Vec<SessionRef>, String> {
         let conn = self.db(db)?.borrow();
         let buckets = serde_json::to_string(buckets).expect("strings serialize");
-        let bound = crate::archive::cursor::v7_floor(cutoff);
         let mut st = conn
             .prepare_cached(sql::SESSIONS_TO_ARCHIVE)
             .map_err(text)?;
         let rows = st
             .query_map(
-                rusqlite::params![after, bound, cutoff, buckets, limit as i64],
+                rusqlite::params![after.0, after.1, cutoff, buckets, limit as i64],
                 |r| {
                     Ok(SessionRef {
-                        session_id: r.get(0)?,
-                        user_id: r.get(1)?,
+                        user_id: r.get(0)?,
+                        session_id: r.get(1)?,
                     })
                 },
             )
@@ -148,7 +158,7 @@ impl ArchiveLedgers for Databases {
         cutoff: i64,
         after: Option<(i64, String)>,
         limit: usize,
-    ) -> Result<(Vec<MessageRow>, Vec<EventRow>), String> {
+    ) -> Result<OldTurns, String> {
         let mut conn = self.db(db)?.borrow_mut();
         let tx = conn.transaction().map_err(text)?;
         let (at, id) = after.unzip();
@@ -174,8 +184,37 @@ impl ArchiveLedgers for Databases {
             .map_err(text)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(text)?;
+        let tail: Option<(SessionRow, usize)> = {
+            let mut st = tx.prepare_cached(sql::SESSION_TAIL).map_err(text)?;
+            let mut rows = st
+                .query_map(
+                    rusqlite::params![session.user_id, session.session_id, cutoff],
+                    |r| {
+                        Ok((
+                            SessionRow {
+                                id: r.get(0)?,
+                                user_id: r.get(1)?,
+                                character_type: r.get(2)?,
+                                username: r.get(3)?,
+                                locale: r.get(4)?,
+                                created_at: r.get(5)?,
+                                ended_at: r.get(6)?,
+                            },
+                            r.get::<_, i64>(7)? as usize,
+                        ))
+                    },
+                )
+                .map_err(text)?;
+            rows.next().transpose().map_err(text)?
+        };
         tx.commit().map_err(text)?;
-        Ok((messages, events))
+        let (session, session_messages) = tail.unzip();
+        Ok(OldTurns {
+            messages,
+            events,
+            session,
+            session_messages: session_messages.unwrap_or(0),
+        })
     }
 
     async fn commit(&self, db: &str, part: &PartCommit) -> Result<Commit, String> {
@@ -183,65 +222,120 @@ impl ArchiveLedgers for Databases {
         crate::d1_limits::check_value("an archive commit", json.len())?;
         let mut conn = self.db(db)?.borrow_mut();
         let tx = conn.transaction().map_err(text)?;
-        let [insert, messages, events, committed] = sql::COMMIT;
-        let inserted = tx.execute(insert, [&json]).map_err(text)?;
-        tx.execute(messages, [&json]).map_err(text)?;
-        tx.execute(events, [&json]).map_err(text)?;
-        let exists: bool = tx
-            .query_row(committed, [&json], |r| r.get(0))
-            .map_err(text)?;
+        let mut committed = false;
+        for (i, statement) in sql::COMMIT.iter().enumerate() {
+            if i == sql::COMMITTED_STATEMENT {
+                committed = tx
+                    .query_row(statement, [&json], |r| r.get(0))
+                    .map_err(text)?;
+            } else {
+                tx.execute(statement, [&json]).map_err(text)?;
+            }
+        }
         tx.commit().map_err(text)?;
-        Ok(match (inserted, exists) {
-            (1, _) => Commit::Committed,
-            (_, true) => Commit::AlreadyCommitted,
-            _ => Commit::Lost,
+        Ok(if committed {
+            Commit::Committed
+        } else {
+            Commit::Lost
         })
     }
 }
 
-/// Every message and point event of a player across both tiers, by id: D1's rows and the
-/// rows of every committed object (an id in two places counts twice).
-pub fn both_tiers(dbs: &Databases, db: &str) -> Result<(Vec<MessageRow>, Vec<EventRow>), String> {
+/// Messages, point events and sessions by id.
+pub type Tiers = (
+    BTreeMap<String, MessageRow>,
+    BTreeMap<String, EventRow>,
+    BTreeMap<String, SessionRow>,
+);
+
+/// Every message and point event of a database's players across both tiers: D1's rows,
+/// and the rows of every object in the store of those players, each id once.
+pub fn both_tiers(dbs: &Databases, db: &str) -> Result<Tiers, String> {
     let conn = dbs.db(db)?.borrow();
-    let mut messages: Vec<MessageRow> = conn
+    let mut messages: BTreeMap<String, MessageRow> = conn
         .prepare("SELECT id, user_id, session_id, role, content, score_raw, score_adjusted, emotion, created_at FROM chat_messages")
         .map_err(text)?
         .query_map([], message)
         .map_err(text)?
-        .collect::<rusqlite::Result<Vec<_>>>()
+        .map(|r| r.map(|m| (m.id.clone(), m)))
+        .collect::<rusqlite::Result<_>>()
         .map_err(text)?;
-    let mut events: Vec<EventRow> = conn
+    let mut events: BTreeMap<String, EventRow> = conn
         .prepare("SELECT id, user_id, session_id, message_id, delta, reason, metadata_json, created_at FROM point_events")
         .map_err(text)?
         .query_map([], event)
         .map_err(text)?
-        .collect::<rusqlite::Result<Vec<_>>>()
+        .map(|r| r.map(|e| (e.id.clone(), e)))
+        .collect::<rusqlite::Result<_>>()
         .map_err(text)?;
-    let keys: Vec<String> = conn
-        .prepare("SELECT key FROM archive_parts")
+    let mut sessions: BTreeMap<String, SessionRow> = conn
+        .prepare("SELECT id, user_id, character_type, username, locale, created_at, ended_at FROM chat_sessions")
+        .map_err(text)?
+        .query_map([], |r| {
+            Ok(SessionRow {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                character_type: r.get(2)?,
+                username: r.get(3)?,
+                locale: r.get(4)?,
+                created_at: r.get(5)?,
+                ended_at: r.get(6)?,
+            })
+        })
+        .map_err(text)?
+        .map(|r| r.map(|s| (s.id.clone(), s)))
+        .collect::<rusqlite::Result<_>>()
+        .map_err(text)?;
+    let users: Vec<String> = conn
+        .prepare("SELECT id FROM users")
         .map_err(text)?
         .query_map([], |r| r.get(0))
         .map_err(text)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(text)?;
-    for key in keys {
-        let bytes = dbs
-            .archive
-            .objects
-            .borrow()
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| format!("committed object {key} is missing"))?;
-        let part = crate::archive::Part::decode(&bytes).map_err(|e| e.to_string())?;
-        messages.extend(part.messages);
-        events.extend(part.events);
+    for user in users {
+        let prefix = crate::archive::format::user_prefix(&user);
+        let objects = dbs.archive.objects.borrow();
+        for (_, bytes) in objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            let part = crate::archive::Part::decode(bytes).map_err(|e| e.to_string())?;
+            for m in part.messages {
+                if let Some(held) = messages.get(&m.id) {
+                    if *held != m {
+                        return Err(format!("message {} differs between copies", m.id));
+                    }
+                }
+                messages.insert(m.id.clone(), m);
+            }
+            for e in part.events {
+                if let Some(held) = events.get(&e.id) {
+                    if *held != e {
+                        return Err(format!("event {} differs between copies", e.id));
+                    }
+                }
+                events.insert(e.id.clone(), e);
+            }
+            // D1's row wins: an object a run did not commit may hold an older copy (its
+            // `ended_at` may have changed since), never another player's.
+            if let Some(row) = part.session {
+                if let Some(held) = sessions.get(&row.id) {
+                    if (&held.user_id, held.created_at) != (&row.user_id, row.created_at) {
+                        return Err(format!("session {} differs between copies", row.id));
+                    }
+                    continue;
+                }
+                sessions.insert(row.id.clone(), row);
+            }
+        }
     }
-    Ok((messages, events))
+    Ok((messages, events, sessions))
 }
 
 /// One page of a session's history over both tiers, as `GET /api/sessions/{id}/messages`
-/// reads it: D1's newest `limit + 1` before the cursor and the session's objects, in one
-/// snapshot, merged (`archive::history::merge_page`).
+/// reads it: D1's newest `limit + 1` before the cursor, then the session's objects listed,
+/// merged (`archive::history::merge_page`).
 pub fn history_page(
     dbs: &Databases,
     db: &str,
@@ -250,12 +344,11 @@ pub fn history_page(
     before: Option<(i64, String)>,
     limit: usize,
 ) -> Result<(Vec<MessageRow>, bool), String> {
-    use crate::archive::history::{merge_page, PartRef};
-    let (d1, parts) = {
-        let mut conn = dbs.db(db)?.borrow_mut();
-        let tx = conn.transaction().map_err(text)?;
+    use crate::archive::history::{candidates, merge_page};
+    let d1 = {
+        let conn = dbs.db(db)?.borrow();
         let (at, id) = before.clone().unzip();
-        let d1: Vec<MessageRow> = tx
+        let d1: Vec<MessageRow> = conn
             .prepare_cached(crate::sql::SELECT_SESSION_MESSAGES)
             .map_err(text)?
             .query_map(
@@ -277,25 +370,12 @@ pub fn history_page(
             .map_err(text)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(text)?;
-        let parts: Vec<PartRef> = tx
-            .prepare_cached(&sql::SESSION_PARTS)
-            .map_err(text)?
-            .query_map(
-                rusqlite::params![user, session, at, sql::PARTS_PER_PAGE],
-                |r| {
-                    Ok(PartRef {
-                        key: r.get(0)?,
-                        first_at: r.get(3)?,
-                        last_at: r.get(4)?,
-                    })
-                },
-            )
-            .map_err(text)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(text)?;
-        tx.commit().map_err(text)?;
-        (d1, parts)
+        d1
     };
+    // D1 first, the listing after: a message leaves D1 only once its object is written.
+    let prefix = crate::archive::format::session_prefix(user, session);
+    let keys = crate::native::actor::block_on(dbs.archive.list(&prefix))?;
+    let parts = candidates(&keys, &prefix, before.as_ref().map(|(at, _)| *at));
     let before = before.as_ref().map(|(at, id)| (*at, id.as_str()));
     crate::native::actor::block_on(merge_page(&dbs.archive, d1, &parts, before, limit))
         .map_err(|e| e.to_string())

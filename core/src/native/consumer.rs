@@ -65,9 +65,9 @@ impl Ledgers for Databases {
 
     async fn archived_turns(
         &self,
-        keys: &[String],
+        lookups: &[crate::archive::Lookup],
     ) -> Result<Vec<crate::batch::StoredTurn>, String> {
-        crate::archive::stored_turns(&self.archive, keys).await
+        crate::archive::stored_turns(&self.archive, lookups).await
     }
 
     async fn applied_migration(&self, binding: &str) -> Result<Option<String>, String> {

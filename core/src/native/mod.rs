@@ -176,9 +176,8 @@ pub fn store_chunk(conn: &mut Connection, json: &str) -> rusqlite::Result<Stored
             stored.archived = st
                 .query_map([json], |r| {
                     Ok(crate::consumer::ports::ArchivedHit {
-                        turn_id: r.get(0)?,
-                        key: r.get(1)?,
-                        covering: r.get(2)?,
+                        turn_id: r.get("turn_id")?,
+                        objects: r.get("objects")?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -238,7 +237,7 @@ pub fn bucket_summary(
             users: r.get("users")?,
             chat_sessions: r.get("chat_sessions")?,
             chat_messages: r.get("chat_messages")?,
-            archive_parts: r.get("archive_parts")?,
+            archive_players: r.get("archive_players")?,
             point_events: r.get("point_events")?,
             user_stats: r.get("user_stats")?,
             points: r.get("points")?,

@@ -1,25 +1,25 @@
 //! The archive's SQL: finding a database's turns older than a cutoff, one session at a time,
-//! and committing an object written to R2 by deleting the rows it holds, atomically with
-//! its index row (`archive_parts`, migration 0010).
+//! and committing an object written to R2: the rows it holds deleted, and the player's
+//! `archive_players` row moved by what it holds, in one transaction (migration 0010).
 //!
 //! A turn is archived whole: its player's message (id ending in `00`), its reply (`01`) and
-//! its point event (`02`) share a stem (`ids`), so the reply and the event are found by
-//! key from the player's message, never by a scan.
+//! its point event (`02`) share a stem (`ids`), so the reply and the event are found by key
+//! from the player's message, never by a scan. A session's row follows its last turn.
 
-/// The sessions of a database with a turn older than `?3` (ms), after `?1` (a session id,
-/// `''` for the first), created before `?2` (the text of the smallest UUIDv7 of the cutoff:
-/// session ids are time-ordered, so the walk never visits a session started since), of the
-/// buckets in `?4` (a JSON array of prefixes: the ones the live map gives this database and
-/// that are not moving), at most `?5`, in id order. Each candidate is one probe of the
-/// messages index.
+/// The sessions of a database with a message older than `?3` (ms), after the session
+/// `(?1 user, ?2 session)` (`''`, `''` for the first), of the buckets in `?4` (a JSON array
+/// of prefixes: the ones the live map gives this database and that are not moving), at most
+/// `?5`, in (user, session) order. It walks the messages' index, so it finds a late turn of
+/// a session whose row is archived already, and costs what D1 holds (the hot turns), never
+/// what the archive holds.
 pub const SESSIONS_TO_ARCHIVE: &str = "\
-SELECT s.id AS session_id, s.user_id AS user_id
-FROM chat_sessions AS s
-WHERE s.id > ?1 AND s.id < ?2
-  AND substr(s.user_id, 1, 2) IN (SELECT value FROM json_each(?4))
-  AND EXISTS (SELECT 1 FROM chat_messages AS m
-              WHERE m.user_id = s.user_id AND m.session_id = s.id AND m.created_at < ?3)
-ORDER BY s.id
+SELECT user_id, session_id
+FROM chat_messages
+WHERE (user_id, session_id) > (?1, ?2)
+  AND substr(user_id, 1, 2) IN (SELECT value FROM json_each(?4))
+GROUP BY user_id, session_id
+HAVING MIN(created_at) < ?3
+ORDER BY user_id, session_id
 LIMIT ?5";
 
 /// The oldest turns of one session: its player messages older than `?3`, after the turn
@@ -58,98 +58,115 @@ FROM t JOIN point_events AS p ON p.id = substr(t.id, 1, 34) || '02'
 ORDER BY p.created_at, p.id"
 );
 
-/// Commits an object: its index row, written only if every row it holds is still in this
-/// database (no other run archived any of them since they were read) and the player's
-/// bucket is not fenced (a move started since). `?1` is `archive::PartCommit` as JSON. An
-/// object committed before under the same key (a run that stopped after its commit, run
-/// again) changes nothing: the same key is the same rows.
-pub const COMMIT_PART: &str = "\
-INSERT INTO archive_parts (key, user_id, session_id, first_at, last_at, turns, messages,
-                           point_events, points, bytes, archived_at)
-SELECT ?1 ->> '$.key', ?1 ->> '$.user_id', ?1 ->> '$.session_id', ?1 ->> '$.first_at',
-       ?1 ->> '$.last_at', ?1 ->> '$.turns', ?1 ->> '$.messages', ?1 ->> '$.point_events',
-       ?1 ->> '$.points', ?1 ->> '$.bytes', ?1 ->> '$.archived_at'
+/// The session's row, if it started before the cutoff, and how many of its messages D1
+/// holds in all: when an object takes all of them, it takes the row too. Read in the same
+/// batch as the turns. Binds: user, session, cutoff.
+pub const SESSION_TAIL: &str = "\
+SELECT s.id, s.user_id, s.character_type, s.username, s.locale, s.created_at, s.ended_at,
+       (SELECT COUNT(*) FROM chat_messages AS m WHERE m.user_id = ?1 AND m.session_id = ?2) AS messages
+FROM chat_sessions AS s
+WHERE s.id = ?2 AND s.user_id = ?1 AND s.created_at < ?3";
+
+/// Commits an object (`?1` is `archive::ports::PartCommit` as JSON): marks the commit only
+/// if every row the object holds is still in this database (no other run archived any of
+/// them since they were read), the player's bucket is not fenced (a move started since),
+/// and, when it takes the session's row, the row is unchanged and the object holds every
+/// message of the session left. A lost race, or the same object committed before, marks
+/// nothing, and the batch's other statements then change nothing.
+pub const COMMIT_GUARD: &str = "\
+INSERT INTO archive_commits (key)
+SELECT ?1 ->> '$.key'
 WHERE (SELECT COUNT(*) FROM chat_messages
        WHERE id IN (SELECT value FROM json_each(?1, '$.message_ids'))) = ?1 ->> '$.messages'
   AND (SELECT COUNT(*) FROM point_events
        WHERE id IN (SELECT value FROM json_each(?1, '$.event_ids'))) = ?1 ->> '$.point_events'
   AND NOT EXISTS (SELECT 1 FROM bucket_fences WHERE bucket = substr(?1 ->> '$.user_id', 1, 2))
+  AND (?1 ->> '$.session_archived' = 0 OR (
+        EXISTS (SELECT 1 FROM chat_sessions
+                WHERE id = ?1 ->> '$.session_id' AND user_id = ?1 ->> '$.user_id'
+                  AND ended_at IS ?1 ->> '$.session_ended_at')
+        AND (SELECT COUNT(*) FROM chat_messages
+             WHERE user_id = ?1 ->> '$.user_id' AND session_id = ?1 ->> '$.session_id')
+            = ?1 ->> '$.messages'))
 ON CONFLICT (key) DO NOTHING";
 
-/// Deletes the messages of a committed object (after [`COMMIT_PART`], in its batch): only
-/// when its index row exists, so a lost race deletes nothing.
+/// A committed object's part of the player's row: what the archive holds of them.
+pub const ADD_TO_PLAYER: &str = "\
+INSERT INTO archive_players (user_id, objects, sessions, turns, messages, point_events, points,
+                             bytes, first_at, last_at, archived_at)
+SELECT ?1 ->> '$.user_id', 1, ?1 ->> '$.session_archived', ?1 ->> '$.turns',
+       ?1 ->> '$.messages', ?1 ->> '$.point_events', ?1 ->> '$.points', ?1 ->> '$.bytes',
+       ?1 ->> '$.first_at', ?1 ->> '$.last_at', ?1 ->> '$.archived_at'
+WHERE EXISTS (SELECT 1 FROM archive_commits WHERE key = ?1 ->> '$.key')
+ON CONFLICT (user_id) DO UPDATE SET
+  objects = archive_players.objects + 1,
+  sessions = archive_players.sessions + excluded.sessions,
+  turns = archive_players.turns + excluded.turns,
+  messages = archive_players.messages + excluded.messages,
+  point_events = archive_players.point_events + excluded.point_events,
+  points = archive_players.points + excluded.points,
+  bytes = archive_players.bytes + excluded.bytes,
+  first_at = MIN(archive_players.first_at, excluded.first_at),
+  last_at = MAX(archive_players.last_at, excluded.last_at),
+  archived_at = excluded.archived_at";
+
+/// Deletes the messages of a committed object.
 pub const DELETE_PART_MESSAGES: &str = "\
 DELETE FROM chat_messages
 WHERE id IN (SELECT value FROM json_each(?1, '$.message_ids'))
-  AND EXISTS (SELECT 1 FROM archive_parts WHERE key = ?1 ->> '$.key')";
+  AND EXISTS (SELECT 1 FROM archive_commits WHERE key = ?1 ->> '$.key')";
 
-/// Deletes the point events of a committed object, as [`DELETE_PART_MESSAGES`].
+/// Deletes the point events of a committed object.
 pub const DELETE_PART_EVENTS: &str = "\
 DELETE FROM point_events
 WHERE id IN (SELECT value FROM json_each(?1, '$.event_ids'))
-  AND EXISTS (SELECT 1 FROM archive_parts WHERE key = ?1 ->> '$.key')";
+  AND EXISTS (SELECT 1 FROM archive_commits WHERE key = ?1 ->> '$.key')";
 
-/// Whether the object is committed (last in the commit's batch).
+/// Deletes the session's row when the committed object took it.
+pub const DELETE_PART_SESSION: &str = "\
+DELETE FROM chat_sessions
+WHERE id = ?1 ->> '$.session_id' AND ?1 ->> '$.session_archived' = 1
+  AND EXISTS (SELECT 1 FROM archive_commits WHERE key = ?1 ->> '$.key')";
+
+/// Whether this batch committed the object.
 pub const PART_COMMITTED: &str =
-    "SELECT EXISTS (SELECT 1 FROM archive_parts WHERE key = ?1 ->> '$.key') AS committed";
+    "SELECT EXISTS (SELECT 1 FROM archive_commits WHERE key = ?1 ->> '$.key') AS committed";
+
+/// Leaves the scratch table empty.
+pub const CLEAR_COMMIT: &str = "DELETE FROM archive_commits WHERE key = ?1 ->> '$.key'";
 
 /// The commit's batch, in order; each statement binds the part's JSON as `?1`.
-pub const COMMIT: [&str; 4] = [
-    COMMIT_PART,
+pub const COMMIT: [&str; 7] = [
+    COMMIT_GUARD,
+    ADD_TO_PLAYER,
     DELETE_PART_MESSAGES,
     DELETE_PART_EVENTS,
+    DELETE_PART_SESSION,
     PART_COMMITTED,
+    CLEAR_COMMIT,
 ];
+/// Position of [`PART_COMMITTED`] in [`COMMIT`].
+pub const COMMITTED_STATEMENT: usize = 5;
 
-/// The columns of an index row.
-const PART_COLUMNS: &str =
-    "key, user_id, session_id, first_at, last_at, turns, messages, point_events, points, bytes, archived_at";
+/// What the archive holds of a player (one row, or none). Binds: user.
+pub const PLAYER_ARCHIVE: &str = "\
+SELECT objects, sessions, turns, messages, point_events, points, bytes, first_at, last_at
+FROM archive_players WHERE user_id = ?1";
 
-/// The objects a history page lists at most ([`SESSION_PARTS`]'s `?4`). Each holds at least
-/// one message before the cursor, so this many always fill the largest page (100) and more:
-/// a page walks them newest first and stops once the rest are older than what it holds.
-pub const PARTS_PER_PAGE: i64 = 128;
-
-/// The objects of a session that may hold messages before `?3` (ms; NULL: all), newest
-/// first, at most `?4`. A history page walks them until it has its messages. Binds: user,
-/// session, before_at, limit.
-pub static SESSION_PARTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT {PART_COLUMNS} FROM archive_parts
-WHERE session_id = ?2 AND user_id = ?1 AND (?3 IS NULL OR first_at <= ?3)
-ORDER BY last_at DESC, key DESC
-LIMIT ?4"
-    )
-});
-
-/// A player's objects, oldest first, after the key `?2` (`''` for the first), at most `?3`.
-/// Binds: user, after, limit.
-pub static USER_PARTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT {PART_COLUMNS} FROM archive_parts
-WHERE user_id = ?1 AND key > ?2
-ORDER BY key
-LIMIT ?3"
-    )
-});
-
-/// For a consumer batch: the turns of `?1` that are not in this database but fall in the
-/// time range of one of their session's objects that the turn's row has not been checked
-/// against (`archive_seen`, the number of such objects seen when the consumer last looked
-/// in R2), with each such object's key. The consumer looks for them in those objects
+/// For a consumer batch: the turns of `?1` that are not in this database but whose time
+/// falls in what the archive holds of their player, beyond what the turn's row was checked
+/// against (`archive_seen`: the player's `objects` when the consumer last looked in R2),
+/// with the player's `objects` now. The consumer looks for them in the player's objects
 /// before it writes them (`consumer::turns`).
 pub const SELECT_ARCHIVED: &str = "\
-SELECT r.value ->> '$.turn_id' AS turn_id, a.key AS key,
-       (SELECT COUNT(*) FROM archive_parts AS c
-        WHERE c.session_id = r.value ->> '$.session_id'
-          AND c.first_at <= r.value ->> '$.user_at' AND c.last_at >= r.value ->> '$.user_at') AS covering
+SELECT r.value ->> '$.turn_id' AS turn_id, r.value ->> '$.user_id' AS user_id,
+       r.value ->> '$.session_id' AS session_id, r.value ->> '$.user_at' AS at,
+       a.objects AS objects
 FROM json_each(?1) AS r
-JOIN archive_parts AS a
-  ON a.session_id = r.value ->> '$.session_id'
- AND a.first_at <= r.value ->> '$.user_at' AND a.last_at >= r.value ->> '$.user_at'
-WHERE NOT EXISTS (SELECT 1 FROM chat_messages AS m WHERE m.id = r.value ->> '$.turn_id')
-  AND covering > COALESCE(r.value ->> '$.archive_seen', 0)
-ORDER BY r.key, a.key";
+JOIN archive_players AS a ON a.user_id = r.value ->> '$.user_id'
+WHERE a.first_at <= r.value ->> '$.user_at' AND r.value ->> '$.user_at' <= a.last_at
+  AND a.objects > COALESCE(r.value ->> '$.archive_seen', 0)
+  AND NOT EXISTS (SELECT 1 FROM chat_messages AS m WHERE m.id = r.value ->> '$.turn_id')";
 
 #[cfg(test)]
 mod tests {
@@ -158,5 +175,6 @@ mod tests {
         for s in super::COMMIT {
             assert!(s.contains("?1") && !s.contains("?2"));
         }
+        assert!(super::COMMIT[super::COMMITTED_STATEMENT].starts_with("SELECT"));
     }
 }

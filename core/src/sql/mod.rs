@@ -35,7 +35,7 @@ pub const SERVING_MIGRATIONS: [&str; 2] = ["0008_leaders.sql", LATEST_MIGRATION]
 /// The table every statement of this round needs (0010). A schema-1 database cannot take
 /// 0010 as a migration (0009 comes first and refuses a database holding turns), so an
 /// operator adds it with `wrangler d1 execute --file migrations/0010_archive.sql`.
-pub const ARCHIVE_TABLE: &str = "archive_parts";
+pub const ARCHIVE_TABLE: &str = "archive_players";
 
 /// The newest migration wrangler applied to a database.
 pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1";
@@ -44,7 +44,7 @@ pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id 
 /// archive's table ([`ARCHIVE_TABLE`]).
 pub const SCHEMA_CHECK: &str = "\
 SELECT (SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1) AS name,
-       EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'archive_parts') AS archive";
+       EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'archive_players') AS archive";
 
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
@@ -56,16 +56,16 @@ macro_rules! unfenced {
     };
 }
 
-/// True for a row `r` of `json_each(?1)` whose turn may be written: no object of the
-/// archive covers its time in its session, beyond the ones the consumer already looked in
-/// (`archive_seen`; see `archive::SELECT_ARCHIVED`). A turn an object covers may be
-/// archived already: the consumer looks for it in R2 first.
+/// True for a row `r` of `json_each(?1)` whose turn may be written: its time is outside
+/// what the archive holds of its player, or the consumer looked in the player's objects
+/// since the last was committed (`archive_seen`; see `archive::SELECT_ARCHIVED`). A turn
+/// inside may be archived already: the consumer looks for it in R2 first.
 macro_rules! unarchived {
     () => {
-        "(SELECT COUNT(*) FROM archive_parts AS a
-        WHERE a.session_id = r.value ->> '$.session_id'
-          AND a.first_at <= r.value ->> '$.user_at' AND a.last_at >= r.value ->> '$.user_at')
-       <= COALESCE(r.value ->> '$.archive_seen', 0)"
+        "NOT EXISTS (SELECT 1 FROM archive_players AS a
+        WHERE a.user_id = r.value ->> '$.user_id'
+          AND a.first_at <= r.value ->> '$.user_at' AND r.value ->> '$.user_at' <= a.last_at
+          AND a.objects > COALESCE(r.value ->> '$.archive_seen', 0))"
     };
 }
 
@@ -377,7 +377,7 @@ ORDER BY id LIMIT ?2";
 
 /// The users of one page whose `user_stats` snapshot differs from what the ledger (total,
 /// level) and the messages (last message) say, with both sides. Both span the two tiers:
-/// the archive's index rows carry each object's points, event count and newest time. Each user's
+/// `archive_players` carries what the archive holds of each player. Each user's
 /// ledger is read through the per-user indexes, so a page of 1,000 users stays far inside
 /// D1's 30 s statement limit whatever the database's size.
 static DRIFT: LazyLock<String> = LazyLock::new(|| {
@@ -387,14 +387,14 @@ WITH d AS (
   SELECT u.id AS user_id,
          s.total_points AS stored_total,
          (SELECT COALESCE(SUM(delta), 0) FROM point_events WHERE user_id = u.id)
-           + (SELECT COALESCE(SUM(points), 0) FROM archive_parts WHERE user_id = u.id) AS ledger_total,
+           + (SELECT COALESCE(SUM(points), 0) FROM archive_players WHERE user_id = u.id) AS ledger_total,
          (SELECT COUNT(*) FROM point_events WHERE user_id = u.id)
-           + (SELECT COALESCE(SUM(point_events), 0) FROM archive_parts WHERE user_id = u.id) AS events,
+           + (SELECT COALESCE(SUM(point_events), 0) FROM archive_players WHERE user_id = u.id) AS events,
          s.intimacy_level AS stored_level,
          s.last_message_at AS stored_last,
          (SELECT MAX(t) FROM (SELECT MAX(created_at) AS t FROM chat_messages WHERE user_id = u.id
                               UNION ALL
-                              SELECT MAX(last_at) FROM archive_parts WHERE user_id = u.id)) AS expected_last,
+                              SELECT MAX(last_at) FROM archive_players WHERE user_id = u.id)) AS expected_last,
          s.user_id IS NULL AS missing
   FROM ({USER_PAGE}) AS u
   LEFT JOIN user_stats AS s ON s.user_id = u.id
@@ -455,9 +455,11 @@ pub static MARK_LEADERS_IF_DRIFT: LazyLock<String> = LazyLock::new(|| {
 pub const PLAYER_STATS: &str = "\
 WITH b(prefix) AS (SELECT value FROM json_each(?1))
 SELECT (SELECT COUNT(*) FROM users WHERE substr(id, 1, 2) IN (SELECT prefix FROM b)) AS users,
-       (SELECT COUNT(*) FROM chat_sessions WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS sessions,
+       (SELECT COUNT(*) FROM chat_sessions WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b))
+         + (SELECT COALESCE(SUM(sessions), 0) FROM archive_players
+            WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS sessions,
        (SELECT COUNT(*) FROM point_events WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b))
-         + (SELECT COALESCE(SUM(point_events), 0) FROM archive_parts
+         + (SELECT COALESCE(SUM(point_events), 0) FROM archive_players
             WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS turns,
        (SELECT COALESCE(SUM(total_points), 0) FROM user_stats
         WHERE substr(user_id, 1, 2) IN (SELECT prefix FROM b)) AS total_points";

@@ -106,23 +106,23 @@ pub const TABLES: [Table; COPIED_TABLES] = [
             "updated_at",
         ],
     },
-    // The archive's index moves with the bucket; the objects in R2 are keyed by player and
-    // session, so they stay where they are.
+    // What the archive holds of each player moves with the bucket; the objects in R2 are
+    // keyed by player and session, so they stay where they are.
     Table {
-        name: "archive_parts",
+        name: "archive_players",
         user: "user_id",
-        key: "key",
+        key: "user_id",
         columns: &[
-            "key",
             "user_id",
-            "session_id",
-            "first_at",
-            "last_at",
+            "objects",
+            "sessions",
             "turns",
             "messages",
             "point_events",
             "points",
             "bytes",
+            "first_at",
+            "last_at",
             "archived_at",
         ],
     },
