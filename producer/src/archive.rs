@@ -10,6 +10,7 @@ use chat_core::admin::MAX_ADMIN_BODY_BYTES;
 use chat_core::archive::cursor::ArchiveRequest;
 use chat_core::archive::format::{session_prefix, user_prefix, MessageRow, Part, SessionRow};
 use chat_core::archive::history::{candidates, merge_page};
+use chat_core::archive::job;
 use chat_core::archive::ports::{
     ArchiveLedgers, Commit, ObjectReader, OldTurns, PartCommit, SessionRef,
 };
@@ -218,9 +219,9 @@ fn log(report: &PageReport) {
     );
 }
 
-/// The Cron Trigger: archives every turn older than `HOT_DAYS`, page after page, until the
-/// run is done or the invocation's budget of pages is spent (the next trigger goes on: a
-/// session already archived costs one index probe).
+/// The Cron Trigger: one job per database on the `chat-archive` queue, each archiving the
+/// database's turns older than `HOT_DAYS` (from the start of that UTC day), a few pages a
+/// delivery ([`jobs`]).
 pub async fn scheduled(env: &Env) {
     let hot_days = crate::config::Config::of(env).hot_days;
     let map = match crate::shard_map::refresh(env).await {
@@ -231,28 +232,95 @@ pub async fn scheduled(env: &Env) {
         }
     };
     let plan = Plan::of(&map);
-    let mut request = ArchiveRequest {
-        older_than_seconds: i64::from(hot_days) * 86_400,
-        cursor: None,
-        dry_run: false,
+    let cutoff = job::scheduled_cutoff(now_ms(), hot_days);
+    let texts: Vec<String> = job::jobs(&plan, cutoff)
+        .iter()
+        .map(|j| serde_json::to_string(j).expect("a job serializes"))
+        .collect();
+    match send_jobs(env, &texts).await {
+        Ok(()) => tracing::info!(jobs = texts.len(), cutoff, hot_days, "archive: jobs queued"),
+        Err(e) => tracing::error!(error = %e, "archive: jobs could not be queued; next trigger"),
+    }
+}
+
+async fn send_jobs(env: &Env, texts: &[String]) -> Result<(), String> {
+    let queue = env
+        .queue(crate::config::ARCHIVE_JOBS)
+        .map_err(|e| e.to_string())?;
+    worker_support::queue::send_texts(&queue, texts)
+        .await
+        .map_err(|(_, e)| e.to_string())
+}
+
+/// Pages one delivery of a job runs: within an invocation's subrequests with [`LIMITS`].
+const JOB_PAGES: usize = 3;
+
+/// A batch of the `chat-archive` queue: each job runs a few pages of its database, then
+/// sends what is left as a new job. R2 down retries the job later (nothing was deleted).
+pub async fn jobs(batch: worker::MessageBatch<String>, env: &Env) {
+    use worker::MessageExt;
+    let retry_later = worker::QueueRetryOptionsBuilder::new()
+        .with_delay_seconds(60)
+        .build();
+    let messages = match batch.messages() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "archive: unreadable job batch; retrying it");
+            batch.retry_all_with_options(&retry_later);
+            return;
+        }
     };
-    let now = now_ms();
-    for _ in 0..crate::config::ARCHIVE_PAGES_PER_TRIGGER {
-        match page(env, &plan, &request, now).await {
-            Ok(report) => {
-                log(&report);
-                match report.next_cursor.as_deref() {
-                    None => return,
-                    Some(c) => {
-                        request.cursor =
-                            chat_core::archive::cursor::ArchiveCursor::parse(c, &plan.bindings())
+    let plan = match crate::shard_map::refresh(env).await {
+        Ok(map) => Plan::of(&map),
+        Err(e) => {
+            tracing::error!(error = ?e, "archive: the bucket map cannot be read; retrying the jobs");
+            batch.retry_all_with_options(&retry_later);
+            return;
+        }
+    };
+    let store = match R2Store::from_env(env) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "archive: no archive bucket; the jobs are dropped");
+            batch.ack_all();
+            return;
+        }
+    };
+    for m in messages {
+        let job: job::Job = match serde_json::from_str(m.body()) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, body = %m.body(), "archive: a job that is not one; dropped");
+                m.ack();
+                continue;
+            }
+        };
+        match job::run_job(
+            &D1Ledgers { env },
+            &store,
+            &plan,
+            &job,
+            now_ms(),
+            LIMITS,
+            JOB_PAGES,
+        )
+        .await
+        {
+            Ok(outcome) => {
+                outcome.pages.iter().for_each(log);
+                if let Some(next) = outcome.next {
+                    let text = serde_json::to_string(&next).expect("a job serializes");
+                    if let Err(e) = send_jobs(env, &[text]).await {
+                        tracing::error!(error = %e, "archive: the rest of a job could not be queued; running it again");
+                        m.retry_with_options(&retry_later);
+                        continue;
                     }
                 }
+                m.ack();
             }
-            Err(e) => {
-                // R2 down: nothing was deleted; the next trigger tries again.
-                tracing::error!(error = ?e, "archive: run stopped");
-                return;
+            Err(ArchiveFailure::Store(e)) => {
+                tracing::error!(database = %job.database, error = %e, "archive: the store failed; nothing deleted; the job runs again in a minute");
+                m.retry_with_options(&retry_later);
             }
         }
     }

@@ -17,9 +17,8 @@ pub const AI: &str = "AI";
 pub const TURN_LIMITER: &str = "TURN_LIMITER";
 pub const SESSION_LIMITER: &str = "SESSION_LIMITER";
 pub const TICKET_LIMITER: &str = "TICKET_LIMITER";
-/// Pages one Cron Trigger of the archiver runs at most (each within its subrequests; the
-/// next trigger goes on).
-pub const ARCHIVE_PAGES_PER_TRIGGER: usize = 10;
+/// The archive's job queue (producer and consumer binding of this Worker).
+pub const ARCHIVE_JOBS: &str = "ARCHIVE_JOBS";
 /// The secret holding the admin token.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
@@ -57,8 +56,8 @@ pub struct Config {
     pub map_cache_seconds: u32,
     /// `SESSION_HISTORY_TURNS`: the turns an actor keeps, or why the setting is unusable.
     pub history_turns: Result<u32, String>,
-    /// `HOT_DAYS` (30, from 1 to 36,500): the archiver's Cron Trigger moves turns older than
-    /// this out of D1 into R2.
+    /// `HOT_DAYS` (30, at most 36,500): the archiver's Cron Trigger moves turns older than
+    /// this out of D1 into R2 (0: every turn, for tests).
     pub hot_days: u32,
     /// `LIVE_FRAME_LIMIT`: frames a live socket may send per window before it is closed.
     pub live_frame_limit: u32,
@@ -125,7 +124,7 @@ impl Config {
             history_turns: chat_core::session::history_turns(
                 var("SESSION_HISTORY_TURNS").as_deref(),
             ),
-            hot_days: number("HOT_DAYS").map_or(30, |d| d.clamp(1, 36_500) as u32),
+            hot_days: number("HOT_DAYS").map_or(30, |d| d.min(36_500) as u32),
             live_frame_limit: number("LIVE_FRAME_LIMIT")
                 .map_or(crate::actor::live::FLOOD_FRAMES, |n| {
                     n.min(u64::from(u32::MAX)) as u32

@@ -56,7 +56,9 @@ mod shard_map;
 mod stats;
 
 pub use actor::SessionActor;
-use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{
+    event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
+};
 
 #[event(start)]
 fn start() {
@@ -75,9 +77,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     Ok(routes::handle(req, &env).await)
 }
 
-/// The Cron Trigger (`[triggers]` in wrangler.toml): the archiver.
+/// The Cron Trigger (`[triggers]` in wrangler.toml): the archiver's jobs, one per database.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    faults::slow_d1(&env);
     archive::scheduled(&env).await;
+}
+
+/// The `chat-archive` queue: each job archives some pages of one database.
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    faults::slow_d1(&env);
+    archive::jobs(batch, &env).await;
+    Ok(())
 }

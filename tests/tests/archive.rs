@@ -7,7 +7,7 @@
 //! the archiver, and bad input refused with a stable code.
 
 use chat_core::record::{sample, TurnRecord};
-use e2e::{now_ms, wait_for, Workers};
+use e2e::{now_ms, wait_for, Options, Workers};
 use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
@@ -301,17 +301,64 @@ async fn history_and_the_ledger_span_d1_and_the_archive() {
         "{answer}"
     );
 
-    // The Cron Trigger runs the archiver (HOT_DAYS = 30: nothing that old here).
-    let r = reqwest::get(w.url("/__scheduled?cron=17+*+*+*+*"))
+    // The Cron Trigger queues a job per database (HOT_DAYS = 30: nothing that old here).
+    let r = reqwest::get(w.url("/__scheduled?cron=17+3+*+*+*"))
         .await
         .unwrap();
     assert!(r.status().is_success());
     assert!(
-        wait_for(Duration::from_secs(20), || !w
+        wait_for(Duration::from_secs(20), || w
             .log_events("archive page")
-            .is_empty())
+            .len()
+            >= 2)
         .await,
+        "a page of each database's job\n{}",
+        w.log_tail()
+    );
+}
+
+/// The Cron Trigger archives through its job queue: with `HOT_DAYS = 0` every turn goes,
+/// database by database, a few pages a delivery, and history and totals read the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cron_trigger_archives_through_its_job_queue() {
+    let w = Workers::start_with(Options {
+        chat_vars: vec![("HOT_DAYS", "0".into())],
+        ..Options::default()
+    })
+    .await;
+    let mut sessions = Vec::new();
+    for p in 0..4 {
+        let player = format!("x:cron-{p}");
+        let session = w.session(&player, "kai").await;
+        for i in 0..3 {
+            w.chat_ok(&player, &session, &format!("turn {i}")).await;
+        }
+        sessions.push((player, session));
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || w.stored_turns() == 12).await,
         "{}",
         w.log_tail()
     );
+    let r = reqwest::get(w.url("/__scheduled?cron=17+3+*+*+*"))
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert!(
+        wait_for(Duration::from_secs(60), || w.stored_turns() == 0).await,
+        "every turn archived by the jobs\n{}",
+        w.log_tail()
+    );
+    assert_eq!(
+        w.count("SELECT COALESCE(SUM(turns), 0) FROM archive_players"),
+        12
+    );
+    assert_eq!(w.count("SELECT COUNT(*) FROM chat_sessions"), 0);
+    for (player, session) in &sessions {
+        let (status, page) = w
+            .get(&format!("/api/sessions/{session}/messages"), player)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["messages"].as_array().map(Vec::len), Some(6), "{page}");
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`run`]: one page of an archive run, crash-safe and idempotent: write the object, read
 //!   it back, then commit (index row + deletes, atomically, only if every row is still there).
 //! - [`cursor`]: where a run goes on, and the request that runs it.
+//! - [`job`]: the Cron Trigger's run, one job per database on a queue, each a few pages.
 //! - [`history`]: a page of a session's history over both tiers.
 //! - [`stored_turns`]: the turns of some objects, for the consumer's dedup across tiers.
 //!
@@ -17,6 +18,7 @@
 pub mod cursor;
 pub mod format;
 pub mod history;
+pub mod job;
 pub mod ports;
 pub mod run;
 
