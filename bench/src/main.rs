@@ -22,10 +22,13 @@
 //!   players at a human pace, a session start and a socket's setup shared over its turns;
 //!   `bench::cost` prices them.
 //! - [`slow_d1`]: the chat and the inline design with every D1 call made late, as deployed.
+//! - [`archive`]: turns archived per second from a database, D1 and R2 bytes per turn, and
+//!   a history page read from D1 and from the archive.
 //! - [`size`]: each Worker's wasm and bundle, raw and gzip.
 //! - [`check`]: every 200-answered turn stored exactly once, totals equal to the ledger.
 //! - `bench::report` (the library): the goals, and the text of a run for `bench/README.md`.
 
+mod archive;
 mod capacity;
 mod check;
 mod connections;
@@ -120,6 +123,10 @@ pub struct Params {
     /// Only the cost scenario (with the sizes): for measuring a change to what a turn costs.
     #[arg(long)]
     pub costs_only: bool,
+    /// Only the archive scenario: with `--merge`, its figures go into `--out` (dated
+    /// `archiveDate`).
+    #[arg(long)]
+    pub archive_only: bool,
     /// With `--costs-only`: put its figures into `--out` (the run's `costs` replaced, dated
     /// `costsDate`), for a change that moves only what a turn costs.
     #[arg(long)]
@@ -186,6 +193,26 @@ async fn main() -> anyhow::Result<()> {
     // Each variant runs alone on the machine (see `connections`).
     let specs = target::specs();
     let spec = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
+    if params.archive_only {
+        let figures = archive::run(&params).await?;
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+        if params.merge {
+            anyhow::ensure!(
+                !params.quick,
+                "--merge takes a full run's figures, not --quick's"
+            );
+            let mut whole: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&params.out)?)?;
+            whole["archive"] = figures;
+            whole["archiveDate"] = json!(started);
+            std::fs::write(&params.out, serde_json::to_string_pretty(&whole)? + "\n")?;
+            eprintln!(
+                "bench: archive figures merged into {}",
+                params.out.display()
+            );
+        }
+        return Ok(());
+    }
     if params.costs_only {
         let costs = counts::run(spec("after"), spec("inline"), &params).await?;
         let slow = slow_d1::run(spec("dev"), spec("inline"), &params).await?;
@@ -259,6 +286,7 @@ async fn main() -> anyhow::Result<()> {
     for &n in &params.databases {
         by_databases.push(storage::run(&params, 100, n).await?.to_json());
     }
+    let archive = archive::run(&params).await?;
     let mut run = json!({
         "date": started,
         "quick": params.quick,
@@ -281,6 +309,7 @@ async fn main() -> anyhow::Result<()> {
         "slowD1": slow,
         "storage": storage_runs,
         "storageByDatabases": by_databases,
+        "archive": archive,
         "sizes": sizes,
     });
     run["goals"] = report::goals(&run);

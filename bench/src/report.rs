@@ -459,6 +459,31 @@ pub fn markdown(r: &Value) -> String {
         );
     }
 
+    if r["archive"].is_object() {
+        s += "\n**The archive** (`bench::archive`: a run of `POST /admin/archive` pages over one database, the turns' text of a chat's length; a history page of 50 read before and after)\n\n";
+        if let Some(date) = r["archiveDate"].as_str() {
+            s += &format!("Run on {date} with `--archive-only --merge`.\n\n");
+        }
+        s += "| D1 delay ms | turns | turns archived/s | D1 bytes/turn | R2 bytes/turn | D1 rows written/turn | D1 rows read/turn | D1 page p50 ms | archived page p50 ms | ratio |\n";
+        s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        for key in ["slowD1", "localD1"] {
+            let a = &r["archive"][key];
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                a["d1DelayMs"],
+                a["turns"],
+                f(&a["turnsPerSecond"]),
+                f(&a["d1BytesPerTurn"]),
+                f(&a["r2BytesPerTurn"]),
+                f(&a["d1RowsWrittenPerTurn"]),
+                f(&a["d1RowsReadPerTurn"]),
+                f(&a["d1PageP50Ms"]),
+                f(&a["archivedPageP50Ms"]),
+                f(&a["archivedToD1PageP50"]),
+            );
+        }
+    }
+
     s += "\n**What a turn costs** (`bench::cost`)\n\n";
     s += &match crate::cost::Prices::load() {
         Ok(prices) => crate::cost::markdown(r, &prices),

@@ -368,6 +368,23 @@ impl Sim {
         }
     }
 
+    /// The messages of the turns applied in `session`: (created_at, id), oldest first.
+    fn messages_of(&self, session: Uuid) -> Vec<(i64, String)> {
+        let mut v: Vec<(i64, String)> = self
+            .applied
+            .values()
+            .filter(|r| r.session_id == session)
+            .flat_map(|r| {
+                [
+                    (r.user_message.created_at, r.turn_id.to_string()),
+                    (r.agent_message.created_at, r.agent_message.id.to_string()),
+                ]
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Walks a session's history back, page by page, with `between` run before each page
     /// after the first; returns the messages oldest first.
     fn walk(
@@ -531,21 +548,7 @@ fn every_turn_is_stored_once_across_both_tiers_through_faults_and_races() {
     // History reads whole across the tiers.
     for p in &sim.players {
         for &s in &p.sessions {
-            let expected: Vec<String> = {
-                let mut v: Vec<(i64, String)> = sim
-                    .applied
-                    .values()
-                    .filter(|r| r.session_id == s)
-                    .flat_map(|r| {
-                        [
-                            (r.user_message.created_at, r.turn_id.to_string()),
-                            (r.agent_message.created_at, r.agent_message.id.to_string()),
-                        ]
-                    })
-                    .collect();
-                v.sort();
-                v.into_iter().map(|(_, id)| id).collect()
-            };
+            let expected: Vec<String> = sim.messages_of(s).into_iter().map(|(_, id)| id).collect();
             let got: Vec<String> = sim
                 .walk(p, s, 3, &mut || {})
                 .into_iter()
@@ -614,18 +617,7 @@ fn history_reads_whole_while_a_run_archives_between_pages() {
     };
     for p in &sim.players {
         for &s in &p.sessions {
-            let mut expected: Vec<(i64, String)> = sim
-                .applied
-                .values()
-                .filter(|r| r.session_id == s)
-                .flat_map(|r| {
-                    [
-                        (r.user_message.created_at, r.turn_id.to_string()),
-                        (r.agent_message.created_at, r.agent_message.id.to_string()),
-                    ]
-                })
-                .collect();
-            expected.sort();
+            let expected = sim.messages_of(s);
             // Between two pages, a run archives a little more each time, from the oldest.
             let mut cut = now;
             let mut between = || {

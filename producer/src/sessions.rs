@@ -82,7 +82,10 @@ pub async fn reachable(
     if id_key(env).is_some_and(|key| id.is_issued(key.as_bytes())) {
         return Ok(());
     }
-    owned(services, identity, id).await.map(|_| ())
+    // A session whose row went to the archive with its last turns is still the player's.
+    owned_here_or_archived(services, identity, id)
+        .await
+        .map(|_| ())
 }
 
 /// The session `id` if it belongs to the player; another player's session is "not found" too,

@@ -48,6 +48,7 @@ const en = {
   leadersPartial: "Some players are missing: a database is not answering.",
   stop: "Stop",
   olderMessages: "Earlier messages",
+  olderMessagesHint: "Messages older than 30 days come from the archive: they read the same, a moment slower.",
   historyEmpty: "Say hello.",
   loading: "Loading…",
   emotions: {
@@ -200,6 +201,7 @@ const ja: Dict = {
   leadersPartial: "一部のプレイヤーが表示されていません（データベースが応答していません）。",
   stop: "停止",
   olderMessages: "以前のメッセージ",
+  olderMessagesHint: "30日より前のメッセージはアーカイブから読み込みます。内容は同じで、少し時間がかかります。",
   historyEmpty: "あいさつしてみましょう。",
   loading: "読み込み中…",
   emotions: {

@@ -114,7 +114,7 @@ function layout(): void {
         h(
           "section",
           { id: "chat", hidden: true },
-          h("button", { id: "older", type: "button", class: "link", hidden: true }, w.olderMessages),
+          h("button", { id: "older", type: "button", class: "link", hidden: true, title: w.olderMessagesHint }, w.olderMessages),
           h("ol", { id: "log", "aria-live": "polite" }),
           h(
             "div",
@@ -345,7 +345,11 @@ const liveEvents = {
   },
 };
 
-/** The newest page of history (or the one before `before`), put above what is shown. */
+/**
+ * The newest page of history (or the one before `before`), put above what is shown. The
+ * server reads D1 and, for turns older than HOT_DAYS, the archive in R2 with the same cursor:
+ * the page cannot tell, but an archived page takes a moment longer.
+ */
 async function loadPage(before: string | undefined): Promise<void> {
   if (!session) return;
   const q = new URLSearchParams({ limit: "50" });

@@ -301,22 +301,8 @@ pub fn both_tiers(dbs: &Databases, db: &str) -> Result<Tiers, String> {
             .take_while(|(k, _)| k.starts_with(&prefix))
         {
             let part = crate::archive::Part::decode(bytes).map_err(|e| e.to_string())?;
-            for m in part.messages {
-                if let Some(held) = messages.get(&m.id) {
-                    if *held != m {
-                        return Err(format!("message {} differs between copies", m.id));
-                    }
-                }
-                messages.insert(m.id.clone(), m);
-            }
-            for e in part.events {
-                if let Some(held) = events.get(&e.id) {
-                    if *held != e {
-                        return Err(format!("event {} differs between copies", e.id));
-                    }
-                }
-                events.insert(e.id.clone(), e);
-            }
+            take_once(&mut messages, part.messages, |m| &m.id)?;
+            take_once(&mut events, part.events, |e| &e.id)?;
             // D1's row wins: an object a run did not commit may hold an older copy (its
             // `ended_at` may have changed since), never another player's.
             if let Some(row) = part.session {
@@ -331,6 +317,24 @@ pub fn both_tiers(dbs: &Databases, db: &str) -> Result<Tiers, String> {
         }
     }
     Ok((messages, events, sessions))
+}
+
+/// Adds `rows` to `held` by id; a row held already must be the same row.
+fn take_once<T: PartialEq>(
+    held: &mut BTreeMap<String, T>,
+    rows: Vec<T>,
+    id: impl Fn(&T) -> &String,
+) -> Result<(), String> {
+    for row in rows {
+        match held.get(id(&row)) {
+            Some(h) if *h != row => return Err(format!("row {} differs between copies", id(&row))),
+            Some(_) => {}
+            None => {
+                held.insert(id(&row).clone(), row);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One page of a session's history over both tiers, as `GET /api/sessions/{id}/messages`
