@@ -156,7 +156,8 @@ pub async fn run_at(params: &Params, delay_ms: u32) -> anyhow::Result<Value> {
     }
     let empty = w.database_bytes();
     let mut rng = StdRng::seed_from_u64(29);
-    let start = now_ms();
+    // A second apart, all in the past: the run archives every one of them.
+    let start = now_ms() - 10 * 60_000;
     let mut records: Vec<TurnRecord> = Vec::new();
     for (p, (player, session)) in sessions.iter().enumerate() {
         let name = player.trim_start_matches("x:");

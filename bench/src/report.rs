@@ -482,6 +482,9 @@ pub fn markdown(r: &Value) -> String {
                 f(&a["archivedToD1PageP50"]),
             );
         }
+        if let Ok(prices) = crate::cost::Prices::load() {
+            s += &crate::cost::archive_markdown(r, &prices);
+        }
     }
 
     s += "\n**What a turn costs** (`bench::cost`)\n\n";

@@ -362,3 +362,56 @@ async fn the_cron_trigger_archives_through_its_job_queue() {
         assert_eq!(page["messages"].as_array().map(Vec::len), Some(6), "{page}");
     }
 }
+
+/// A database that is down is skipped and named, and the others are archived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_is_skipped_and_named() {
+    let until = now_ms() + 180_000;
+    let w = Workers::start_with(Options {
+        databases: 3,
+        chat_vars: vec![("FAULTS", format!("down=DB_2@{until}"))],
+        ..Options::default()
+    })
+    .await;
+    // A player of DB_1 (buckets 85 to 169 of `0-84=DB_0,85-169=DB_1,170-255=DB_2`).
+    let name = (0..)
+        .map(|i| format!("skip-{i}"))
+        .find(|n| {
+            let user = chat_core::identity::Identity::new(chat_core::identity::AuthProvider::X, n)
+                .unwrap()
+                .user_id();
+            (85..170).contains(&chat_core::shards::bucket(&user))
+        })
+        .unwrap();
+    let player = format!("x:{name}");
+    let session = w.session(&player, "kai").await;
+    w.chat_ok(&player, &session, "one").await;
+    w.chat_ok(&player, &session, "two").await;
+    assert!(
+        wait_for(Duration::from_secs(30), || w.stored_in(&session) == 2).await,
+        "{}",
+        w.log_tail()
+    );
+    let mut cursor = Value::Null;
+    let (mut turns, mut skipped) = (0, Vec::new());
+    loop {
+        let (status, page) = w
+            .admin(
+                "POST",
+                "/admin/archive",
+                Some(&json!({ "olderThanSeconds": 0, "cursor": cursor })),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        turns += page["turns"].as_i64().unwrap();
+        skipped.extend(page["skipped"].as_array().cloned().unwrap_or_default());
+        cursor = page["nextCursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(turns, 2, "DB_1's turns archived");
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0]["database"], "DB_2");
+    assert!(skipped[0]["error"].as_str().is_some_and(|e| !e.is_empty()));
+}
