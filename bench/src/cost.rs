@@ -457,6 +457,103 @@ pub fn summary(run: &Value, prices: &Prices) -> String {
     s
 }
 
+/// Sessions a daily player plays a day, as the cost scenario shares a session's start over
+/// [`TURNS_PER_PLAYER_PER_DAY`] turns: the archive writes one object per session per day.
+pub const SESSIONS_PER_PLAYER_PER_DAY: f64 = 1.0;
+
+/// Days of turns D1 keeps with the archive at `HOT_DAYS = 30` run daily: the window and the
+/// day the next run has not reached yet.
+pub const HOT_WINDOW_DAYS: f64 = 31.0;
+
+/// The month-12 storage bill at 1,000,000 daily players, before the archive (every turn in D1,
+/// [`stored_months`] months of them) and after (31 days in D1, the rest in R2), from the
+/// run's measured bytes per turn (`archive.slowD1`), and what archiving itself costs a
+/// month: its D1 rows (the deletes are rows written) and its R2 operations (a write and its
+/// read back per object). `None` without an archive run.
+pub fn archive_bill(run: &Value, prices: &Prices) -> Option<Value> {
+    let a = &run["archive"]["slowD1"];
+    let d1_bytes = a["d1BytesPerTurn"].as_f64()?;
+    let r2_bytes = a["r2BytesPerTurn"].as_f64()?;
+    let written = a["d1RowsWrittenPerTurn"].as_f64()?;
+    let read = a["d1RowsReadPerTurn"].as_f64()?;
+    let players = 1_000_000.0;
+    let turns_a_day = players * TURNS_PER_PLAYER_PER_DAY;
+    let days = stored_months(12) * DAYS_PER_MONTH;
+    let gb = |bytes: f64| bytes / 1e9;
+    let beyond = |key: &str, amount: f64| {
+        let u = prices.units.iter().find(|u| u.key == key)?;
+        Some((amount - u.included_per_month).max(0.0) * u.price / u.per)
+    };
+    let before = beyond("d1StoredGbMonths", gb(days * turns_a_day * d1_bytes))?;
+    let hot_d1 = beyond(
+        "d1StoredGbMonths",
+        gb(HOT_WINDOW_DAYS * turns_a_day * d1_bytes),
+    )?;
+    let cold_r2 = beyond(
+        "r2StoredGbMonths",
+        gb((days - HOT_WINDOW_DAYS) * turns_a_day * r2_bytes),
+    )?;
+    let month_turns = turns_a_day * DAYS_PER_MONTH;
+    let objects = players * SESSIONS_PER_PLAYER_PER_DAY * DAYS_PER_MONTH;
+    let rows_written = beyond("d1RowsWritten", month_turns * written)?;
+    let rows_read = beyond("d1RowsRead", month_turns * read)?;
+    let r2_ops = beyond("r2ClassA", objects)? + beyond("r2ClassB", objects)?;
+    let per_db_gb = gb(HOT_WINDOW_DAYS * turns_a_day / 256.0 * d1_bytes);
+    Some(json!({
+        "dailyPlayers": players,
+        "storageBefore": before,
+        "storageAfterD1": hot_d1,
+        "storageAfterR2": cold_r2,
+        "storageAfter": hot_d1 + cold_r2,
+        "storageRatio": (hot_d1 + cold_r2) / before,
+        "archiveRowsWritten": rows_written,
+        "archiveRowsRead": rows_read,
+        "archiveR2Operations": r2_ops,
+        "afterWithArchiving": hot_d1 + cold_r2 + rows_written + rows_read + r2_ops,
+        "bucketDatabaseGb": per_db_gb,
+        "hotDaysFor3Gb": 3.0 / gb(turns_a_day / 256.0 * d1_bytes) - 1.0,
+    }))
+}
+
+/// [`archive_bill`] as a table.
+pub fn archive_markdown(run: &Value, prices: &Prices) -> String {
+    let Some(b) = archive_bill(run, prices) else {
+        return String::new();
+    };
+    let d = |k: &str| format!("${:.0}", b[k].as_f64().unwrap_or(0.0));
+    let archiving = format!(
+        "${:.0}",
+        [
+            "archiveRowsWritten",
+            "archiveRowsRead",
+            "archiveR2Operations"
+        ]
+        .iter()
+        .map(|k| b[*k].as_f64().unwrap_or(0.0))
+        .sum::<f64>()
+    );
+    format!(
+        "\nMonth 12 at 1,000,000 daily players (20 turns each, one session a day; the bytes and rows per turn measured above at 30 ms):\n\n\
+         | | storage | archiving (D1 rows, R2 operations) | total |\n|---|---:|---:|---:|\n\
+         | every turn in D1 | {} | – | {} |\n\
+         | 31 days in D1, the rest in R2 | {} (D1 {}, R2 {}) | {} ({} written, {} read, {} R2) | {} |\n\n\
+         Storage after is {:.1}% of before. A bucket's database holds {:.2} GB at steady state; {:.0} hot days would fill 3 GB.\n",
+        d("storageBefore"),
+        d("storageBefore"),
+        d("storageAfter"),
+        d("storageAfterD1"),
+        d("storageAfterR2"),
+        archiving,
+        d("archiveRowsWritten"),
+        d("archiveRowsRead"),
+        d("archiveR2Operations"),
+        d("afterWithArchiving"),
+        b["storageRatio"].as_f64().unwrap_or(0.0) * 100.0,
+        b["bucketDatabaseGb"].as_f64().unwrap_or(0.0),
+        b["hotDaysFor3Gb"].as_f64().unwrap_or(0.0),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +604,25 @@ mod tests {
         // 1M players: 600M turns: 590M requests and 5,950M rows beyond the allowance.
         let big = monthly_bill(&b, &p, 1_000_000.0, 1, Allowances::Separate);
         assert!((big - (5.0 + 590.0 * 0.30 + 5_950.0)).abs() < 1e-6, "{big}");
+    }
+
+    #[test]
+    fn the_archive_bill_keeps_31_days_in_d1_and_the_rest_in_r2() {
+        let run = json!({ "archive": { "slowD1": {
+            "d1BytesPerTurn": 1000.0, "r2BytesPerTurn": 100.0,
+            "d1RowsWrittenPerTurn": 3.0, "d1RowsReadPerTurn": 0.0 } } });
+        let prices = Prices::load().unwrap();
+        let b = archive_bill(&run, &prices).unwrap();
+        // 20M turns a day of 1 KB: 31 days in D1 is 620 GB, 11.5 months is 6,900 GB.
+        let d1 = |gb: f64| (gb - 5.0) * 0.75;
+        assert!((b["storageBefore"].as_f64().unwrap() - d1(6_900.0)).abs() < 1e-6);
+        assert!((b["storageAfterD1"].as_f64().unwrap() - d1(620.0)).abs() < 1e-6);
+        let r2 = (6_900.0 - 620.0) / 10.0 - 10.0;
+        assert!((b["storageAfterR2"].as_f64().unwrap() - r2 * 0.015).abs() < 1e-6);
+        // 600M turns a month, 3 rows each, 50M included.
+        assert!((b["archiveRowsWritten"].as_f64().unwrap() - 1_750.0).abs() < 1e-6);
+        assert!((b["bucketDatabaseGb"].as_f64().unwrap() - 2.421875).abs() < 1e-9);
+        assert!(archive_bill(&json!({}), &prices).is_none());
     }
 
     #[test]
@@ -567,92 +683,4 @@ mod tests {
         );
         assert_eq!(money(1234567.8), "$1,234,568");
     }
-}
-
-/// Sessions a daily player plays a day, as the cost scenario shares a session's start over
-/// [`TURNS_PER_PLAYER_PER_DAY`] turns: the archive writes one object per session per day.
-pub const SESSIONS_PER_PLAYER_PER_DAY: f64 = 1.0;
-
-/// Days of turns D1 keeps with the archive at `HOT_DAYS = 30` run daily: the window and the
-/// day the next run has not reached yet.
-pub const HOT_WINDOW_DAYS: f64 = 31.0;
-
-/// The month-12 storage bill at 1,000,000 daily players, before the archive (every turn in D1,
-/// [`stored_months`] months of them) and after (31 days in D1, the rest in R2), from the
-/// run's measured bytes per turn (`archive.slowD1`), and what archiving itself costs a
-/// month: its D1 rows (the deletes are rows written) and its R2 operations (a write and its
-/// read back per object). `None` without an archive run.
-pub fn archive_bill(run: &Value, prices: &Prices) -> Option<Value> {
-    let a = &run["archive"]["slowD1"];
-    let d1_bytes = a["d1BytesPerTurn"].as_f64()?;
-    let r2_bytes = a["r2BytesPerTurn"].as_f64()?;
-    let written = a["d1RowsWrittenPerTurn"].as_f64()?;
-    let read = a["d1RowsReadPerTurn"].as_f64()?;
-    let players = 1_000_000.0;
-    let turns_a_day = players * TURNS_PER_PLAYER_PER_DAY;
-    let days = stored_months(12) * DAYS_PER_MONTH;
-    let gb = |bytes: f64| bytes / 1e9;
-    let beyond = |key: &str, amount: f64| {
-        let u = prices.units.iter().find(|u| u.key == key)?;
-        Some((amount - u.included_per_month).max(0.0) * u.price / u.per)
-    };
-    let before = beyond("d1StoredGbMonths", gb(days * turns_a_day * d1_bytes))?;
-    let hot_d1 = beyond("d1StoredGbMonths", gb(HOT_WINDOW_DAYS * turns_a_day * d1_bytes))?;
-    let cold_r2 = beyond(
-        "r2StoredGbMonths",
-        gb((days - HOT_WINDOW_DAYS) * turns_a_day * r2_bytes),
-    )?;
-    let month_turns = turns_a_day * DAYS_PER_MONTH;
-    let objects = players * SESSIONS_PER_PLAYER_PER_DAY * DAYS_PER_MONTH;
-    let rows_written = beyond("d1RowsWritten", month_turns * written)?;
-    let rows_read = beyond("d1RowsRead", month_turns * read)?;
-    let r2_ops = beyond("r2ClassA", objects)? + beyond("r2ClassB", objects)?;
-    let per_db_gb = gb(HOT_WINDOW_DAYS * turns_a_day / 256.0 * d1_bytes);
-    Some(json!({
-        "dailyPlayers": players,
-        "storageBefore": before,
-        "storageAfterD1": hot_d1,
-        "storageAfterR2": cold_r2,
-        "storageAfter": hot_d1 + cold_r2,
-        "storageRatio": (hot_d1 + cold_r2) / before,
-        "archiveRowsWritten": rows_written,
-        "archiveRowsRead": rows_read,
-        "archiveR2Operations": r2_ops,
-        "afterWithArchiving": hot_d1 + cold_r2 + rows_written + rows_read + r2_ops,
-        "bucketDatabaseGb": per_db_gb,
-        "hotDaysFor3Gb": 3.0 / gb(turns_a_day / 256.0 * d1_bytes) - 1.0,
-    }))
-}
-
-/// [`archive_bill`] as a table.
-pub fn archive_markdown(run: &Value, prices: &Prices) -> String {
-    let Some(b) = archive_bill(run, prices) else {
-        return String::new();
-    };
-    let d = |k: &str| format!("${:.0}", b[k].as_f64().unwrap_or(0.0));
-    format!(
-        "\nMonth 12 at 1,000,000 daily players (20 turns each, one session a day; the bytes and rows per turn measured above at 30 ms):\n\n\
-         | | storage | archiving (D1 rows, R2 operations) | total |\n|---|---:|---:|---:|\n\
-         | every turn in D1 | {} | – | {} |\n\
-         | 31 days in D1, the rest in R2 | {} (D1 {}, R2 {}) | {} ({} written, {} read, {} R2) | {} |\n\n\
-         Storage after is {:.1}% of before. A bucket's database holds {:.2} GB at steady state; {:.0} hot days would fill 3 GB.\n",
-        d("storageBefore"),
-        d("storageBefore"),
-        d("storageAfter"),
-        d("storageAfterD1"),
-        d("storageAfterR2"),
-        format!(
-            "${:.0}",
-            b["archiveRowsWritten"].as_f64().unwrap_or(0.0)
-                + b["archiveRowsRead"].as_f64().unwrap_or(0.0)
-                + b["archiveR2Operations"].as_f64().unwrap_or(0.0)
-        ),
-        d("archiveRowsWritten"),
-        d("archiveRowsRead"),
-        d("archiveR2Operations"),
-        d("afterWithArchiving"),
-        b["storageRatio"].as_f64().unwrap_or(0.0) * 100.0,
-        b["bucketDatabaseGb"].as_f64().unwrap_or(0.0),
-        b["hotDaysFor3Gb"].as_f64().unwrap_or(0.0),
-    )
 }
