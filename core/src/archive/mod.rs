@@ -4,7 +4,8 @@
 //! - [`format`]: an object (one session's oldest turns as gzip JSON lines) and its key.
 //! - [`ports`]: what the archiver needs: the databases' SQL and the object store.
 //! - [`run`]: one page of an archive run, crash-safe and idempotent: write the object, read
-//!   it back, then commit (index row + deletes, atomically, only if every row is still there).
+//!   it back, then commit (the rows deleted and counted for the player, atomically, only if
+//!   every row is still there).
 //! - [`cursor`]: where a run goes on, and the request that runs it.
 //! - [`job`]: the Cron Trigger's run, one job per database on a queue, each a few pages.
 //! - [`history`]: a page of a session's history over both tiers.
