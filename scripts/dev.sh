@@ -62,7 +62,9 @@ if [ -n "${FAULTS:-}" ]; then
   log "faults in both Workers: '${FAULTS:-}', retry base ${RETRY_BASE_SECONDS:-2} s (local build only)"
 fi
 log "starting both Workers: play at http://localhost:$PORT, operate at http://localhost:$PORT/ops (X-Dev-User auth)"
-exec wrangler dev --local -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
+# --test-scheduled: `curl "localhost:$PORT/__scheduled?cron=17+3+*+*+*"` runs the daily
+# Cron Trigger (the archiver's jobs) now.
+exec wrangler dev --local --test-scheduled -c "$CHAT_CONFIG" -c "$CONSUMER_CONFIG" --persist-to "$STATE" \
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --var ALLOW_DEV_AUTH:local-only \
   --var "ADMIN_TOKEN:$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)" \
   --var "SESSION_ID_KEY:$(sed -n 's/^SESSION_ID_KEY=//p' .dev.vars)" \
