@@ -2,8 +2,9 @@
 //! the chat Worker implements them over D1 and the turn queue, the native tests over SQLite
 //! and an in-memory queue (so the randomized consumer run replays with this very flow).
 //!
-//! 1. Judge every letter against what its player's database holds now (`dead_letter::
-//!    verdict`): would apply, already applied, conflict, or invalid. A payload that is not a
+//! 1. Judge every letter against what its player's database holds now, and the archive for
+//!    a turn the database no longer holds (`dead_letter::verdict`): would apply, already
+//!    applied, conflict, or invalid. A payload that is not a
 //!    record has no player, and is invalid whatever is stored.
 //! 2. A real run (not a dry run) re-queues what would apply, in order, and marks as replayed
 //!    exactly the letters whose payload the queue took: a send that stops part way leaves
@@ -63,6 +64,12 @@ pub trait ReplayPorts {
         binding: &str,
         turn_ids: &[&str],
     ) -> Result<Vec<StoredTurn>, Self::Error>;
+    /// The turns the archive holds of those `lookups` name (`archive::stored_turns`): a
+    /// letter whose turn was stored and then archived is already applied.
+    async fn archived_turns(
+        &self,
+        lookups: &[crate::archive::Lookup],
+    ) -> Result<Vec<StoredTurn>, Self::Error>;
     /// Puts the payloads on the turn queue in order; on failure, how many it took.
     async fn requeue(&self, payloads: &[String]) -> Result<(), (usize, String)>;
     /// Marks the letters `ids` replayed (counting the replay).
@@ -90,6 +97,20 @@ pub async fn replay<P: ReplayPorts>(
     let mut stored = Vec::new();
     for (binding, turn_ids) in by_db {
         stored.extend(ports.stored_turns(binding, &turn_ids).await?);
+    }
+    // A turn D1 no longer holds may be in the archive: look there before calling it new.
+    let lookups: Vec<crate::archive::Lookup> = letters
+        .iter()
+        .filter(|l| l.turn_id.is_some_and(|t| !stored.iter().any(|s| s.id == t)))
+        .filter_map(|l| l.payload.and_then(|p| TurnRecord::decode(p).ok()))
+        .map(|r| crate::archive::Lookup {
+            user_id: r.user.id.to_string(),
+            session_id: r.session_id.to_string(),
+            at: r.user_message.created_at,
+        })
+        .collect();
+    if !lookups.is_empty() {
+        stored.extend(ports.archived_turns(&lookups).await?);
     }
     let stored: HashMap<&str, &StoredTurn> = stored.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut counts = ReplayCounts {

@@ -186,6 +186,28 @@ async fn history_and_the_ledger_span_d1_and_the_archive() {
     assert_eq!(w.stored_in(&session), 0);
     assert_eq!(total(&w).await, points);
 
+    // A dead letter of an archived turn (a transient failure whose turn a retry stored
+    // before it was archived): the replay's dry run calls it already applied, from R2.
+    let now = now_ms();
+    w.shard("DB_0")
+        .execute(
+            "INSERT INTO dead_letters (id, turn_id, payload, error_class, error_text, attempts,
+                 first_failed_at, last_failed_at, status, replay_count, created_at, updated_at)
+             VALUES ('letter-archived', ?1, ?2, 'transient', 'D1 was down', 6, ?3, ?3, 'pending', 0, ?3, ?3)",
+            rusqlite::params![records[1].turn_id.to_string(), records[1].encode(), now],
+        )
+        .unwrap();
+    let (status, dry) = w
+        .admin(
+            "POST",
+            "/admin/dead-letters/replay",
+            Some(&json!({ "dryRun": true, "ids": ["letter-archived"] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["letters"][0]["verdict"], "already_applied", "{dry}");
+    assert_eq!(dry["counts"]["alreadyApplied"], 1, "{dry}");
+
     // A late turn, its time inside the archived object's range: applied once, in D1.
     let late = sample(NAME, sid, 9_100, start + 15);
     queue(&w, std::slice::from_ref(&late)).await;

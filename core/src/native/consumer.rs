@@ -280,6 +280,13 @@ pub struct Replayer<'a> {
 impl crate::replay::ReplayPorts for Replayer<'_> {
     type Error = String;
 
+    async fn archived_turns(
+        &self,
+        lookups: &[crate::archive::Lookup],
+    ) -> Result<Vec<crate::batch::StoredTurn>, String> {
+        crate::archive::stored_turns(&self.dbs.archive, lookups).await
+    }
+
     async fn stored_turns(
         &self,
         binding: &str,

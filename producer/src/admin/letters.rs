@@ -174,6 +174,17 @@ struct Ports<'a>(&'a Services);
 impl ReplayPorts for Ports<'_> {
     type Error = ApiError;
 
+    async fn archived_turns(
+        &self,
+        lookups: &[chat_core::archive::Lookup],
+    ) -> Result<Vec<StoredTurn>, ApiError> {
+        let store =
+            worker_support::r2::R2Store::from_env(&self.0.env).map_err(ApiError::Internal)?;
+        chat_core::archive::stored_turns(&store, lookups)
+            .await
+            .map_err(ApiError::ArchiveUnavailable)
+    }
+
     async fn stored_turns(
         &self,
         binding: &str,
