@@ -69,6 +69,7 @@ pub async fn turns(messages: &[Incoming], env: &Env, config: &Config) {
         applied = report.applied,
         duplicate = report.duplicate,
         archived = report.archived,
+        erased = report.erased,
         conflict = report.conflict,
         invalid = report.invalid,
         dead_lettered = report.dead_lettered,

@@ -127,6 +127,19 @@ impl Ledgers for Bindings<'_> {
             Some(r) => r.results().map_err(text)?,
             None => Vec::new(),
         };
+        #[derive(serde::Deserialize)]
+        struct Erased {
+            turn_id: String,
+        }
+        let erased = match results.get(sql::ERASED_STATEMENT) {
+            Some(r) => r
+                .results::<Erased>()
+                .map_err(text)?
+                .into_iter()
+                .map(|e| e.turn_id)
+                .collect(),
+            None => Vec::new(),
+        };
         let archived = match results.get(sql::ARCHIVED_STATEMENT) {
             Some(r) => r.results().map_err(text)?,
             None => Vec::new(),
@@ -140,6 +153,7 @@ impl Ledgers for Bindings<'_> {
             fenced,
             before,
             archived,
+            erased,
             inserted,
             statements: count,
         })

@@ -44,6 +44,10 @@ impl Config {
             },
             shard_map,
             map_cache_ms: i64::from(number(env, "SHARD_MAP_CACHE_SECONDS", 5).min(300)) * 1000,
+            // A secret (`wrangler secret put ERASURE_KEY -c consumer/wrangler.toml`), the
+            // same as the chat Worker's.
+            erasure_key: worker_support::env::var(env, "ERASURE_KEY")
+                .and_then(|k| chat_core::privacy::ErasureKey::new(&k)),
         };
         Self {
             settings,

@@ -81,6 +81,10 @@ pub struct TurnRow<'a> {
     /// not find it (`sql::archive::SELECT_ARCHIVED`); absent on a first write.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archive_seen: Option<u32>,
+    /// The player's keyed hash (`privacy::ErasureKey::tag`): the batch skips a turn whose
+    /// player was erased after it was made (`sql::erasures`). Absent without a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasure_tag: Option<String>,
 }
 
 impl<'a> TurnRow<'a> {
@@ -104,6 +108,7 @@ impl<'a> TurnRow<'a> {
                 .expect("a map serializes"),
             game_over: u8::from(r.game_over),
             archive_seen: None,
+            erasure_tag: None,
         }
     }
 }
@@ -123,11 +128,15 @@ pub fn turns_json<'a>(records: impl IntoIterator<Item = &'a TurnRecord>) -> Stri
 
 /// The JSON array of a second write: turns the consumer looked for in the archive, each with
 /// the number of objects it was not found in.
-pub fn turns_json_seen<'a>(records: impl IntoIterator<Item = (&'a TurnRecord, u32)>) -> String {
+pub fn turns_json_seen<'a>(
+    records: impl IntoIterator<Item = (&'a TurnRecord, u32)>,
+    tag: &dyn Fn(&Uuid) -> Option<String>,
+) -> String {
     let rows: Vec<TurnRow<'_>> = records
         .into_iter()
         .map(|(r, seen)| TurnRow {
             archive_seen: Some(seen),
+            erasure_tag: tag(&r.user.id),
             ..TurnRow::new(r)
         })
         .collect();
@@ -153,10 +162,26 @@ pub fn turn_chunks<T>(
     record: impl Fn(&T) -> &TurnRecord,
     max_bytes: usize,
 ) -> Vec<TurnChunk> {
+    turn_chunks_tagged(items, record, max_bytes, &|_| None)
+}
+
+/// [`turn_chunks`], each row carrying its player's erasure tag (`tag`).
+pub fn turn_chunks_tagged<T>(
+    items: &[T],
+    record: impl Fn(&T) -> &TurnRecord,
+    max_bytes: usize,
+    tag: &dyn Fn(&Uuid) -> Option<String>,
+) -> Vec<TurnChunk> {
     let firsts = first_arrivals(items, &record);
     let rows: Vec<TurnRow<'_>> = firsts
         .iter()
-        .map(|&i| TurnRow::new(record(&items[i])))
+        .map(|&i| {
+            let r = record(&items[i]);
+            TurnRow {
+                erasure_tag: tag(&r.user.id),
+                ..TurnRow::new(r)
+            }
+        })
         .collect();
     let chunks = crate::d1_limits::json_chunks(&rows, max_bytes);
     let mut chunk_of: HashMap<Uuid, usize> = HashMap::new();

@@ -32,6 +32,8 @@
 //!   alarm, gate and frame log.
 //! - [`refusal`]: the one refusal type: a code, a message, and a kind that decides the
 //!   status and the `Retry-After`.
+//! - [`privacy`]: a player's data exported or erased everywhere it lives, and the keyed
+//!   tombstone an erasure leaves.
 //! - [`replay`]: a replay of dead letters (judge, re-queue, mark) over small traits.
 //! - [`request`]: parsing and validating the chat API's request bodies and headers.
 //! - [`record`]: the versioned turn record that travels on the queue, and its decoder.
@@ -79,6 +81,7 @@ pub mod move_steps;
 pub mod moves;
 #[cfg(feature = "sqlite")]
 pub mod native;
+pub mod privacy;
 pub mod privy;
 pub mod probe;
 pub mod record;

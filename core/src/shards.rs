@@ -45,7 +45,7 @@ pub fn bucket_range(bucket: u8) -> (String, String) {
 
 /// How many tables a bucket's copy goes through (`sql::shards::TABLES`, whose length is
 /// this constant, so the two cannot disagree).
-pub const COPIED_TABLES: usize = 6;
+pub const COPIED_TABLES: usize = 7;
 
 /// Whether `name` is a player database binding: `DB_` and a number.
 pub fn valid_binding(name: &str) -> bool {
@@ -302,6 +302,9 @@ pub struct BucketSummary {
     /// Players with something archived (`#[serde(default)]`: a summary from before the archive).
     #[serde(default)]
     pub archive_players: i64,
+    /// Erased players' rows (`#[serde(default)]`: a summary from before erasures).
+    #[serde(default)]
+    pub erasures: i64,
     pub points: i64,
     pub total_points: i64,
 }

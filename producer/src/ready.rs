@@ -35,7 +35,7 @@ pub async fn applied_migration(env: &Env, binding: &str) -> Result<Option<String
 #[derive(Deserialize)]
 struct Schema {
     name: Option<String>,
-    archive: i64,
+    tables: usize,
 }
 
 /// The newest migration applied to `binding` and whether it has the archive's table.
@@ -46,7 +46,7 @@ async fn schema(env: &Env, binding: &str) -> Result<(Option<String>, bool), Stri
         .metered_first::<Schema>()
         .await
         .map_err(|e| e.to_string())?;
-    Ok(row.map_or((None, false), |r| (r.name, r.archive == 1)))
+    Ok(row.map_or((None, false), |r| (r.name, r.tables == NEEDED_TABLES.len())))
 }
 
 pub async fn check(env: &Env) -> Result<Response, ApiError> {
@@ -77,7 +77,7 @@ pub async fn check(env: &Env) -> Result<Response, ApiError> {
                     ));
                 } else if !archive {
                     missing.push(format!(
-                        "{binding} has no {ARCHIVE_TABLE} table (wrangler d1 execute {binding} --file migrations/{LATEST_MIGRATION})"
+                        "{binding} lacks a table of {NEEDED_TABLES:?} (wrangler d1 execute {binding} --file migrations/X for each of {BY_HAND_ON_SCHEMA_ONE:?})"
                     ));
                 }
                 databases.insert(binding, json!(applied));

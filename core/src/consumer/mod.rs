@@ -30,6 +30,16 @@ pub struct Settings {
     /// How long an isolate keeps the live map before reading the overrides again. A stale
     /// map is safe: fenced databases refuse what it misroutes, and those turns wait.
     pub map_cache_ms: i64,
+    /// `ERASURE_KEY`: each turn's row carries its player's tag, so that the batch skips the
+    /// turns of an erased player. `None`: no tags, and no erasure can be honoured.
+    pub erasure_key: Option<crate::privacy::ErasureKey>,
+}
+
+impl Settings {
+    /// The erasure tag of `user`'s rows.
+    pub fn erasure_tag(&self, user: &uuid::Uuid) -> Option<String> {
+        self.erasure_key.as_ref().map(|k| k.tag(user))
+    }
 }
 
 impl Default for Settings {
@@ -40,6 +50,7 @@ impl Default for Settings {
             backoff: Backoff::default(),
             shard_map: ShardMap::parse(crate::shards::CONTROL),
             map_cache_ms: 5_000,
+            erasure_key: None,
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Stored {
     /// Turns of the chunk that D1 does not hold and whose time falls in what the archive
     /// holds of their player. The write skipped them (`sql::archive::SELECT_ARCHIVED`).
     pub archived: Vec<ArchivedHit>,
+    /// Turns of the chunk refused as an erased player's (`sql::SELECT_ERASED`): written
+    /// nowhere, acked.
+    pub erased: Vec<String>,
     /// Turns newly inserted (the point-event statement's `changes`).
     pub inserted: usize,
     /// Statements sent in the batch (the same for 1 turn and for 100).

@@ -24,7 +24,9 @@
 
 use super::ports::{Control, Delivery, Ledgers, Queues, Stored, Write};
 use super::{retry_later, Event, Settings};
-use crate::batch::{first_arrivals, is_fenced, judge, turn_chunks, turns_json_seen, Outcome};
+use crate::batch::{
+    first_arrivals, is_fenced, judge, turn_chunks_tagged, turns_json_seen, Outcome,
+};
 use crate::clock::Clock;
 use crate::d1_limits::MAX_BOUND_JSON_BYTES;
 use crate::dead_letter::Envelope;
@@ -49,6 +51,8 @@ pub struct Report {
     pub dead_lettered: usize,
     /// Deliveries of turns found in the archive (counted as duplicates too).
     pub archived: usize,
+    /// Deliveries of an erased player's turns, refused and acked.
+    pub erased: usize,
     /// Chunks written, and statements sent in them.
     pub chunks: usize,
     pub statements: usize,
@@ -67,6 +71,7 @@ impl Report {
         self.conflict += part.conflict;
         self.retried += part.retried;
         self.archived += part.archived;
+        self.erased += part.erased;
         self.chunks += part.chunks;
         self.statements += part.statements;
         self.write_ms = self.write_ms.max(part.write_ms);
@@ -306,7 +311,8 @@ where
         return (part, letters, deliveries.iter().map(|d| d.0).collect());
     }
     let mut held: Vec<&'a D> = Vec::new();
-    for chunk in turn_chunks(deliveries, |d| &d.1, MAX_BOUND_JSON_BYTES) {
+    let tag = |u: &uuid::Uuid| settings.erasure_tag(u);
+    for chunk in turn_chunks_tagged(deliveries, |d| &d.1, MAX_BOUND_JSON_BYTES, &tag) {
         part.chunks += 1;
         let deliveries: Vec<&Valid<'a, D>> =
             chunk.deliveries.iter().map(|&i| deliveries[i]).collect();
@@ -381,6 +387,13 @@ fn settle<'a, 'b, D: Delivery, T: Clock>(
         .into_iter()
         .partition(|d| is_fenced(&stored.fenced, &d.1.user.id));
     held.extend(fenced.iter().map(|d| d.0));
+    // An erased player's turn (made before the erasure): written nowhere, and done with.
+    let erased_ids: HashSet<&str> = stored.erased.iter().map(String::as_str).collect();
+    let (erased, deliveries): (Vec<&Valid<'a, D>>, Vec<&Valid<'a, D>>) = deliveries
+        .into_iter()
+        .partition(|d| erased_ids.contains(d.1.turn_id.to_string().as_str()));
+    part.erased += erased.len();
+    erased.iter().for_each(|d| d.0.ack());
     let covered_ids: HashSet<&str> = stored.archived.iter().map(|h| h.turn_id.as_str()).collect();
     let (covered, deliveries): (Vec<&Valid<'a, D>>, Vec<&Valid<'a, D>>) = deliveries
         .into_iter()
@@ -484,10 +497,13 @@ async fn archived<'a, 'b, D, L, C, Q, T>(
             .map_or(0, |h| h.objects)
     };
     let firsts = first_arrivals(&fresh, |d| &d.1);
-    let json = turns_json_seen(firsts.iter().map(|&i| {
-        let r = &fresh[i].1;
-        (r, seen(&r.turn_id.to_string()))
-    }));
+    let json = turns_json_seen(
+        firsts.iter().map(|&i| {
+            let r = &fresh[i].1;
+            (r, seen(&r.turn_id.to_string()))
+        }),
+        &|u| settings.erasure_tag(u),
+    );
     let write = Write {
         json: &json,
         turns: fresh.iter().map(|(m, r)| (r, m.attempts())).collect(),

@@ -4,12 +4,14 @@
 //!
 //! - [`actor`]: the session actor's flow on SQLite, with an in-memory queue and faults.
 //! - [`consumer`]: the consumer's ports on SQLite databases and in-memory queues.
+//! - [`privacy`]: the erasure's ports on those databases, that store, and actors in memory.
 //! - [`archive`]: the archiver's ports on those databases and an in-memory object store
 //!   with faults.
 
 pub mod actor;
 pub mod archive;
 pub mod consumer;
+pub mod privacy;
 
 use crate::batch::{judge, turn_chunks, Outcome, StoredTurn};
 use crate::consumer::ports::Stored;
@@ -57,12 +59,13 @@ pub fn migrate_through(conn: &Connection, last: &str) -> Result<(), Box<dyn std:
 }
 
 /// A database created before schema 2, as it serves this round: the migrations through
-/// `0008_leaders.sql`, and the archive's table added by hand (`sql::ARCHIVE_TABLE`: the
-/// operator's `wrangler d1 execute --file migrations/0010_archive.sql`).
+/// `0008_leaders.sql`, and the tables of 0010 and 0011 added by hand
+/// (`sql::BY_HAND_ON_SCHEMA_ONE`: the operator's `wrangler d1 execute --file`).
 pub fn migrate_schema_one(conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
     migrate_through(conn, "0008_leaders.sql")?;
-    let sql = std::fs::read_to_string(migrations_dir().join(sql::LATEST_MIGRATION))?;
-    conn.execute_batch(&sql)?;
+    for file in sql::BY_HAND_ON_SCHEMA_ONE {
+        conn.execute_batch(&std::fs::read_to_string(migrations_dir().join(file))?)?;
+    }
     Ok(())
 }
 
@@ -172,6 +175,10 @@ pub fn store_chunk(conn: &mut Connection, json: &str) -> rusqlite::Result<Stored
             stored.fenced = st
                 .query_map([json], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+        } else if i == sql::ERASED_STATEMENT {
+            stored.erased = st
+                .query_map([json], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
         } else if i == sql::ARCHIVED_STATEMENT {
             stored.archived = st
                 .query_map([json], |r| {
@@ -238,6 +245,7 @@ pub fn bucket_summary(
             chat_sessions: r.get("chat_sessions")?,
             chat_messages: r.get("chat_messages")?,
             archive_players: r.get("archive_players")?,
+            erasures: r.get("erasures")?,
             point_events: r.get("point_events")?,
             user_stats: r.get("user_stats")?,
             points: r.get("points")?,

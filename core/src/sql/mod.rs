@@ -21,30 +21,37 @@
 pub mod actor;
 pub mod archive;
 pub mod leaders;
+pub mod privacy;
 pub mod shards;
 
-/// The newest migration: schema 2 with the archive's index (`migrations/0010_archive.sql`).
-/// A move's target must have it, so that every bucket moved lands in the new tables.
-pub const LATEST_MIGRATION: &str = "0010_archive.sql";
+/// The newest migration: schema 2 with the archive's tables and the erasures
+/// (`migrations/0011_erasures.sql`). A move's target must have it, so that every bucket moved
+/// lands in the new tables.
+pub const LATEST_MIGRATION: &str = "0011_erasures.sql";
+
+/// The migrations a schema-1 database takes by hand (`wrangler d1 execute --file`), since it
+/// cannot take them as migrations: each is `IF NOT EXISTS`, and applies again unchanged.
+pub const BY_HAND_ON_SCHEMA_ONE: [&str; 2] = ["0010_archive.sql", LATEST_MIGRATION];
 
 /// The migrations a database may have as its newest and serve turns: the same statements
 /// run on schema 1 (rowid tables, as a database holding turns keeps them until its buckets
 /// move; 0010's table added to it by hand, see [`SCHEMA_CHECK`]) and on schema 2.
 pub const SERVING_MIGRATIONS: [&str; 2] = ["0008_leaders.sql", LATEST_MIGRATION];
 
-/// The table every statement of this round needs (0010). A schema-1 database cannot take
-/// 0010 as a migration (0009 comes first and refuses a database holding turns), so an
-/// operator adds it with `wrangler d1 execute --file migrations/0010_archive.sql`.
-pub const ARCHIVE_TABLE: &str = "archive_players";
+/// The tables every statement of this round needs (0010 and 0011). A schema-1 database
+/// cannot take those as migrations (0009 comes first and refuses a database holding
+/// turns), so an operator adds them by hand ([`BY_HAND_ON_SCHEMA_ONE`]).
+pub const NEEDED_TABLES: [&str; 2] = ["archive_players", "erasures"];
 
 /// The newest migration wrangler applied to a database.
 pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1";
 
-/// What `GET /readyz` asks each database: its newest migration, and whether it has the
-/// archive's table ([`ARCHIVE_TABLE`]).
+/// What `GET /readyz` asks each database: its newest migration, and how many of
+/// [`NEEDED_TABLES`] it has.
 pub const SCHEMA_CHECK: &str = "\
 SELECT (SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1) AS name,
-       EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'archive_players') AS archive";
+       (SELECT COUNT(*) FROM sqlite_master
+        WHERE type = 'table' AND name IN ('archive_players', 'erasures')) AS tables";
 
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
@@ -66,6 +73,20 @@ macro_rules! unarchived {
         WHERE a.user_id = r.value ->> '$.user_id'
           AND a.first_at <= r.value ->> '$.user_at' AND r.value ->> '$.user_at' <= a.last_at
           AND a.objects > COALESCE(r.value ->> '$.archive_seen', 0))"
+    };
+}
+
+/// True for a row `r` of `json_each(?1)` whose player was not erased after the row was made
+/// (`erasures`, migration 0011): the row's `erasure_tag` is the player's keyed hash, and
+/// `$.{at}` the row's time. A returning player's new turns pass; the erased player's late
+/// ones (still queued, retried, replayed) do not.
+macro_rules! unerased {
+    ($at:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM erasures AS e WHERE e.user_hash = r.value ->> '$.erasure_tag' AND r.value ->> '$.",
+            $at,
+            "' <= e.erased_at)"
+        )
     };
 }
 
@@ -97,6 +118,8 @@ FROM json_each(?1) AS r
 WHERE NOT EXISTS (SELECT 1 FROM chat_messages AS m WHERE m.id = r.value ->> '$.turn_id')
   AND ",
     unfenced!(),
+    " AND ",
+    unerased!("seen_at"),
     "
 ON CONFLICT (id) DO UPDATE SET
   display_name = COALESCE(excluded.display_name, users.display_name),
@@ -137,6 +160,7 @@ FROM (
   WHERE NOT EXISTS (SELECT 1 FROM point_events AS p WHERE p.id = r.value ->> '$.event_id')
     AND {unfenced}
     AND {unarchived}
+    AND {unerased}
 ) AS n
 GROUP BY n.user_id
 ON CONFLICT (user_id) DO UPDATE SET
@@ -148,6 +172,7 @@ ON CONFLICT (user_id) DO UPDATE SET
         update_level = level_of("(user_stats.total_points + excluded.total_points)"),
         unfenced = unfenced!(),
         unarchived = unarchived!(),
+        unerased = unerased!("user_at"),
     )
 });
 
@@ -164,6 +189,8 @@ WHERE ",
     unfenced!(),
     " AND ",
     unarchived!(),
+    " AND ",
+    unerased!("user_at"),
     "
 UNION ALL
 SELECT r.value ->> '$.agent_id', r.value ->> '$.user_id', r.value ->> '$.session_id', 'agent',
@@ -173,6 +200,8 @@ WHERE ",
     unfenced!(),
     " AND ",
     unarchived!(),
+    " AND ",
+    unerased!("user_at"),
     "
 ON CONFLICT (id) DO NOTHING"
 );
@@ -188,6 +217,8 @@ WHERE ",
     unfenced!(),
     " AND ",
     unarchived!(),
+    " AND ",
+    unerased!("user_at"),
     "
 ON CONFLICT (id) DO NOTHING"
 );
@@ -208,10 +239,19 @@ FROM (
     unfenced!(),
     " AND ",
     unarchived!(),
+    " AND ",
+    unerased!("user_at"),
     "
   GROUP BY r.value ->> '$.session_id'
 ) AS g
 WHERE chat_sessions.id = g.id"
+);
+
+/// The turns of `?1` that this database refuses as an erased player's (as the batch starts:
+/// it runs before the writes, which skip them). The consumer acks them, stored nowhere.
+pub const SELECT_ERASED: &str = concat!(
+    "SELECT r.value ->> '$.turn_id' AS turn_id FROM json_each(?1) AS r WHERE NOT ",
+    unerased!("user_at")
 );
 
 /// What is already stored under the turn ids of `?1` (as the batch starts: it runs first).
@@ -226,12 +266,13 @@ WHERE m.id IN (SELECT r.value ->> '$.turn_id' FROM json_each(?1) AS r)";
 /// Every write skips turns already stored, so duplicates and conflicts change nothing, and
 /// turns of fenced buckets, which the consumer holds. Last, the batch's players' places in
 /// the database's leaderboard ([`leaders::KEEP`]).
-pub fn apply_turns() -> [&'static str; 16] {
+pub fn apply_turns() -> [&'static str; 17] {
     let [clear, requested, enter, refloor, refill, raise, trim, refilled] = leaders::KEEP;
     [
         SELECT_FENCED,
         SELECT_STORED_TURNS,
         archive::SELECT_ARCHIVED,
+        SELECT_ERASED,
         UPSERT_USERS,
         ADD_NEW_POINTS.as_str(),
         END_SESSIONS,
@@ -255,8 +296,11 @@ pub const STORED_STATEMENT: usize = 1;
 /// Position of [`archive::SELECT_ARCHIVED`] in [`apply_turns`]: the turns the consumer must
 /// look for in the archive before it writes them.
 pub const ARCHIVED_STATEMENT: usize = 2;
+/// Position of [`SELECT_ERASED`] in [`apply_turns`]: the turns refused as an erased
+/// player's.
+pub const ERASED_STATEMENT: usize = 3;
 /// Position of [`INSERT_POINT_EVENTS`] in [`apply_turns`]: its `changes` count new turns.
-pub const APPLIED_STATEMENT: usize = 7;
+pub const APPLIED_STATEMENT: usize = 8;
 
 /// Archives the dead-letter envelopes of `?1` (`dead_letter::Envelope`, camelCase) at time
 /// `?2`. A letter delivered again widens its failure window and keeps its status.

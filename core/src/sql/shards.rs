@@ -126,6 +126,13 @@ pub const TABLES: [Table; COPIED_TABLES] = [
             "archived_at",
         ],
     },
+    // The erasures of the bucket's players, keyed by a hash, found by the bucket they name.
+    Table {
+        name: "erasures",
+        user: "bucket",
+        key: "user_hash",
+        columns: &["user_hash", "bucket", "erased_at"],
+    },
 ];
 
 impl Table {
