@@ -18,7 +18,7 @@ STATE="${STATE:-$ROOT/.state}"
 "$ROOT/scripts/build.sh"
 # Local secrets for the chat Worker, kept in .dev.vars (git-ignored); deploys never read it.
 touch .dev.vars
-for secret in ADMIN_TOKEN SESSION_ID_KEY; do
+for secret in ADMIN_TOKEN SESSION_ID_KEY ERASURE_KEY; do
   if ! grep -q "^$secret=" .dev.vars; then
     log "writing a fresh $secret to .dev.vars"
     printf '%s=%s\n' "$secret" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars
@@ -48,7 +48,7 @@ sed -e "s|^main = \"build/index.js\"|main = \"$ROOT/consumer/build-local/index.j
     -e "s|^migrations_dir = \"../migrations\"|migrations_dir = \"$ROOT/migrations\"|" \
     -e "s|^RETRY_BASE_SECONDS = .*|RETRY_BASE_SECONDS = \"${RETRY_BASE_SECONDS:-2}\"|" \
     -e "s|^SHARD_MAP = .*|SHARD_MAP = \"$LOCAL_SHARD_MAP\"|" \
-    -e "s|^\[vars\]|[vars]\nFAULTS = \"${FAULTS:-}\"|" consumer/wrangler.toml > "$CONSUMER_CONFIG"
+    -e "s|^\[vars\]|[vars]\nFAULTS = \"${FAULTS:-}\"\nERASURE_KEY = \"$(sed -n 's/^ERASURE_KEY=//p' .dev.vars)\"|" consumer/wrangler.toml > "$CONSUMER_CONFIG"
 printf '%s\n' "$SECOND_DB" >> "$CONSUMER_CONFIG"
 for config in "$CHAT_CONFIG" "$CONSUMER_CONFIG"; do
   grep -q "^main = \"$ROOT/.*/build-local/index.js\"" "$config" \
@@ -68,6 +68,7 @@ exec wrangler dev --local --test-scheduled -c "$CHAT_CONFIG" -c "$CONSUMER_CONFI
   --port "$PORT" --ip 127.0.0.1 --var AUTH_MODE:dev --var ALLOW_DEV_AUTH:local-only \
   --var "ADMIN_TOKEN:$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)" \
   --var "SESSION_ID_KEY:$(sed -n 's/^SESSION_ID_KEY=//p' .dev.vars)" \
+  --var "ERASURE_KEY:$(sed -n 's/^ERASURE_KEY=//p' .dev.vars)" \
   --var "TURN_RATE_LIMIT:${TURN_RATE_LIMIT:-off}" --var "SHARD_MAP:$LOCAL_SHARD_MAP" \
   --var "OFFLINE_STREAM_MS:${OFFLINE_STREAM_MS:-60}" --var "FAULTS:${FAULTS:-}" \
   --show-interactive-dev-session=false

@@ -82,6 +82,22 @@ impl Client {
         }))
     }
 
+    /// A GET whose successful answer is text (an export's JSON lines).
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| anyhow!("request to {} failed: {e}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response.text()?);
+        }
+        let body: Value = response.json().unwrap_or(Value::Null);
+        self.judge(status, body).map(|_| String::new())
+    }
+
     fn send(&self, req: RequestBuilder) -> anyhow::Result<Value> {
         let response = req.bearer_auth(&self.token).send().map_err(|e| {
             if e.is_connect() || e.is_timeout() {
@@ -112,6 +128,11 @@ impl Client {
             ),
             404 if code == "letter_not_found" => {
                 bail!("no dead letter has this id (see `chat-admin list`)")
+            }
+            404 if code == "player_not_found" => {
+                bail!(
+                    "no player has this id here: nothing of theirs is stored (or they were erased)"
+                )
             }
             404 => bail!(
                 "{} has no admin API here: is --url the chat Worker?",

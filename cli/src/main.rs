@@ -5,6 +5,7 @@
 //! - [`output`]: tables for people, `--json` for programs.
 //! - [`shards`]: the bucket map, and moving a bucket to another database.
 //! - [`archive`]: moving old turns out of D1 into R2, and a player's archived events.
+//! - [`players`]: a player's data exported, or erased everywhere it lives.
 //!
 //! ```text
 //! export CHAT_ADMIN_TOKEN=…            # the Worker's ADMIN_TOKEN
@@ -20,6 +21,7 @@
 mod archive;
 mod client;
 mod output;
+mod players;
 mod replay;
 mod shards;
 
@@ -143,6 +145,9 @@ enum Command {
     /// The archive: turns older than an age move out of D1 into R2.
     #[command(subcommand)]
     Archive(archive::ArchiveCommand),
+    /// A player's data: export it, or erase it everywhere it lives.
+    #[command(subcommand)]
+    Players(players::PlayersCommand),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -232,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Shards(command) => return shards::run(&client, &command, cli.json),
         Command::Archive(command) => return archive::run(&client, &command, cli.json),
+        Command::Players(command) => return players::run(&client, &command, cli.json),
         Command::Stats => {
             let stats = client.get("/admin/stats", &[])?;
             if cli.json {

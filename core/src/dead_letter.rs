@@ -32,6 +32,13 @@ pub struct Envelope {
     pub last_failed_at: i64,
     /// The original message body, verbatim.
     pub payload: String,
+    /// The keyed hash of the payload's player and when its turn was made, set by the
+    /// consumer as it stores the letter: an erased player's letter is not stored
+    /// (`sql::STORE_LETTERS`). Never sent on the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_at: Option<i64>,
 }
 
 impl Envelope {
@@ -54,6 +61,8 @@ impl Envelope {
             first_failed_at: first_failed_at.min(now_ms),
             last_failed_at: now_ms,
             payload: payload.to_owned(),
+            erasure_tag: None,
+            turn_at: None,
         }
     }
 

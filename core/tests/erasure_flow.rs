@@ -326,6 +326,31 @@ fn an_erasure_stopped_at_any_step_finishes_and_nothing_comes_back() {
             .places_naming(&gone.to_string())
             .iter()
             .all(|(p, _)| !p.contains("chat_messages")));
+        // A letter of theirs arriving now (a turn that failed for good) is not stored.
+        let letter = chat_core::dead_letter::Envelope::new(
+            "late-letter",
+            &old[1].encode(),
+            chat_core::failure::FailureClass::Transient,
+            "D1 down",
+            6,
+            T0,
+            T0 + 400_000,
+        );
+        let queues = MemoryQueues::default();
+        let message = Message::new("late-letter", letter.encode_within(usize::MAX), 1, T0);
+        let report = block_on(chat_core::consumer::letters::archive(
+            std::slice::from_ref(&message),
+            &w.dbs,
+            &queues,
+            &w.clock,
+            &w.settings,
+        ));
+        assert_eq!(report.stored, 1);
+        assert_eq!(message.handling(), Handling::Acked);
+        assert!(
+            w.places_naming(&gone.to_string()).is_empty(),
+            "stop {stop}: the letter was stored"
+        );
         // Run again, an erasure finds nothing new and says it resumed.
         let again = block_on(erase(&eraser, &who, false, T0 + 200_000)).unwrap();
         assert!(again.resumed && !again.found_anything());

@@ -38,6 +38,9 @@ pub struct Config {
     pub privy: worker_support::privy_auth::PrivySettings,
     /// `SESSION_ID_KEY`: the secret session ids are tagged with.
     pub session_id_key: Option<String>,
+    /// The `ERASURE_KEY` secret: an erasure's tombstone holds the player's id hashed under it
+    /// (the consumer has the same secret). Without it no player can be erased.
+    pub erasure_key: Option<chat_core::privacy::ErasureKey>,
     /// `REPLY_ENGINE`: `offline` (the default), `llm` or `workers-ai`.
     pub reply_engine: String,
     /// `WORKERS_AI_MODEL`, or the default model.
@@ -108,6 +111,7 @@ impl Config {
             x_timeout: Duration::from_millis(number("X_TIMEOUT_MS").unwrap_or(5000)),
             privy: worker_support::privy_auth::PrivySettings::from_env(env),
             session_id_key: set("SESSION_ID_KEY"),
+            erasure_key: set("ERASURE_KEY").and_then(|k| chat_core::privacy::ErasureKey::new(&k)),
             reply_engine: set("REPLY_ENGINE").unwrap_or_else(|| "offline".into()),
             workers_ai_model: set("WORKERS_AI_MODEL")
                 .unwrap_or_else(|| chat_core::workers_ai::DEFAULT_MODEL.into()),

@@ -22,6 +22,7 @@
 //! - [`rate_limit`]: the per-player limits on turns and session starts (`[[ratelimits]]`).
 //! - [`stats`]: a player's points and intimacy level.
 //! - [`leaderboard`]: the top players across every database.
+//! - [`privacy`]: a player's data exported, or erased everywhere it lives.
 //! - [`live`]: the live socket's routes: tickets, and the socket handed to the session's actor.
 //! - [`info`]: `GET /api/info`, what the play page needs to know: sign-in mode, characters.
 //! - [`ready`]: `GET /readyz`, every database migrated.
@@ -47,6 +48,7 @@ mod faults;
 mod info;
 mod leaderboard;
 mod live;
+mod privacy;
 mod rate_limit;
 mod ready;
 mod routes;

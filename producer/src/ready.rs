@@ -1,6 +1,6 @@
 //! `GET /readyz`: whether every database this Worker is bound to has the migrations the
-//! Workers run on (`sql::SERVING_MIGRATIONS`: schema 1 or 2) and the archive's table
-//! (`sql::ARCHIVE_TABLE`, which a schema-1 database is given by hand), whether or not the bucket map
+//! Workers run on (`sql::SERVING_MIGRATIONS`: schema 1 or 2) and the tables of this round
+//! (`sql::NEEDED_TABLES`, which a schema-1 database is given by hand), whether or not the bucket map
 //! uses it yet. A database that lacks one (a new `DB_k` bound before `wrangler d1
 //! migrations apply` reached it), or does not answer, makes this 503 with its name, before
 //! any move to it or turn for it could fail. A move's target needs schema 2 besides (the
@@ -9,7 +9,8 @@
 use crate::databases::database;
 use crate::error::ApiError;
 use chat_core::sql::{
-    APPLIED_MIGRATION, ARCHIVE_TABLE, LATEST_MIGRATION, SCHEMA_CHECK, SERVING_MIGRATIONS,
+    APPLIED_MIGRATION, BY_HAND_ON_SCHEMA_ONE, LATEST_MIGRATION, NEEDED_TABLES, SCHEMA_CHECK,
+    SERVING_MIGRATIONS,
 };
 use serde::Deserialize;
 use serde_json::json;

@@ -55,6 +55,14 @@ async fn route(req: Request, env: &Env) -> Result<Response, ApiError> {
             only("GET", Method::Get)?;
             stats::mine(req, &Services::from_env(env)?).await
         }
+        ["api", "me", "export"] => {
+            only("GET", Method::Get)?;
+            crate::privacy::export_mine(req, &Services::from_env(env)?, None).await
+        }
+        ["api", "players", user, "export"] => {
+            only("GET", Method::Get)?;
+            crate::privacy::export_mine(req, &Services::from_env(env)?, Some(user)).await
+        }
         ["api", "sessions", id, "ticket"] => {
             only("POST", Method::Post)?;
             let id = SessionId::parse(id).ok_or_else(session_not_found)?;

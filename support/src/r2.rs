@@ -18,6 +18,20 @@ impl R2Store {
     }
 }
 
+impl R2Store {
+    /// Deletes the objects `keys` (R2 takes up to 1,000 a call); a key with no object is
+    /// no error, so a deletion run again changes nothing.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), String> {
+        for chunk in keys.chunks(1000) {
+            self.0
+                .delete_multiple(chunk.iter().map(String::as_str).collect())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
 impl ObjectReader for R2Store {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         let Some(object) = self.0.get(key).execute().await.map_err(|e| e.to_string())? else {

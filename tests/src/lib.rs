@@ -57,6 +57,9 @@ fn free_port() -> u16 {
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// The key the harness gives the chat Worker to tag session ids with.
 pub const SESSION_ID_KEY: &str = "test-session-id-key-0123456789";
+/// The `ERASURE_KEY` both Workers get (a secret when deployed): erasures' tombstones are
+/// keyed with it.
+pub const ERASURE_KEY: &str = "test-erasure-key-0123456789";
 
 /// How to start the Workers.
 #[derive(Debug, Clone)]
@@ -268,6 +271,7 @@ fn consumer_config(
         &partial_migrations(dir),
         &schema_one_migrations(dir),
     );
+    doc["vars"]["ERASURE_KEY"] = toml_edit::value(ERASURE_KEY);
     for (k, v) in vars {
         doc["vars"][k] = toml_edit::value(v.as_str());
     }
@@ -722,6 +726,63 @@ impl Workers {
             .count()
     }
 
+    /// Every place of the local state (D1 databases, actor storage, the R2 bucket's index:
+    /// every SQLite file under the state folder) whose rows name `needle`, as
+    /// `file: table (rows)`. A row counts when any of its columns' text contains it.
+    pub fn sqlite_rows_naming(&self, needle: &str) -> Vec<String> {
+        fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else if path.extension().is_some_and(|x| x == "sqlite") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        files(&self.state.path().join("state"), &mut paths);
+        let mut found = Vec::new();
+        for path in paths {
+            let Ok(conn) =
+                Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            else {
+                continue;
+            };
+            let tables: Vec<String> = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                .unwrap_or_default();
+            for table in tables {
+                let cols: Vec<String> = conn
+                    .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                    .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                    .unwrap_or_default();
+                if cols.is_empty() {
+                    continue;
+                }
+                let any: Vec<String> = cols
+                    .iter()
+                    .map(|c| format!("instr(CAST(\"{c}\" AS TEXT), ?1) > 0"))
+                    .collect();
+                let n: i64 = conn
+                    .query_row(
+                        &format!(
+                            "SELECT COUNT(*) FROM \"{table}\" WHERE {}",
+                            any.join(" OR ")
+                        ),
+                        [needle],
+                        |r| r.get(0),
+                    )
+                    .unwrap_or(0);
+                if n > 0 {
+                    found.push(format!("{}: {table} ({n})", path.display()));
+                }
+            }
+        }
+        found
+    }
+
     /// The local databases' bindings, `DB_0` first.
     pub fn shards(&self) -> Vec<&str> {
         self.databases
@@ -926,6 +987,7 @@ impl Launch {
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--var", &format!("ADMIN_TOKEN:{ADMIN_TOKEN}")])
             .args(["--var", &format!("SESSION_ID_KEY:{SESSION_ID_KEY}")])
+            .args(["--var", &format!("ERASURE_KEY:{ERASURE_KEY}")])
             .args([
                 "--var",
                 &format!("SHARD_MAP:{}", shard_map_of(self.options.databases)),

@@ -148,6 +148,7 @@ function layout(): void {
           h("h2", {}, w.yourStats),
           h("dl", {}, h("dt", {}, w.total), h("dd", { id: "total" }, "–"), h("dt", {}, w.level), h("dd", { id: "level" }, "–")),
           h("p", { id: "stats-status", class: "help", "data-state": "idle" }),
+          h("p", {}, h("button", { id: "export-data", type: "button", class: "link" }, w.downloadData)),
         ),
         h(
           "section",
@@ -344,6 +345,19 @@ const liveEvents = {
     }
   },
 };
+
+/** Everything the service holds on the player (GET /api/me/export), saved as a file. */
+async function downloadData(): Promise<void> {
+  if (!player) return;
+  const response = await fetch("/api/me/export", { headers: auth() });
+  if (!response.ok) throw new Error(`${w.downloadData}: ${response.status}`);
+  const url = URL.createObjectURL(await response.blob());
+  const a = h("a", { href: url, download: "chat-export.jsonl" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  URL.revokeObjectURL(url);
+}
 
 /**
  * The newest page of history (or the one before `before`), put above what is shown. The
@@ -595,6 +609,7 @@ function wire(): void {
   byId("stop").addEventListener("click", () => pending && live?.stop(pending.key));
   byId("older").addEventListener("click", () => olderCursor && void loadPage(olderCursor).catch(showError));
   byId("leaders-refresh").addEventListener("click", () => void refreshLeaders());
+  byId("export-data").addEventListener("click", () => void downloadData().catch(showError));
   const character = byId<HTMLSelectElement>("character");
   for (const c of info.characters) character.append(h("option", { value: c.id }, c.names[lang]));
   const locale = byId<HTMLSelectElement>("locale");

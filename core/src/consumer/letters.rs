@@ -43,7 +43,16 @@ where
     let now = clock.now_ms();
     let letters: Vec<Envelope> = messages
         .iter()
-        .map(|m| Envelope::from_queue_body(m.id(), m.body(), m.attempts(), m.sent_at(), now))
+        .map(|m| {
+            let mut letter =
+                Envelope::from_queue_body(m.id(), m.body(), m.attempts(), m.sent_at(), now);
+            // An erased player's turn is not stored as a letter either (`sql::STORE_LETTERS`).
+            if let Ok(record) = crate::record::TurnRecord::decode(&letter.payload) {
+                letter.erasure_tag = settings.erasure_tag(&record.user.id);
+                letter.turn_at = Some(record.user_message.created_at);
+            }
+            letter
+        })
         .collect();
     let mut report = Report {
         received: messages.len(),

@@ -250,8 +250,9 @@ WHERE chat_sessions.id = g.id"
 /// The turns of `?1` that this database refuses as an erased player's (as the batch starts:
 /// it runs before the writes, which skip them). The consumer acks them, stored nowhere.
 pub const SELECT_ERASED: &str = concat!(
-    "SELECT r.value ->> '$.turn_id' AS turn_id FROM json_each(?1) AS r WHERE NOT ",
-    unerased!("user_at")
+    "SELECT r.value ->> '$.turn_id' AS turn_id FROM json_each(?1) AS r WHERE NOT (",
+    unerased!("user_at"),
+    ")"
 );
 
 /// What is already stored under the turn ids of `?1` (as the batch starts: it runs first).
@@ -303,7 +304,8 @@ pub const ERASED_STATEMENT: usize = 3;
 pub const APPLIED_STATEMENT: usize = 8;
 
 /// Archives the dead-letter envelopes of `?1` (`dead_letter::Envelope`, camelCase) at time
-/// `?2`. A letter delivered again widens its failure window and keeps its status.
+/// `?2`. A letter delivered again widens its failure window and keeps its status. An erased
+/// player's letter (its turn made before the erasure) is not stored.
 pub const STORE_LETTERS: &str = "\
 INSERT INTO dead_letters (id, turn_id, payload, error_class, error_text, attempts,
                           first_failed_at, last_failed_at, status, replay_count, created_at, updated_at)
@@ -311,7 +313,8 @@ SELECT r.value ->> '$.messageId', r.value ->> '$.turnId', r.value ->> '$.payload
        r.value ->> '$.error', r.value ->> '$.attempts', r.value ->> '$.firstFailedAt',
        r.value ->> '$.lastFailedAt', 'pending', 0, ?2, ?2
 FROM json_each(?1) AS r
-WHERE true
+WHERE NOT EXISTS (SELECT 1 FROM erasures AS e
+                  WHERE e.user_hash = r.value ->> '$.erasureTag' AND r.value ->> '$.turnAt' <= e.erased_at)
 ON CONFLICT (id) DO UPDATE SET
   attempts = MAX(dead_letters.attempts, excluded.attempts),
   first_failed_at = MIN(dead_letters.first_failed_at, excluded.first_failed_at),

@@ -109,3 +109,28 @@ pub async fn live(
 pub async fn describe(env: &Env, id: SessionId) -> Result<Response, ApiError> {
     call(env, id, Method::Get, "/state", None).await
 }
+
+/// Every row the actor of session `id` holds, by table (`{}` for a session never started).
+pub async fn export(env: &Env, id: SessionId) -> Result<serde_json::Value, ApiError> {
+    let mut response = call(env, id, Method::Get, "/export", None).await?;
+    match response.status_code() {
+        200 => Ok(response.json().await?),
+        status => Err(ApiError::SessionUnavailable(format!(
+            "the session actor answered /export with {status}"
+        ))),
+    }
+}
+
+/// Erases the actor of session `id`: its storage deleted, its sockets closed; how many.
+pub async fn erase(env: &Env, id: SessionId) -> Result<usize, ApiError> {
+    let mut response = call(env, id, Method::Post, "/erase", None).await?;
+    match response.status_code() {
+        200 => {
+            let body: serde_json::Value = response.json().await?;
+            Ok(body["socketsClosed"].as_u64().unwrap_or(0) as usize)
+        }
+        status => Err(ApiError::SessionUnavailable(format!(
+            "the session actor answered /erase with {status}"
+        ))),
+    }
+}

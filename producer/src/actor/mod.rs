@@ -18,6 +18,7 @@
 //! - [`queue`]: the turn queue as the runner's queue.
 //! - [`alarm`]: the alarm as the runner's alarm port, and its work.
 //! - [`meter`]: its share of the usage meter.
+//! - [`privacy`]: what it holds for an export, and its erasure.
 //! - [`client`]: how the chat Worker calls it.
 //!
 //! Internal routes (a Durable Object is not reachable from the Internet):
@@ -26,13 +27,16 @@
 //!   `?sse=1` answers `text/event-stream` as the turn is written;
 //! - `POST /ticket` with the player's `SignIn`: a ticket for the live socket;
 //! - `GET /live?nonce=&after=` with `Upgrade: websocket`: the live socket of a ticket;
-//! - `GET /state`: what the actor holds, for operators.
+//! - `GET /state`: what the actor holds, for operators;
+//! - `GET /export`: every row it holds, for its player's export;
+//! - `POST /erase`: everything deleted, its sockets closed (a player's erasure).
 
 mod alarm;
 pub mod client;
 pub mod live;
 mod meter;
 mod open;
+mod privacy;
 mod queue;
 mod sockets;
 mod store;
@@ -200,6 +204,8 @@ impl Actor {
                 self.connect(&query)
             }
             (Method::Get, "/state") => self.describe().await,
+            (Method::Get, "/export") => self.export(),
+            (Method::Post, "/erase") => self.erase().await,
             (method, path) => Err(ApiError::Internal(format!(
                 "the actor has no route {method} {path}"
             ))),

@@ -91,6 +91,15 @@ pub async fn handle(req: Request, env: &Env, rest: &[&str]) -> Result<Response, 
             only("POST", Method::Post)?;
             crate::archive::run(req, &services()?).await
         }
+        ["players", user, "export"] => {
+            only("GET", Method::Get)?;
+            let user = crate::privacy::parse_user(user)?;
+            crate::privacy::export(&services()?, user).await
+        }
+        ["players", user, "erase"] => {
+            only("POST", Method::Post)?;
+            crate::privacy::erase(req, &services()?, user).await
+        }
         ["players", user, "archived-events"] => {
             only("GET", Method::Get)?;
             crate::archive::archived_events(req, &services()?, user).await
