@@ -191,7 +191,7 @@ fn a_batch_of_one_and_of_many_use_the_same_statements() {
         .collect();
     assert_eq!(apply_turns(&mut conn, &turns[..1]).unwrap().applied, 1);
     assert_eq!(apply_turns(&mut conn, &turns).unwrap().applied, 99);
-    assert_eq!(sql::apply_turns().len(), 16);
+    assert_eq!(sql::apply_turns().len(), 17);
 }
 
 #[test]

@@ -308,6 +308,8 @@ fn the_consumer_loop_keeps_every_promise_through_faults_moves_and_replays() {
             },
             shard_map: ShardMap::parse(BASE),
             map_cache_ms: 5_000,
+            // Every row carries its player's erasure tag, as deployed; nobody is erased.
+            erasure_key: chat_core::privacy::ErasureKey::new("consumer-flow"),
         },
         cache: MapCache::default(),
         faults: Faults::parse("markers,before=0.1,after=0.1").unwrap(),
