@@ -264,3 +264,54 @@ async fn operators_archive_with_a_dry_run_first_and_read_archived_events() {
         assert!(err(&o).contains("d, h, m or s"), "{}", err(&o));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_export_and_erase_a_player_after_a_question() {
+    let w = Workers::start().await;
+    let url = w.base.clone();
+    let session = w.session("x:leaving", "kai").await;
+    w.chat_ok("x:leaving", &session, "goodbye words").await;
+    assert!(wait_for(Duration::from_secs(30), || w.stored_in(&session) == 1).await);
+    let user = chat_core::identity::Identity::new(chat_core::identity::AuthProvider::X, "leaving")
+        .unwrap()
+        .user_id()
+        .to_string();
+    let run = |args: &[&str]| cli(&url, Some(ADMIN_TOKEN), args);
+
+    let o = run(&["players", "export", &user]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("goodbye words"), "{}", out(&o));
+    let o = run(&["players", "erase", &user, "--dry-run"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("would erase in DB_"), "{}", out(&o));
+    // Asked first: anything but "yes" erases nothing.
+    let mut ask = Command::new(env!("CARGO_BIN_EXE_chat-admin"));
+    ask.args(["--url", &url, "players", "erase", &user])
+        .env("CHAT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = ask.spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"no\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("nothing erased"), "{}", err(&o));
+    assert_eq!(w.stored_in(&session), 1);
+    let o = run(&["players", "erase", &user, "--yes"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("erased: 1 sessions' actors"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(w.stored_in(&session), 0);
+    let o = run(&["players", "export", &user]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("no player has this id"), "{}", err(&o));
+    let o = run(&["players", "erase", "not-a-uuid", "--yes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("invalid_user_id"), "{}", err(&o));
+}
