@@ -47,7 +47,11 @@ impl Config {
             // A secret (`wrangler secret put ERASURE_KEY -c consumer/wrangler.toml`), the
             // same as the chat Worker's.
             erasure_key: worker_support::env::var(env, "ERASURE_KEY")
-                .and_then(|k| chat_core::privacy::ErasureKey::new(&k)),
+                .and_then(|k| chat_core::privacy::ErasureKey::new(&k))
+                .or_else(|| {
+                    tracing::error!("ERASURE_KEY is not set: an erased player's late turns cannot be refused (wrangler secret put ERASURE_KEY -c consumer/wrangler.toml, the chat Worker's value)");
+                    None
+                }),
         };
         Self {
             settings,
