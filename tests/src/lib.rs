@@ -953,6 +953,35 @@ impl Workers {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// An archive run to its end (`POST /admin/archive` page after page, as `chat-admin
+    /// archive run` sends them): every page's answer.
+    pub async fn archive_run(
+        &self,
+        older_than_seconds: i64,
+        dry_run: bool,
+    ) -> Vec<serde_json::Value> {
+        let mut cursor = serde_json::Value::Null;
+        let mut pages = Vec::new();
+        for _ in 0..1000 {
+            let (status, page) = self
+                .admin(
+                    "POST",
+                    "/admin/archive",
+                    Some(&serde_json::json!({
+                        "olderThanSeconds": older_than_seconds, "cursor": cursor, "dryRun": dry_run
+                    })),
+                )
+                .await;
+            assert_eq!(status, 200, "{page}");
+            cursor = page["nextCursor"].clone();
+            pages.push(page);
+            if cursor.is_null() {
+                return pages;
+            }
+        }
+        panic!("the archive run never ended");
+    }
+
     /// Starts a session for `user`, returning its id.
     pub async fn session(&self, user: &str, character: &str) -> String {
         let body =

@@ -17,30 +17,15 @@ const NAME: &str = "archivist";
 
 /// Runs an archive to its end: the pages' sums (turns, messages, pointEvents, bytes).
 async fn archive(w: &Workers, older_than: i64, dry_run: bool) -> (i64, i64, i64, i64) {
-    let mut cursor = Value::Null;
     let mut sums = (0, 0, 0, 0);
-    for _ in 0..100 {
-        let (status, page) = w
-            .admin(
-                "POST",
-                "/admin/archive",
-                Some(
-                    &json!({ "olderThanSeconds": older_than, "cursor": cursor, "dryRun": dry_run }),
-                ),
-            )
-            .await;
-        assert_eq!(status, 200, "{page}");
+    for page in w.archive_run(older_than, dry_run).await {
         assert_eq!(page["skipped"], json!([]), "{page}");
         sums.0 += page["turns"].as_i64().unwrap();
         sums.1 += page["messages"].as_i64().unwrap();
         sums.2 += page["pointEvents"].as_i64().unwrap();
         sums.3 += page["bytes"].as_i64().unwrap();
-        cursor = page["nextCursor"].clone();
-        if cursor.is_null() {
-            return sums;
-        }
     }
-    panic!("the run never ended");
+    sums
 }
 
 /// The session's whole history, walked back `limit` at a time (with an archive run after
@@ -414,23 +399,10 @@ async fn a_database_that_is_down_is_skipped_and_named() {
         "{}",
         w.log_tail()
     );
-    let mut cursor = Value::Null;
     let (mut turns, mut skipped) = (0, Vec::new());
-    loop {
-        let (status, page) = w
-            .admin(
-                "POST",
-                "/admin/archive",
-                Some(&json!({ "olderThanSeconds": 0, "cursor": cursor })),
-            )
-            .await;
-        assert_eq!(status, 200, "{page}");
+    for page in w.archive_run(0, false).await {
         turns += page["turns"].as_i64().unwrap();
         skipped.extend(page["skipped"].as_array().cloned().unwrap_or_default());
-        cursor = page["nextCursor"].clone();
-        if cursor.is_null() {
-            break;
-        }
     }
     assert_eq!(turns, 2, "DB_1's turns archived");
     assert_eq!(skipped.len(), 1, "{skipped:?}");

@@ -21,24 +21,6 @@ fn user_id(name: &str) -> Uuid {
     Identity::new(AuthProvider::X, name).unwrap().user_id()
 }
 
-async fn archive_all(w: &Workers) {
-    let mut cursor = Value::Null;
-    loop {
-        let (status, page) = w
-            .admin(
-                "POST",
-                "/admin/archive",
-                Some(&json!({ "olderThanSeconds": 0, "cursor": cursor })),
-            )
-            .await;
-        assert_eq!(status, 200, "{page}");
-        cursor = page["nextCursor"].clone();
-        if cursor.is_null() {
-            return;
-        }
-    }
-}
-
 async fn export_as(w: &Workers, player: &str, path: &str) -> (u16, String) {
     let r = w
         .http
@@ -75,7 +57,7 @@ async fn a_player_is_exported_then_erased_everywhere_and_nothing_comes_back() {
         "{}",
         w.log_tail()
     );
-    archive_all(&w).await;
+    w.archive_run(0, false).await;
     assert_eq!(w.stored_turns(), 0);
     // A session in D1, a socket open on it, a dead letter, and a turn the queue still holds.
     let recent = w.session(gone, "kai").await;
