@@ -622,6 +622,7 @@ async fn schema_two_reaches_a_database_holding_turns_by_moving_its_buckets() {
         w.apply_all_migrations("DB_0"),
         Ok(vec![
             "0009_without_rowid.sql".to_owned(),
+            "0010_archive.sql".to_owned(),
             chat_core::sql::LATEST_MIGRATION.to_owned()
         ])
     );

@@ -193,13 +193,13 @@ fn migrations_but(dir: &Path, name: &str, leave_out: usize) -> PathBuf {
 /// The migrations of a database added before they were all applied: without any the
 /// Workers serve on (`sql::SERVING_MIGRATIONS`: up to `0007`), so that `/readyz` names it.
 fn partial_migrations(dir: &Path) -> PathBuf {
-    migrations_but(dir, "migrations-unfinished", 3)
+    migrations_but(dir, "migrations-unfinished", 4)
 }
 
 /// The migrations of a database created before schema 2: up to `0008_leaders.sql`. The
 /// archive's table is added after, by hand, as an operator does (`Workers::start`).
 fn schema_one_migrations(dir: &Path) -> PathBuf {
-    migrations_but(dir, "migrations-schema-1", 2)
+    migrations_but(dir, "migrations-schema-1", 3)
 }
 
 /// The folder of the build a run uses, in each Worker's crate.
@@ -409,15 +409,13 @@ impl Workers {
                 .iter()
                 .any(|k| binding == format!("DB_{k}"))
             {
-                // A schema-1 database takes 0010 by hand: `wrangler d1 execute --file`.
+                // A schema-1 database takes 0010 and 0011 by hand: `wrangler d1 execute --file`.
                 let conn = rusqlite::Connection::open(&new[0]).unwrap();
-                let sql = std::fs::read_to_string(
-                    root()
-                        .join("migrations")
-                        .join(chat_core::sql::LATEST_MIGRATION),
-                )
-                .unwrap();
-                conn.execute_batch(&sql).unwrap();
+                for file in chat_core::sql::BY_HAND_ON_SCHEMA_ONE {
+                    let sql =
+                        std::fs::read_to_string(root().join("migrations").join(file)).unwrap();
+                    conn.execute_batch(&sql).unwrap();
+                }
             }
             databases.push((binding, new[0].clone()));
         }

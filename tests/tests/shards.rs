@@ -238,6 +238,9 @@ async fn players_live_in_their_database_and_an_outage_holds_back_only_its_own() 
     };
     forget_newest();
     let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "0010 without 0011 does not serve");
+    forget_newest();
+    let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "0009 without 0010 does not serve");
     forget_newest();
     let ready = w.http.get(w.url("/readyz")).send().await.unwrap();

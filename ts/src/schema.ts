@@ -143,6 +143,18 @@ export const archivePlayers = sqliteTable("archive_players", {
   archivedAt: integer("archived_at").notNull(),
 });
 
+// Erased players (migration 0011): a keyed hash of the id (never the id), the bucket, and
+// when; the Workers refuse an erased player's turns made before it.
+export const erasures = sqliteTable(
+  "erasures",
+  {
+    userHash: text("user_hash").primaryKey().notNull(),
+    bucket: text("bucket").notNull(),
+    erasedAt: integer("erased_at").notNull(),
+  },
+  (t) => [index("erasures_bucket").on(t.bucket, t.userHash)],
+);
+
 // Scratch of an archive commit's batch: always empty between batches.
 export const archiveCommits = sqliteTable("archive_commits", {
   key: text("key").primaryKey().notNull(),
