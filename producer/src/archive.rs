@@ -8,12 +8,13 @@ use crate::error::ApiError;
 use crate::services::Services;
 use chat_core::admin::MAX_ADMIN_BODY_BYTES;
 use chat_core::archive::cursor::ArchiveRequest;
-use chat_core::archive::format::{session_prefix, user_prefix, MessageRow, Part, SessionRow};
+use chat_core::archive::format::{session_prefix, user_prefix, MessageRow, SessionRow};
 use chat_core::archive::history::{candidates, merge_page};
 use chat_core::archive::job;
 use chat_core::archive::ports::{
     ArchiveLedgers, Commit, ObjectReader, OldTurns, PartCommit, SessionRef,
 };
+use chat_core::archive::read_part;
 use chat_core::archive::run::{run_page, ArchiveFailure, Limits, PageReport, Plan, Step};
 use chat_core::sql::archive as sql;
 use serde::Deserialize;
@@ -166,7 +167,7 @@ impl ArchiveLedgers for D1Ledgers<'_> {
 }
 
 /// How much one page does on this Worker: within an invocation's subrequests (each object
-/// is 3 D1 calls and 2 R2 calls).
+/// is two D1 batches, its write and its read back).
 const LIMITS: Limits = Limits {
     sessions: 50,
     turns: 200,
@@ -387,12 +388,7 @@ pub async fn archived_events(
     let more = keys.len() > OBJECTS;
     let mut events = std::collections::BTreeMap::new();
     for key in keys.iter().take(OBJECTS) {
-        let bytes = store
-            .get(key)
-            .await
-            .map_err(ApiError::ArchiveUnavailable)?
-            .ok_or_else(|| ApiError::Internal(format!("archive object {key} is missing")))?;
-        let part = Part::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let part = read_part(&store, key).await?;
         for e in part.events {
             events.entry(e.id.clone()).or_insert_with(|| {
                 json!({
@@ -491,10 +487,7 @@ pub async fn history(
         limit as usize,
     )
     .await
-    .map_err(|e| match e {
-        chat_core::archive::history::HistoryFailure::Store(e) => ApiError::ArchiveUnavailable(e),
-        other => ApiError::Internal(other.to_string()),
-    })
+    .map_err(ApiError::from)
 }
 
 /// Whether the archive holds objects of `session` under `user`: a session whose row went to

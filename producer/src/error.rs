@@ -176,6 +176,17 @@ impl From<chat_core::turn::TurnError> for ApiError {
     }
 }
 
+/// An archive object that could not be read: R2 failing is 503 (retry); a listed object
+/// missing or unreadable is an internal error.
+impl From<chat_core::archive::ReadFailure> for ApiError {
+    fn from(e: chat_core::archive::ReadFailure) -> Self {
+        match e {
+            chat_core::archive::ReadFailure::Store(e) => Self::ArchiveUnavailable(e),
+            broken => Self::Internal(broken.to_string()),
+        }
+    }
+}
+
 impl From<worker::Error> for ApiError {
     fn from(e: worker::Error) -> Self {
         Self::Internal(e.to_string())

@@ -11,7 +11,7 @@ use crate::databases::{database, failed};
 use crate::error::ApiError;
 use crate::services::Services;
 use chat_core::admin::MAX_ADMIN_BODY_BYTES;
-use chat_core::archive::format::{user_prefix, EventRow, MessageRow, Part, SessionRow};
+use chat_core::archive::format::{user_prefix, EventRow, MessageRow, SessionRow};
 use chat_core::archive::ports::ObjectReader;
 use chat_core::domain::SessionId;
 use chat_core::privacy::erase::{
@@ -265,12 +265,7 @@ pub async fn export(services: &Services, user: Uuid) -> Result<Response, ApiErro
         .map_err(ApiError::ArchiveUnavailable)?;
     let mut archived = Vec::new();
     for key in &keys {
-        let bytes = store
-            .get(key)
-            .await
-            .map_err(ApiError::ArchiveUnavailable)?
-            .ok_or_else(|| ApiError::Internal(format!("archive object {key} is missing")))?;
-        archived.push(Part::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?);
+        archived.push(chat_core::archive::read_part(&store, key).await?);
     }
     if profile.is_none() && sessions.is_empty() && messages.is_empty() && archived.is_empty() {
         return Err(not_found());

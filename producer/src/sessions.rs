@@ -88,23 +88,17 @@ pub async fn reachable(
         .map(|_| ())
 }
 
-/// The session `id` if it belongs to the player; another player's session is "not found" too,
-/// so ids reveal nothing.
-pub async fn owned(
+/// The session `id`'s row in D1 if it belongs to the player; another player's session is
+/// "not found" too (`None`), so ids reveal nothing.
+async fn find_owned(
     services: &Services,
     identity: &Identity,
     id: SessionId,
-) -> Result<SessionRow, ApiError> {
-    db::find_session(&services.player_db(identity.user_id()).await?, id.uuid())
-        .await?
-        .filter(|s| s.user_id == identity.user_id().to_string())
-        .ok_or_else(not_found)
-}
-
-fn not_found() -> ApiError {
-    ApiError::not_found(
-        "session_not_found",
-        "no session with this id for this player",
+) -> Result<Option<SessionRow>, ApiError> {
+    Ok(
+        db::find_session(&services.player_db(identity.user_id()).await?, id.uuid())
+            .await?
+            .filter(|s| s.user_id == identity.user_id().to_string()),
     )
 }
 
@@ -115,16 +109,16 @@ async fn owned_here_or_archived(
     identity: &Identity,
     id: SessionId,
 ) -> Result<Option<i64>, ApiError> {
-    match owned(services, identity, id).await {
-        Ok(row) => Ok(Some(row.created_at)),
-        Err(ApiError::Refused(r)) if r.code == "session_not_found" => {
-            if crate::archive::holds_session(services, identity.user_id(), id.uuid()).await? {
-                Ok(None)
-            } else {
-                Err(not_found())
-            }
-        }
-        Err(e) => Err(e),
+    if let Some(row) = find_owned(services, identity, id).await? {
+        return Ok(Some(row.created_at));
+    }
+    if crate::archive::holds_session(services, identity.user_id(), id.uuid()).await? {
+        Ok(None)
+    } else {
+        Err(ApiError::not_found(
+            "session_not_found",
+            "no session with this id for this player",
+        ))
     }
 }
 

@@ -8,8 +8,9 @@
 //! the other, and one in both (a commit between the two reads, or an object a run did not
 //! commit) is taken once, by its id.
 
-use super::format::{MessageRow, ObjectKey, Part};
+use super::format::{MessageRow, ObjectKey};
 use super::ports::ObjectReader;
+use super::{read_part, ReadFailure};
 use std::collections::BTreeMap;
 
 /// The objects of a listing (`keys` under `prefix`) that may hold messages before
@@ -24,17 +25,6 @@ pub fn candidates(keys: &[String], prefix: &str, before_at: Option<i64>) -> Vec<
     out
 }
 
-/// Why a page could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HistoryFailure {
-    /// R2 failed: the page can be asked again.
-    #[error("the archive store failed: {0}")]
-    Store(String),
-    /// A committed object is missing or unreadable (never expected).
-    #[error("archive object {key}: {error}")]
-    Broken { key: String, error: String },
-}
-
 /// The newest `limit` messages before `before` across both tiers, oldest first, and whether
 /// older ones remain. `d1` holds the newest `limit + 1` of D1 before the cursor; `parts` are
 /// the session's objects that start before it, newest `last_at` first ([`candidates`]). It
@@ -45,7 +35,7 @@ pub async fn merge_page<R: ObjectReader>(
     parts: &[ObjectKey],
     before: Option<(i64, &str)>,
     limit: usize,
-) -> Result<(Vec<MessageRow>, bool), HistoryFailure> {
+) -> Result<(Vec<MessageRow>, bool), ReadFailure> {
     let want = limit + 1;
     let is_before = |m: &MessageRow| match before {
         None => true,
@@ -64,18 +54,7 @@ pub async fn merge_page<R: ObjectReader>(
                 break;
             }
         }
-        let bytes = store
-            .get(&part.key)
-            .await
-            .map_err(HistoryFailure::Store)?
-            .ok_or_else(|| HistoryFailure::Broken {
-                key: part.key.clone(),
-                error: "missing".into(),
-            })?;
-        let object = Part::decode(&bytes).map_err(|e| HistoryFailure::Broken {
-            key: part.key.clone(),
-            error: e.to_string(),
-        })?;
+        let object = read_part(store, &part.key).await?;
         for m in object.messages.into_iter().filter(|m| is_before(m)) {
             found.insert((m.created_at, m.id.clone()), m);
         }

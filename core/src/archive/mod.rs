@@ -9,6 +9,7 @@
 //! - [`cursor`]: where a run goes on, and the request that runs it.
 //! - [`job`]: the Cron Trigger's run, one job per database on a queue, each a few pages.
 //! - [`history`]: a page of a session's history over both tiers.
+//! - [`read_part`]: an object read and decoded, the one way every reader reads one.
 //! - [`stored_turns`]: the turns of some objects, for the consumer's dedup across tiers.
 //!
 //! The ledger across tiers: a player's `user_stats.total_points` is the `points` of their
@@ -29,6 +30,31 @@ use crate::batch::StoredTurn;
 use format::{session_prefix, ObjectKey};
 use ports::ObjectReader;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Why an object could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadFailure {
+    /// R2 failed: ask again.
+    #[error("the archive store failed: {0}")]
+    Store(String),
+    /// An object listed, or committed, is missing or unreadable (never expected).
+    #[error("archive object {key}: {error}")]
+    Broken { key: String, error: String },
+}
+
+/// The object under `key`, decoded. Every reader of objects reads them through this.
+pub async fn read_part<R: ObjectReader>(store: &R, key: &str) -> Result<Part, ReadFailure> {
+    let broken = |error: String| ReadFailure::Broken {
+        key: key.to_owned(),
+        error,
+    };
+    let bytes = store
+        .get(key)
+        .await
+        .map_err(ReadFailure::Store)?
+        .ok_or_else(|| broken("missing".into()))?;
+    Part::decode(&bytes).map_err(|e| broken(e.to_string()))
+}
 
 /// A turn to look for in the archive: its player, session and time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,11 +92,7 @@ pub async fn stored_turns<R: ObjectReader>(
     let mut turns: BTreeMap<String, StoredTurn> = BTreeMap::new();
     for key in keys {
         // Listed a moment ago and never deleted but by an erasure: missing is an error.
-        let bytes = store
-            .get(&key)
-            .await?
-            .ok_or_else(|| format!("archive object {key} is missing"))?;
-        let part = Part::decode(&bytes).map_err(|e| format!("{key}: {e}"))?;
+        let part = read_part(store, &key).await.map_err(|e| e.to_string())?;
         for m in part.messages.into_iter().filter(|m| m.role == "user") {
             turns.insert(
                 m.id.clone(),

@@ -23,7 +23,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// How much one page does: bounded so that a page stays well inside a Worker invocation's
-/// subrequests (3 D1 calls and 2 R2 calls an object).
+/// subrequests (an object is two D1 batches, its write and its read back).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub sessions: usize,
