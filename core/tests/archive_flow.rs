@@ -19,13 +19,12 @@ use chat_core::archive::format::MessageRow;
 use chat_core::archive::ports::{ArchiveLedgers, Commit, OldTurns, PartCommit, SessionRef};
 use chat_core::archive::run::{run_page, ArchiveFailure, Limits, Plan, Step};
 use chat_core::clock::Clock;
-use chat_core::consumer::turns::{consume, Ports};
 use chat_core::consumer::Settings;
 use chat_core::identity::{AuthProvider, Identity};
 use chat_core::live_map::MapCache;
 use chat_core::native::actor::block_on;
 use chat_core::native::archive::{both_tiers, history_page};
-use chat_core::native::consumer::{Databases, Handling, MemoryQueues, Message, SeededClock};
+use chat_core::native::consumer::{Databases, SeededClock};
 use chat_core::native::start_session;
 use chat_core::record::{sample, TurnRecord};
 use chat_core::shards::{bucket, bucket_prefix, ShardMap};
@@ -158,40 +157,9 @@ impl Sim {
         self.clock.now_ms()
     }
 
-    /// Delivers records through the consumer's real flow until each is acked (a retry
-    /// comes back at once); returns how many deliveries were judged applied.
+    /// Delivers records through the consumer until each is acked: how many were applied.
     fn deliver(&mut self, records: &[TurnRecord]) -> usize {
-        let mut pending: Vec<(String, u32)> = records.iter().map(|r| (r.encode(), 1)).collect();
-        let mut applied = 0;
-        for _ in 0..20 {
-            if pending.is_empty() {
-                return applied;
-            }
-            let messages: Vec<Message> = pending
-                .iter()
-                .enumerate()
-                .map(|(i, (body, attempts))| {
-                    Message::new(format!("m{i}"), body.clone(), *attempts, self.now())
-                })
-                .collect();
-            let queues = MemoryQueues::default();
-            let ports = Ports {
-                ledgers: &self.dbs,
-                control: &self.dbs,
-                queues: &queues,
-                clock: &self.clock,
-            };
-            let report = block_on(consume(&messages, &ports, &self.settings, &self.cache));
-            assert_eq!(report.dead_lettered, 0, "{:?}", report.events);
-            applied += report.applied;
-            pending = messages
-                .iter()
-                .zip(pending)
-                .filter(|(m, _)| m.handling() != Handling::Acked)
-                .map(|(_, (body, attempts))| (body, attempts + 1))
-                .collect();
-        }
-        panic!("deliveries never settled");
+        common::deliver(&self.dbs, &self.clock, &self.settings, &self.cache, records).applied
     }
 
     fn new_turn(&mut self, at: i64) -> TurnRecord {

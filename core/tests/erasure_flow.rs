@@ -10,9 +10,9 @@
 //! erased player delivered again (still queued, retried, replayed) is refused and stored
 //! nowhere, while a returning player's new turn is stored as a new player's.
 
+mod common;
+
 use chat_core::archive::run::{run_page, Limits, Plan, Step};
-use chat_core::clock::Clock;
-use chat_core::consumer::turns::{consume, Ports};
 use chat_core::consumer::Settings;
 use chat_core::identity::{AuthProvider, Identity};
 use chat_core::live_map::MapCache;
@@ -63,38 +63,8 @@ impl World {
 
     /// Delivers records through the consumer until each is acked; (applied, erased).
     fn deliver(&self, records: &[TurnRecord]) -> (usize, usize) {
-        let mut pending: Vec<String> = records.iter().map(TurnRecord::encode).collect();
-        let (mut applied, mut erased) = (0, 0);
-        for attempt in 1..10 {
-            if pending.is_empty() {
-                break;
-            }
-            let messages: Vec<Message> = pending
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    Message::new(format!("m{i}"), b.clone(), attempt, self.clock.now_ms())
-                })
-                .collect();
-            let queues = MemoryQueues::default();
-            let ports = Ports {
-                ledgers: &self.dbs,
-                control: &self.dbs,
-                queues: &queues,
-                clock: &self.clock,
-            };
-            let report = block_on(consume(&messages, &ports, &self.settings, &self.cache));
-            applied += report.applied;
-            erased += report.erased;
-            pending = messages
-                .iter()
-                .zip(pending)
-                .filter(|(m, _)| m.handling() != Handling::Acked)
-                .map(|(_, b)| b)
-                .collect();
-        }
-        assert!(pending.is_empty(), "deliveries never settled");
-        (applied, erased)
+        let d = common::deliver(&self.dbs, &self.clock, &self.settings, &self.cache, records);
+        (d.applied, d.erased)
     }
 
     /// A player with `sessions` sessions of `turns` turns, and an actor per session.
