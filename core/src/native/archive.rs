@@ -121,6 +121,36 @@ fn event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     })
 }
 
+/// A `chat_sessions` row from its first seven columns (`sql::archive::SESSION_TAIL` adds one).
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        character_type: r.get(2)?,
+        username: r.get(3)?,
+        locale: r.get(4)?,
+        created_at: r.get(5)?,
+        ended_at: r.get(6)?,
+    })
+}
+
+/// Every row `statement` returns, by the id `id` gives it.
+fn by_id<T>(
+    conn: &rusqlite::Connection,
+    statement: &str,
+    row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    id: fn(&T) -> &String,
+) -> Result<BTreeMap<String, T>, String> {
+    let mut st = conn.prepare(statement).map_err(text)?;
+    let rows = st
+        .query_map([], row)
+        .map_err(text)?
+        .map(|r| r.map(|t| (id(&t).clone(), t)))
+        .collect::<rusqlite::Result<_>>()
+        .map_err(text);
+    rows
+}
+
 impl ArchiveLedgers for Databases {
     async fn sessions(
         &self,
@@ -189,20 +219,7 @@ impl ArchiveLedgers for Databases {
             let mut rows = st
                 .query_map(
                     rusqlite::params![session.user_id, session.session_id, cutoff],
-                    |r| {
-                        Ok((
-                            SessionRow {
-                                id: r.get(0)?,
-                                user_id: r.get(1)?,
-                                character_type: r.get(2)?,
-                                username: r.get(3)?,
-                                locale: r.get(4)?,
-                                created_at: r.get(5)?,
-                                ended_at: r.get(6)?,
-                            },
-                            r.get::<_, i64>(7)? as usize,
-                        ))
-                    },
+                    |r| Ok((session_row(r)?, r.get::<_, i64>(7)? as usize)),
                 )
                 .map_err(text)?;
             rows.next().transpose().map_err(text)?
@@ -252,40 +269,24 @@ pub type Tiers = (
 /// and the rows of every object in the store of those players, each id once.
 pub fn both_tiers(dbs: &Databases, db: &str) -> Result<Tiers, String> {
     let conn = dbs.db(db)?.borrow();
-    let mut messages: BTreeMap<String, MessageRow> = conn
-        .prepare("SELECT id, user_id, session_id, role, content, score_raw, score_adjusted, emotion, created_at FROM chat_messages")
-        .map_err(text)?
-        .query_map([], message)
-        .map_err(text)?
-        .map(|r| r.map(|m| (m.id.clone(), m)))
-        .collect::<rusqlite::Result<_>>()
-        .map_err(text)?;
-    let mut events: BTreeMap<String, EventRow> = conn
-        .prepare("SELECT id, user_id, session_id, message_id, delta, reason, metadata_json, created_at FROM point_events")
-        .map_err(text)?
-        .query_map([], event)
-        .map_err(text)?
-        .map(|r| r.map(|e| (e.id.clone(), e)))
-        .collect::<rusqlite::Result<_>>()
-        .map_err(text)?;
-    let mut sessions: BTreeMap<String, SessionRow> = conn
-        .prepare("SELECT id, user_id, character_type, username, locale, created_at, ended_at FROM chat_sessions")
-        .map_err(text)?
-        .query_map([], |r| {
-            Ok(SessionRow {
-                id: r.get(0)?,
-                user_id: r.get(1)?,
-                character_type: r.get(2)?,
-                username: r.get(3)?,
-                locale: r.get(4)?,
-                created_at: r.get(5)?,
-                ended_at: r.get(6)?,
-            })
-        })
-        .map_err(text)?
-        .map(|r| r.map(|s| (s.id.clone(), s)))
-        .collect::<rusqlite::Result<_>>()
-        .map_err(text)?;
+    let mut messages = by_id(
+        &conn,
+        "SELECT id, user_id, session_id, role, content, score_raw, score_adjusted, emotion, created_at FROM chat_messages",
+        message,
+        |m| &m.id,
+    )?;
+    let mut events = by_id(
+        &conn,
+        "SELECT id, user_id, session_id, message_id, delta, reason, metadata_json, created_at FROM point_events",
+        event,
+        |e| &e.id,
+    )?;
+    let mut sessions = by_id(
+        &conn,
+        "SELECT id, user_id, character_type, username, locale, created_at, ended_at FROM chat_sessions",
+        session_row,
+        |s| &s.id,
+    )?;
     let users: Vec<String> = conn
         .prepare("SELECT id FROM users")
         .map_err(text)?
