@@ -43,7 +43,7 @@ struct Schema {
 async fn schema(env: &Env, binding: &str) -> Result<(Option<String>, bool), String> {
     let db = database(env, binding).map_err(|e| format!("{e:?}"))?;
     let row = db
-        .prepare(SCHEMA_CHECK)
+        .prepare(SCHEMA_CHECK.as_str())
         .metered_first::<Schema>()
         .await
         .map_err(|e| e.to_string())?;

@@ -35,7 +35,8 @@ pub const BY_HAND_ON_SCHEMA_ONE: [&str; 2] = ["0010_archive.sql", LATEST_MIGRATI
 
 /// The migrations a database may have as its newest and serve turns: the same statements
 /// run on schema 1 (rowid tables, as a database holding turns keeps them until its buckets
-/// move; 0010's table added to it by hand, see [`SCHEMA_CHECK`]) and on schema 2.
+/// move; the tables of 0010 and 0011 added to it by hand, see [`SCHEMA_CHECK`]) and on
+/// schema 2.
 pub const SERVING_MIGRATIONS: [&str; 2] = ["0008_leaders.sql", LATEST_MIGRATION];
 
 /// The tables every statement of this round needs (0010 and 0011). A schema-1 database
@@ -48,10 +49,14 @@ pub const APPLIED_MIGRATION: &str = "SELECT name FROM d1_migrations ORDER BY id 
 
 /// What `GET /readyz` asks each database: its newest migration, and how many of
 /// [`NEEDED_TABLES`] it has.
-pub const SCHEMA_CHECK: &str = "\
-SELECT (SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1) AS name,
-       (SELECT COUNT(*) FROM sqlite_master
-        WHERE type = 'table' AND name IN ('archive_players', 'erasures')) AS tables";
+pub static SCHEMA_CHECK: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<String> = NEEDED_TABLES.iter().map(|t| format!("'{t}'")).collect();
+    format!(
+        "SELECT (SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1) AS name,
+       (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({})) AS tables",
+        names.join(", ")
+    )
+});
 
 use crate::scoring::LEVEL_THRESHOLDS;
 use std::sync::LazyLock;
@@ -86,6 +91,20 @@ macro_rules! unerased {
             "NOT EXISTS (SELECT 1 FROM erasures AS e WHERE e.user_hash = r.value ->> '$.erasure_tag' AND r.value ->> '$.",
             $at,
             "' <= e.erased_at)"
+        )
+    };
+}
+
+/// True for a row `r` of `json_each(?1)` whose turn a write may store: its bucket is not
+/// fenced here, the archive may not hold it, and its player was not erased since.
+macro_rules! writable {
+    () => {
+        concat!(
+            unfenced!(),
+            " AND ",
+            unarchived!(),
+            " AND ",
+            unerased!("user_at")
         )
     };
 }
@@ -158,9 +177,7 @@ FROM (
   SELECT r.value ->> '$.user_id' AS user_id, r.value ->> '$.delta' AS delta, r.value ->> '$.agent_at' AS at
   FROM json_each(?1) AS r
   WHERE NOT EXISTS (SELECT 1 FROM point_events AS p WHERE p.id = r.value ->> '$.event_id')
-    AND {unfenced}
-    AND {unarchived}
-    AND {unerased}
+    AND {writable}
 ) AS n
 GROUP BY n.user_id
 ON CONFLICT (user_id) DO UPDATE SET
@@ -170,9 +187,7 @@ ON CONFLICT (user_id) DO UPDATE SET
   updated_at = MAX(user_stats.updated_at, excluded.updated_at)",
         insert_level = level_of("SUM(n.delta)"),
         update_level = level_of("(user_stats.total_points + excluded.total_points)"),
-        unfenced = unfenced!(),
-        unarchived = unarchived!(),
-        unerased = unerased!("user_at"),
+        writable = writable!(),
     )
 });
 
@@ -186,22 +201,14 @@ SELECT r.value ->> '$.turn_id', r.value ->> '$.user_id', r.value ->> '$.session_
        r.value ->> '$.user_at'
 FROM json_each(?1) AS r
 WHERE ",
-    unfenced!(),
-    " AND ",
-    unarchived!(),
-    " AND ",
-    unerased!("user_at"),
+    writable!(),
     "
 UNION ALL
 SELECT r.value ->> '$.agent_id', r.value ->> '$.user_id', r.value ->> '$.session_id', 'agent',
        r.value ->> '$.agent_content', NULL, NULL, r.value ->> '$.emotion', r.value ->> '$.agent_at'
 FROM json_each(?1) AS r
 WHERE ",
-    unfenced!(),
-    " AND ",
-    unarchived!(),
-    " AND ",
-    unerased!("user_at"),
+    writable!(),
     "
 ON CONFLICT (id) DO NOTHING"
 );
@@ -214,11 +221,7 @@ SELECT r.value ->> '$.event_id', r.value ->> '$.user_id', r.value ->> '$.session
        r.value ->> '$.delta', r.value ->> '$.reason', r.value ->> '$.metadata_json', r.value ->> '$.agent_at'
 FROM json_each(?1) AS r
 WHERE ",
-    unfenced!(),
-    " AND ",
-    unarchived!(),
-    " AND ",
-    unerased!("user_at"),
+    writable!(),
     "
 ON CONFLICT (id) DO NOTHING"
 );
@@ -236,11 +239,7 @@ FROM (
   WHERE r.value ->> '$.game_over' = 1
     AND NOT EXISTS (SELECT 1 FROM point_events AS p WHERE p.id = r.value ->> '$.event_id')
     AND ",
-    unfenced!(),
-    " AND ",
-    unarchived!(),
-    " AND ",
-    unerased!("user_at"),
+    writable!(),
     "
   GROUP BY r.value ->> '$.session_id'
 ) AS g
